@@ -1,0 +1,277 @@
+"""The steps of one turn, as plain functions of the conversation state.
+
+understand -> escalate -> decide -> render. Each returns the keys it changes. All
+business logic is here and deterministic: the spec decides what may be asked and done.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypedDict
+from zoneinfo import ZoneInfo
+
+from dialogue.render import render
+from dialogue.spec import WorkerSpec
+from escalation.evaluate import Facts, fired_rules
+from escalation.rules import ActionKind
+from extraction.base import ExtractionContext, Extractor
+from extraction.intents import detect_intents, is_correction, yes_no
+from extraction.validate import validate
+
+
+class ConversationState(TypedDict, total=False):
+    incoming: dict[str, Any] | None  # {text, time, channel}; set by the caller each turn
+    channel: str
+    started_at: str
+    phase: str  # new | collecting | confirming | correcting | done
+    fields: dict[str, dict[str, Any]]
+    requested: str | None
+    reasks: dict[str, int]
+    turns: int
+    intents: list[str]
+    answer: bool | None  # yes/no of this turn
+    took: list[str]  # fields taken this turn
+    errors: dict[str, str]  # field -> why its value was refused this turn
+    escalation: dict[str, Any] | None
+    escalated_now: bool
+    fired: list[str]  # ids of every rule that held this turn (all are audited)
+    outcome: str | None
+    lines: list[dict[str, Any]]  # what decide wants said: {key, field?, extra}
+    actions: list[dict[str, Any]]
+
+
+def _now(state: ConversationState) -> datetime:
+    return datetime.fromisoformat(state["incoming"]["time"])
+
+
+def make_understand(spec: WorkerSpec, extractor: Extractor):
+    zone = ZoneInfo(spec.timezone)
+
+    def understand(state: ConversationState) -> ConversationState:
+        incoming = state.get("incoming") or {}
+        text = incoming.get("text")
+        base: ConversationState = {
+            "took": [], "errors": {}, "intents": [], "answer": None, "lines": [], "actions": [],
+            "escalated_now": False, "fired": [], "channel": incoming.get("channel", state.get("channel", "console")),
+        }
+        if "started_at" not in state:
+            base["started_at"] = incoming["time"]
+        phase = state.get("phase", "new")
+        if phase == "done" and state.get("outcome") != "escalated" and text is not None:
+            # A finished (not handed-over) conversation that hears again starts afresh.
+            base.update(phase="new", fields={}, reasks={}, requested=None, outcome=None, escalation=None)
+            phase = "new"
+        if text is None or phase == "done":
+            return base
+        intents = detect_intents(text)
+        answer = yes_no(text) if phase in ("confirming", "correcting") else None
+        fields = dict(state.get("fields") or {})
+        if "start_over" in intents:
+            return {**base, "intents": sorted(intents), "turns": state.get("turns", 0) + 1}
+        requested = state.get("requested")
+        local_now = _now(state).astimezone(zone)
+        context = ExtractionContext(
+            requested=[requested] if requested else [], now=local_now, filled=list(fields)
+        )
+        turn_no = state.get("turns", 0) + 1
+        took, errors = [], {}
+        for item in extractor.extract(text, spec.fields, context):
+            field_spec = spec.field(item.field)
+            problem = validate(field_spec, item.value, local_now)
+            if problem:
+                errors[item.field] = problem
+                continue
+            fields[item.field] = {
+                "value": item.value, "text": item.text, "start": item.start, "end": item.end,
+                "turn": turn_no, "confidence": item.confidence,
+            }
+            took.append(item.field)
+        reasks = dict(state.get("reasks") or {})
+        quiet = intents & {"greeting", "help", "goodbye", "human", "stop"}
+        if requested and requested not in took and not quiet and answer is None:
+            if not took or requested in errors:
+                reasks[requested] = reasks.get(requested, 0) + 1
+        if phase == "new":
+            phase = "collecting"
+        return {
+            **base, "intents": sorted(intents), "answer": answer, "fields": fields, "took": took,
+            "errors": errors, "reasks": reasks, "turns": turn_no, "phase": phase,
+        }
+
+    return understand
+
+
+def make_escalate(spec: WorkerSpec):
+    zone = ZoneInfo(spec.timezone)
+
+    def escalate(state: ConversationState) -> ConversationState:
+        if state.get("escalation") or state.get("phase") in ("done", "new", None) or not state.get("incoming", {}).get("text"):
+            return {}
+        now = _now(state)
+        facts = Facts(
+            intents=set(state.get("intents", [])),
+            fields=state.get("fields", {}),
+            turns=state.get("turns", 0),
+            reasks=state.get("reasks", {}),
+            elapsed_seconds=(now - datetime.fromisoformat(state["started_at"])).total_seconds(),
+            channel=state.get("channel", "console"),
+            local_time=now.astimezone(zone),
+        )
+        fired = fired_rules(spec.escalation.rules, facts)
+        if fired:
+            rule = fired[0]
+            return {
+                "fired": [r.id for r in fired],
+                "escalation": {"rule": rule.id, "reason": rule.reason, "action": rule.action.value, "to": rule.to, "say": rule.say},
+                "escalated_now": True,
+            }
+        limit = spec.escalation.max_reasks
+        over = [f for f, n in state.get("reasks", {}).items() if n > limit]
+        if over and spec.escalation.on_reask_limit == "escalate":
+            reason = f"I couldn't get your {over[0].replace('_', ' ')}."
+            return {
+                "fired": ["reask_limit"],
+                "escalation": {"rule": "reask_limit", "reason": reason, "action": "transfer", "to": None, "say": None},
+                "escalated_now": True,
+            }
+        return {}
+
+    return escalate
+
+
+def _next_missing(spec: WorkerSpec, fields: dict[str, Any]) -> str | None:
+    for f in spec.fields:
+        if f.required and f.name not in fields:
+            return f.name
+    return None
+
+
+def make_decide(spec: WorkerSpec):
+    def decide(state: ConversationState) -> ConversationState:
+        incoming = state.get("incoming") or {}
+        text = incoming.get("text")
+        fields = state.get("fields", {})
+        phase = state.get("phase", "new")
+        intents = set(state.get("intents", []))
+        lines: list[dict[str, Any]] = []
+
+        def ask(name: str | None) -> ConversationState:
+            if name is None:
+                lines.append({"key": "confirmation"})
+                return {"lines": lines, "phase": "confirming", "requested": None}
+            lines.append({"key": "prompt", "field": name})
+            return {"lines": lines, "phase": "collecting", "requested": name}
+
+        if state.get("escalated_now"):
+            esc = state["escalation"]
+            lines.append({"key": "handoff", "extra": {"reason": esc["reason"]}, "say": esc.get("say")})
+            return {"lines": lines, "phase": "done", "outcome": "escalated", "requested": None}
+        if phase == "done":
+            return {"lines": []}
+        if text is None:
+            lines.append({"key": "greeting"})
+            return ask(_next_missing(spec, fields))
+        if "start_over" in intents:
+            lines.append({"key": "start_over"})
+            result = ask(_next_missing(spec, {}))
+            return {**result, "fields": {}, "reasks": {}}
+        answer = state.get("answer")
+        if "goodbye" in intents and not (answer is not None and phase in ("confirming", "correcting")) and not state.get("took"):
+            lines.append({"key": "goodbye"})
+            return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
+        limit = spec.escalation.max_reasks
+        over = [f for f, n in state.get("reasks", {}).items() if n > limit]
+        if over:  # on_reask_limit == "end"; "escalate" was handled by the escalate step
+            lines.append({"key": "reask_limit"})
+            lines.append({"key": "goodbye"})
+            return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
+        errors = state.get("errors", {})
+        took = state.get("took", [])
+        if "help" in intents and spec.script.help:
+            lines.append({"key": "help"})
+        if phase in ("confirming", "correcting"):
+            if took:
+                lines.append({"key": "acknowledge"})
+                return ask(_next_missing(spec, fields))
+            if errors:
+                name = next(iter(errors))
+                lines.append({"key": "invalid", "field": name, "extra": {"error": errors[name]}})
+                return {"lines": lines, "phase": phase}
+            if answer is True:
+                lines.append({"key": "closing"})
+                return {"lines": lines, "phase": "done", "outcome": "completed", "requested": None}
+            if answer is False:
+                lines.append({"key": "correction_prompt"})
+                return {"lines": lines, "phase": "correcting", "requested": None}
+            if "help" not in intents:
+                lines.append({"key": "fallback", "prompt_key": "confirmation"})
+            return {"lines": lines, "phase": phase}
+        requested = state.get("requested")
+        if errors:
+            name = requested if requested in errors else next(iter(errors))
+            lines.append({"key": "invalid", "field": name, "extra": {"error": errors[name]}})
+            return {"lines": lines, "phase": "collecting", "requested": name}
+        missing = _next_missing(spec, fields)
+        if took:
+            lines.append({"key": "acknowledge"})
+            return ask(missing)
+        if intents & {"greeting", "help"} or (requested is None):
+            return ask(missing)
+        key = "reask" if state.get("reasks", {}).get(requested, 0) > 1 else "fallback"
+        lines.append({"key": key, "field": requested})
+        return {"lines": lines, "phase": "collecting", "requested": requested}
+
+    return decide
+
+
+_ALLOWED_FOR = {"say": ActionKind.reply, "transfer": ActionKind.transfer, "notify": ActionKind.notify, "end": ActionKind.end}
+
+
+def make_render(spec: WorkerSpec):
+    script = spec.script
+
+    def prompt_of(name: str) -> str:
+        return render(spec.field(name).prompt, spec.fields, {})
+
+    def render_node(state: ConversationState) -> ConversationState:
+        fields = state.get("fields", {})
+        channel = spec.channel(state.get("channel", "console"))
+        texts: list[str] = []
+        for line in state.get("lines", []):
+            key, name, extra = line["key"], line.get("field"), dict(line.get("extra") or {})
+            field_spec = spec.field(name) if name else None
+            if key == "prompt":
+                template = field_spec.prompt
+            elif key == "greeting":
+                template = channel.greeting or script.greeting
+            elif key == "fallback":
+                extra["prompt"] = (
+                    render(script.confirmation, spec.fields, fields) if line.get("prompt_key") == "confirmation"
+                    else prompt_of(name) if name else ""
+                )
+                template = script.fallback
+            elif key == "reask":
+                extra["prompt"] = prompt_of(name)
+                template = (field_spec.reask if field_spec and field_spec.reask else script.reask)
+            elif key == "invalid":
+                extra["prompt"] = prompt_of(name) if name else ""
+                template = (field_spec.invalid if field_spec and field_spec.invalid else script.invalid)
+            elif key == "handoff" and line.get("say"):
+                template = line["say"]
+            else:
+                template = getattr(script, key)
+            texts.append(render(template, spec.fields, fields, worker=spec.persona, **extra))
+        actions: list[dict[str, Any]] = []
+        said = " ".join(t for t in texts if t)
+        if said:
+            actions.append({"kind": "say", "text": said})
+        if state.get("escalated_now"):
+            esc = state["escalation"]
+            if esc["action"] in ("transfer", "notify") and ActionKind(esc["action"]) in spec.allowed_actions:
+                actions.append({"kind": esc["action"], "to": esc.get("to"), "rule": esc["rule"], "reason": esc["reason"]})
+        if state.get("phase") == "done" and state.get("lines"):
+            actions.append({"kind": "end", "outcome": state.get("outcome") or "abandoned"})
+        allowed = [a for a in actions if a["kind"] == "say" or _ALLOWED_FOR[a["kind"]] in spec.allowed_actions]
+        return {"actions": allowed, "incoming": None}
+
+    return render_node

@@ -1,0 +1,155 @@
+"""The worker spec: who the worker is, what it says, what it collects, when it hands over.
+
+A spec is a YAML file validated by these models (`channel-worker spec schema` prints
+their JSON Schema). Reply lines are `str.format` templates over the collected fields:
+`{people}`, `{date:%A %d %B}`.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from escalation.rules import ActionKind, EscalationSettings, condition_fields
+from extraction.fields import IDENTIFIER, FieldSpec
+
+BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
+TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Script(_Strict):
+    """Every line the worker may say that is not a field prompt."""
+
+    greeting: str
+    confirmation: str = Field(description="Read back the collected fields and ask for a yes or no.")
+    closing: str = Field(description="Said when the person confirmed; the conversation ends.")
+    fallback: str = Field(
+        "Sorry, I didn't catch that. {prompt}", description="Said when nothing in the turn was understood."
+    )
+    reask: str = Field("Sorry, I still need that. {prompt}", description="Default re-ask line for every field.")
+    invalid: str = Field("{error} {prompt}", description="Default line for a value that breaks a constraint.")
+    acknowledge: str = Field("Got it.", description="Said before the next question when a value was taken.")
+    correction_prompt: str = Field(
+        "No problem. What should I change?", description="Said when the person says no to the confirmation."
+    )
+    start_over: str = Field("Sure, let's start again.", description="Said when the person asks to start over.")
+    goodbye: str = Field("Okay, goodbye.", description="Said when the person leaves before the end.")
+    handoff: str = Field(
+        "I'm passing you to a colleague who can help. {reason}", description="Said when a rule hands over."
+    )
+    reask_limit: str = Field(
+        "I'm sorry, I'm having trouble with this.", description="Said when a field was re-asked too often."
+    )
+    help: str = Field("", description="Answer to HELP (SMS) or 'what can you do'.")
+    examples: list[str] = Field(default_factory=list, description="Example lines in the worker's voice.")
+
+
+class Outcome(_Strict):
+    name: str = Field(pattern=IDENTIFIER)
+    description: str = ""
+
+
+class ChannelSettings(_Strict):
+    enabled: bool = True
+    greeting: str | None = Field(None, description="Replaces the script greeting on this channel.")
+    max_segments: int | None = Field(None, ge=1, le=10, description="SMS: most segments per reply.")
+    silence_timeout_seconds: float | None = Field(None, gt=0, description="Voice: re-prompt after this silence.")
+
+
+class Channels(_Strict):
+    console: ChannelSettings = Field(default_factory=ChannelSettings)
+    sms: ChannelSettings = Field(default_factory=ChannelSettings)
+    email: ChannelSettings = Field(default_factory=ChannelSettings)
+    voice: ChannelSettings = Field(default_factory=ChannelSettings)
+
+
+class WorkerSpec(_Strict):
+    """A whole worker: persona, script, fields, outcomes, escalation and channels."""
+
+    name: str = Field(pattern=IDENTIFIER)
+    persona: str = Field(description="Who the worker is, e.g. 'Sam, the host at Luigi's'.")
+    tone: str = Field("friendly and brief", description="How it speaks.")
+    goal: str = Field(description="What a completed conversation achieves.")
+    timezone: str = Field("UTC", description="IANA zone used to read relative dates and times.")
+    script: Script
+    fields: list[FieldSpec] = Field(min_length=1)
+    outcomes: list[Outcome] = Field(default_factory=lambda: [Outcome(name=n) for n in BUILTIN_OUTCOMES])
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    allowed_actions: list[ActionKind] = Field(
+        default_factory=lambda: list(ActionKind),
+        description="Actions this worker may take; anything else is refused.",
+    )
+    channels: Channels = Field(default_factory=Channels)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkerSpec:
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"field names must be unique; repeated: {', '.join(duplicates)}")
+        outcome_names = {o.name for o in self.outcomes}
+        missing = [o for o in BUILTIN_OUTCOMES if o not in outcome_names]
+        if missing:
+            raise ValueError(f"outcomes must include {', '.join(missing)}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception as exc:  # zoneinfo raises several kinds for a bad key
+            raise ValueError(f"timezone {self.timezone!r} is not a known IANA zone") from exc
+        for i, rule in enumerate(self.escalation.rules):
+            for ref in condition_fields(rule.when):
+                if ref not in names:
+                    raise ValueError(f"escalation.rules.{i} ({rule.id}) refers to unknown field {ref!r}")
+            if rule.action not in self.allowed_actions:
+                raise ValueError(
+                    f"escalation.rules.{i} ({rule.id}) uses action {rule.action.value!r}, "
+                    f"which allowed_actions does not authorize"
+                )
+        ids = [r.id for r in self.escalation.rules]
+        if len(ids) != len(set(ids)):
+            raise ValueError("escalation rule ids must be unique")
+        self._check_templates(set(names))
+        return self
+
+    def _check_templates(self, field_names: set[str]) -> None:
+        known = field_names | TEMPLATE_EXTRAS
+        lines: list[tuple[str, str]] = [
+            (f"script.{k}", v) for k, v in self.script.model_dump().items() if isinstance(v, str)
+        ]
+        for i, f in enumerate(self.fields):
+            for attr in ("prompt", "reask", "invalid", "confirm_as"):
+                value = getattr(f, attr)
+                if value:
+                    lines.append((f"fields.{i}.{attr}", value))
+        for where, template in lines:
+            try:
+                parsed = list(string.Formatter().parse(template))
+            except ValueError as exc:
+                raise ValueError(f"{where}: template is malformed: {exc}") from exc
+            for _, name, _, _ in parsed:
+                if name is None:
+                    continue
+                root = name.split(".")[0].split("[")[0]
+                if root == "" or root.isdigit():
+                    raise ValueError(f"{where}: use named placeholders such as {{people}}, not {{{name}}}")
+                if root not in known:
+                    raise ValueError(f"{where}: template uses {{{root}}}, which is not a field of this worker")
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def channel(self, name: str) -> ChannelSettings:
+        return getattr(self.channels, name, ChannelSettings())
+
+
+SpecFormat = Literal["yaml"]

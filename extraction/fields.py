@@ -1,0 +1,124 @@
+"""Field definitions: what a worker collects, of which type, under which constraints.
+
+These models are part of the worker spec (`dialogue.spec`) but live here because the
+extractors and the validator are their main readers; the dialogue layer imports them,
+never the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+
+
+class FieldType(str, Enum):
+    text = "text"
+    name = "name"
+    first_name = "first_name"
+    last_name = "last_name"
+    full_name = "full_name"
+    date = "date"
+    time = "time"
+    datetime = "datetime"
+    integer = "integer"
+    count = "count"
+    money = "money"
+    phone = "phone"
+    email = "email"
+    digits = "digits"
+    choice = "choice"
+    yes_no = "yes_no"
+    free_text = "free_text"
+
+
+NUMERIC_TYPES = {FieldType.integer, FieldType.count}
+NAME_TYPES = {FieldType.name, FieldType.first_name, FieldType.last_name, FieldType.full_name}
+
+
+class Choice(BaseModel):
+    """One allowed value of a choice field, with the other words people use for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str
+    synonyms: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class Constraints(BaseModel):
+    """Limits a collected value must respect; which ones apply depends on the field type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = Field(None, description="Smallest allowed number, or earliest date as days from today.")
+    max: float | None = Field(None, description="Largest allowed number, or latest date as days from today.")
+    min_length: int | None = Field(None, ge=0, description="Fewest characters (digits for digit fields).")
+    max_length: int | None = Field(None, ge=1, description="Most characters (digits for digit fields).")
+    pattern: str | None = Field(None, description="Regular expression the whole normalised value must match.")
+    choices: list[Choice] | None = Field(None, description="Allowed values of a choice field.")
+    checksum: str | None = Field(None, description="'luhn' to require a valid Luhn check digit.")
+    not_in_past: bool = Field(False, description="Dates: refuse a day before the message was sent.")
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _choices_from_strings(cls, value: Any) -> Any:
+        # A plain list of words is the common case; accept it as choices without synonyms.
+        if isinstance(value, list):
+            return [{"value": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("checksum")
+    @classmethod
+    def _known_checksum(cls, value: str | None) -> str | None:
+        if value is not None and value.lower() != "luhn":
+            raise ValueError("checksum must be 'luhn'")
+        return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> Constraints:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
+            raise ValueError("min_length is greater than max_length")
+        return self
+
+
+class FieldSpec(BaseModel):
+    """One value the worker collects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=IDENTIFIER, description="Identifier used in templates and exports.")
+    type: FieldType
+    description: str = ""
+    required: bool = True
+    prompt: str = Field(description="What the worker says to ask for this field.")
+    reask: str | None = Field(None, description="Said when the answer was not understood; defaults to the script's.")
+    invalid: str | None = Field(None, description="Said when the value breaks a constraint; `{error}` is the reason.")
+    constraints: Constraints = Field(default_factory=Constraints)
+    confirm_as: str | None = Field(
+        None, description="How the value reads back in the confirmation, e.g. '{date:%A %d %B}'."
+    )
+
+    @model_validator(mode="after")
+    def _choices_only_for_choice(self) -> FieldSpec:
+        if self.type is FieldType.choice and not self.constraints.choices:
+            raise ValueError("a choice field needs constraints.choices")
+        if self.type is not FieldType.choice and self.constraints.choices:
+            raise ValueError("constraints.choices only applies to fields of type choice")
+        return self

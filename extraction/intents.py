@@ -1,0 +1,54 @@
+"""What a turn is trying to do besides giving values: ask for a human, start over,
+say yes or no, leave. Word lists and patterns, offline and predictable."""
+
+from __future__ import annotations
+
+import re
+
+_PATTERNS: dict[str, re.Pattern[str]] = {
+    "human": re.compile(
+        r"\b(?:(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|the\s+|your\s+)?"
+        r"(?:human|person|agent|someone|somebody|representative|operator|manager|staff|real\s+person)"
+        r"|real\s+person|human\s+being|(?:an?\s+)?(?:live\s+)?agent|representative|operator"
+        r"|^\s*human\s*[.!]*\s*$)\b",
+        re.IGNORECASE,
+    ),
+    "complaint": re.compile(r"\b(?:complain\w*|unacceptable|ridiculous|terrible service|disgusted)\b", re.I),
+    "legal": re.compile(r"\b(?:lawyer|attorney|solicitor|sue|suing|legal action|court|ombudsman)\b", re.I),
+    "cancel": re.compile(r"\bcancel(?:l?ing|l?ed|lation)?\b(?!\s+(?:that|it)\b\s*$)", re.I),
+    "abuse": re.compile(r"\b(?:fuck\w*|shit\w*|bitch\w*|bastard|asshole|idiot|stupid bot|moron)\b", re.I),
+    "stop": re.compile(r"^\s*(?:stop|stopall|unsubscribe|quit)\s*[.!]*\s*$", re.I),
+    "start_over": re.compile(r"\b(?:start\s+(?:over|again|afresh)|restart|from\s+the\s+(?:beginning|start)|begin\s+again)\b", re.I),
+    "goodbye": re.compile(
+        r"^\s*(?:ok(?:ay)?[, ]+)?(?:good\s*bye|bye(?:\s*bye)?|never\s*mind|forget\s+it|no\s+thanks?(?:\s+you)?|"
+        r"i'?ll\s+call\s+back(?:\s+later)?|that'?s\s+all)\b",
+        re.I,
+    ),
+    "greeting": re.compile(r"^\s*(?:hi|hello|hey|hiya|good\s+(?:morning|afternoon|evening)|yo)\b[\s!.,]*(?:there)?[\s!.,]*$", re.I),
+    "help": re.compile(r"^\s*(?:help|info|what can you do\??)\s*$", re.I),
+}
+
+YES = re.compile(
+    r"^\s*(?:yes|yeah|yep|yup|yea|ya|sure|correct|right|that'?s\s+(?:right|correct|it)|exactly|absolutely|"
+    r"perfect|confirm(?:ed)?|affirmative|ok(?:ay)?|sounds\s+good|great|fine|all\s+good|uh[- ]huh|definitely)\b",
+    re.I,
+)
+NO = re.compile(r"^\s*(?:no|nope|nah|not\s+quite|incorrect|wrong|that'?s\s+(?:wrong|not\s+right)|negative)\b", re.I)
+CORRECTION = re.compile(r"^\s*(?:no\b|nope\b|actually\b|sorry\b|wait\b|make\s+it\b|change\b|instead\b|not\s+\w+\s*,)", re.I)
+
+
+def detect_intents(text: str) -> set[str]:
+    return {name for name, pattern in _PATTERNS.items() if pattern.search(text)}
+
+
+def yes_no(text: str) -> bool | None:
+    """True for a yes, False for a no, None when the turn is neither."""
+    if YES.search(text):
+        return True
+    if NO.search(text):
+        return False
+    return None
+
+
+def is_correction(text: str) -> bool:
+    return bool(CORRECTION.search(text))

@@ -1,0 +1,152 @@
+"""One small async database handle over SQLite (aiosqlite) or PostgreSQL (psycopg).
+
+SQL is written once with `?` placeholders; the PostgreSQL side rewrites them to `%s`.
+`J` in SQL marks a JSON parameter (`J?`), stored as TEXT in SQLite and JSONB in
+PostgreSQL. Rows come back as dicts with JSON already decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+def iso_utc(moment: datetime) -> str:
+    """One text form for every stored time, so SQLite compares them correctly as strings."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+_PLACEHOLDER = re.compile(r"J\?|\?")
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and url.startswith(("postgres://", "postgresql://"))
+
+
+class Database:
+    """Async access to the worker's own tables. Create with `await Database.open(url)`."""
+
+    dialect: str
+
+    def __init__(self) -> None:
+        self._sqlite: aiosqlite.Connection | None = None
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str) -> Database:
+        db = cls()
+        if is_postgres_url(url):
+            from psycopg.rows import dict_row
+            from psycopg_pool import AsyncConnectionPool
+
+            db.dialect = "postgres"
+            db._pool = AsyncConnectionPool(
+                url, min_size=1, max_size=8, open=False,
+                kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+            )
+            await db._pool.open(wait=True)
+        else:
+            db.dialect = "sqlite"
+            path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            db._sqlite = await aiosqlite.connect(path, isolation_level=None)
+            db._sqlite.row_factory = aiosqlite.Row
+            # WAL lets readers (exports, the review UI) run beside the writer.
+            await db._sqlite.execute("PRAGMA journal_mode=WAL")
+            await db._sqlite.execute("PRAGMA synchronous=NORMAL")
+            await db._sqlite.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    @contextlib.asynccontextmanager
+    async def advisory_lock(self, key: int) -> AsyncIterator[None]:
+        """Serialise work across processes on PostgreSQL; SQLite's single writer needs none."""
+        if self._pool is None:
+            yield
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def _sql(self, sql: str) -> str:
+        if self.dialect == "sqlite":
+            return _PLACEHOLDER.sub("?", sql)
+        return _PLACEHOLDER.sub(lambda m: "%s::jsonb" if m.group(0) == "J?" else "%s", sql.replace("%", "%%"))
+
+    def _params(self, params: Sequence[Any]) -> list[Any]:
+        out = []
+        for p in params:
+            if isinstance(p, (dict, list)):
+                p = json.dumps(p)
+            elif isinstance(p, datetime) and self.dialect == "sqlite":
+                p = iso_utc(p)
+            out.append(p)
+        return out
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self._sqlite is not None:
+            async with self._lock:
+                await self._sqlite.execute(self._sql(sql), self._params(params))
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(self._sql(sql), self._params(params))
+
+    async def execute_script(self, statements: Iterable[str]) -> None:
+        """Run DDL statements in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
+        if self._sqlite is not None:
+            async with self._lock:
+                await self._sqlite.execute("BEGIN")
+                try:
+                    for statement in statements:
+                        await self._sqlite.execute(statement)
+                    await self._sqlite.execute("COMMIT")
+                except BaseException:
+                    await self._sqlite.execute("ROLLBACK")
+                    raise
+            return
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
+        if self._sqlite is not None:
+            async with self._lock:
+                cursor = await self._sqlite.execute(self._sql(sql), self._params(params))
+                rows = [dict(r) for r in await cursor.fetchall()]
+        else:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self._sql(sql), self._params(params))
+                rows = list(await cursor.fetchall())
+        json_columns = tuple(json_columns)
+        for row in rows:
+            for col, value in row.items():
+                if isinstance(value, datetime):
+                    row[col] = iso_utc(value)
+            for col in json_columns:
+                if isinstance(row.get(col), str):
+                    row[col] = json.loads(row[col])
+        return rows
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> dict[str, Any] | None:
+        rows = await self.fetchall(sql, params, json_columns)
+        return rows[0] if rows else None

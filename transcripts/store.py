@@ -1,0 +1,141 @@
+"""The conversation store: every turn appended as an event, one summary row per conversation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from transcripts.db import Database
+from transcripts.migrations import migrate
+
+_JSON_EVENT = ("fields", "escalation", "actions", "metadata")
+_JSON_CONV = ("fields", "escalation")
+
+
+class Event(BaseModel):
+    """One stored turn: what was said, by whom, and the state after it."""
+
+    id: int | None = None
+    conversation_id: str
+    channel: str
+    direction: str = Field(pattern="^(in|out|system)$")
+    text: str | None
+    time: datetime | str
+    fields: dict[str, Any] = Field(default_factory=dict)
+    outcome: str | None = None
+    escalation: dict[str, Any] | None = None
+    actions: list[dict[str, Any]] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversationRecord(BaseModel):
+    id: str
+    worker: str
+    channel: str
+    started_at: str
+    updated_at: str
+    outcome: str | None
+    escalation: dict[str, Any] | None
+    fields: dict[str, Any]
+    turns: int
+
+
+class ExportFilter(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    outcome: str | None = None
+    channel: str | None = None
+    worker: str | None = None
+
+
+class TranscriptStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    @classmethod
+    async def open(cls, url: str) -> TranscriptStore:
+        db = await Database.open(url)
+        await migrate(db)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def append(self, event: Event, worker: str) -> None:
+        """Record one event and keep the conversation's summary row in step with it."""
+        await self.db.execute(
+            "INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
+            "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
+            (event.conversation_id, worker, event.channel, event.time, event.time, {}),
+        )
+        await self.db.execute(
+            "INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, metadata) "
+            "VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?)",
+            (
+                event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields,
+                event.outcome, event.escalation, event.actions, event.metadata,
+            ),
+        )
+        await self.db.execute(
+            "UPDATE conversations SET updated_at = ?, fields = J?, outcome = COALESCE(?, outcome), "
+            "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
+            (
+                event.time, event.fields, event.outcome, event.escalation,
+                1 if event.direction == "in" and event.text is not None else 0, event.conversation_id,
+            ),
+        )
+
+    async def conversation(self, conversation_id: str) -> ConversationRecord | None:
+        row = await self.db.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,), _JSON_CONV)
+        return ConversationRecord(**row) if row else None
+
+    async def events(self, conversation_id: str) -> list[Event]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM events WHERE conversation_id = ? ORDER BY id", (conversation_id,), _JSON_EVENT
+        )
+        return [Event(**r) for r in rows]
+
+    def _where(self, f: ExportFilter) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for column, value, op in (
+            ("started_at", f.since, ">="), ("started_at", f.until, "<"),
+            ("outcome", f.outcome, "="), ("channel", f.channel, "="), ("worker", f.worker, "="),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    async def count_conversations(self, f: ExportFilter) -> int:
+        where, params = self._where(f)
+        row = await self.db.fetchone(f"SELECT COUNT(*) AS n FROM conversations{where}", params)
+        return int(row["n"]) if row else 0
+
+    async def iter_conversations(self, f: ExportFilter, batch: int = 500) -> AsyncIterator[tuple[ConversationRecord, list[Event]]]:
+        """Conversations matching `f`, oldest first, each with its events; paged so memory stays flat."""
+        where, params = self._where(f)
+        last_started, last_id = "", ""
+        while True:
+            keyset = "(started_at > ? OR (started_at = ? AND id > ?))"
+            clause = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
+            rows = await self.db.fetchall(
+                f"SELECT * FROM conversations{clause} ORDER BY started_at, id LIMIT {int(batch)}",
+                [*params, last_started or "0001-01-01T00:00:00+00:00", last_started or "0001-01-01T00:00:00+00:00", last_id],
+                _JSON_CONV,
+            )
+            if not rows:
+                return
+            ids = [r["id"] for r in rows]
+            marks = ",".join("?" for _ in ids)
+            event_rows = await self.db.fetchall(
+                f"SELECT * FROM events WHERE conversation_id IN ({marks}) ORDER BY id", ids, _JSON_EVENT
+            )
+            by_conv: dict[str, list[Event]] = {i: [] for i in ids}
+            for e in event_rows:
+                by_conv[e["conversation_id"]].append(Event(**e))
+            for r in rows:
+                yield ConversationRecord(**r), by_conv[r["id"]]
+            last_started, last_id = rows[-1]["started_at"], rows[-1]["id"]

@@ -1,0 +1,194 @@
+"""`channel-worker`: check specs, chat in the terminal, export transcripts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dialogue.spec import WorkerSpec
+from dialogue.spec_loader import SpecError, load_spec, spec_json_schema
+
+app = typer.Typer(
+    help="channel-worker: an AI worker that answers people by phone, SMS and email, following a worker spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+spec_app = typer.Typer(help="Check worker specs and print their JSON Schema.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _load(path: Path) -> WorkerSpec:
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False, markup=True, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _parse_time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error[/red] {option} {value!r} is not an ISO-8601 time such as 2026-11-22T18:30:00+00:00")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _run(coro):  # noqa: ANN001, ANN202
+    try:
+        return asyncio.run(coro)
+    except OSError as exc:
+        err.print(f"[red]error[/red] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+
+
+@spec_app.command("check")
+def spec_check(file: Annotated[Path, typer.Argument(help="Worker spec YAML file.")]) -> None:
+    """Validate a worker spec; every problem is shown as FILE:LINE: field.path: what is wrong."""
+    spec = _load(file)
+    out.print(
+        f"[green]ok[/green] {file}: worker [bold]{spec.name}[/bold], {len(spec.fields)} fields, "
+        f"{len(spec.escalation.rules)} escalation rules"
+    )
+
+
+@spec_app.command("schema")
+def spec_schema() -> None:
+    """Print the JSON Schema of worker specs (point your editor's YAML support at it)."""
+    sys.stdout.write(spec_json_schema() + "\n")
+
+
+@app.command()
+def chat(
+    worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file.")],
+    script: Annotated[Optional[Path], typer.Option(help="Read the person's lines from FILE, one per line, instead of the terminal.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end: outcome, fields, escalation, turns.")] = False,
+    conversation_id: Annotated[Optional[str], typer.Option(help="Continue (or start) this conversation id.")] = None,
+    now: Annotated[Optional[str], typer.Option(help="Pretend the conversation starts at this ISO-8601 time (relative dates use it).")] = None,
+) -> None:
+    """Talk to a worker in the terminal (type 'quit' or Ctrl-D to leave)."""
+    from channels.console.chat import run_chat
+    from worker.config import Settings
+    from worker.runtime import open_engine
+
+    spec = _load(worker)
+    start = _parse_time(now, "--now")
+    lines = None
+    if script is not None:
+        try:
+            lines = script.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            err.print(f"[red]error[/red] cannot read script {script}: {exc.strerror}")
+            raise typer.Exit(2) from None
+    interactive = script is None
+    if interactive and not sys.stdin.isatty() and not json_out:
+        lines = sys.stdin.read().splitlines()
+        interactive = False
+    speaker = spec.persona.split(",")[0]
+
+    def worker_says(text: str) -> None:
+        if not json_out:
+            out.print(f"[bold cyan]{speaker}:[/bold cyan] {text}", highlight=False)
+
+    def user_says(text: str) -> None:
+        if not json_out:
+            out.print(f"[bold]you:[/bold] {text}", highlight=False)
+
+    def read_line() -> str:
+        line = input("you: ")
+        if line.strip().lower() in ("quit", "exit", ":q"):
+            raise EOFError
+        return line
+
+    async def main():  # noqa: ANN202
+        async with open_engine(spec, Settings.from_env()) as engine:
+            return await run_chat(
+                engine, lines, conversation_id, start, on_worker=worker_says,
+                on_user=None if interactive else user_says, read_line=read_line,
+            )
+
+    if interactive and not json_out:
+        out.print(f"[dim]Talking to {spec.name} ({Settings.from_env().describe()}). Type 'quit' to leave.[/dim]")
+    report = _run(main())
+    if json_out:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        return
+    table = Table(title=f"conversation {report.conversation_id}: {report.outcome or 'in progress'}")
+    for col in ("field", "value", "from the words", "turn", "confidence"):
+        table.add_column(col)
+    for name, f in report.fields.items():
+        table.add_row(name, str(f["value"]), f["text"], str(f["turn"]), f"{f['confidence']:.2f}")
+    out.print(table)
+    if report.escalation:
+        out.print(f"[yellow]escalated[/yellow] by rule {report.escalation['rule']}: {report.escalation['reason']}")
+
+
+class Format(str, Enum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@app.command("export")
+def export_cmd(
+    format: Annotated[Format, typer.Option("--format", "-f", help="jsonl: one conversation per line with its turns; csv: one row per event.")] = Format.jsonl,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Only conversations started at or after this ISO-8601 time.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Only conversations started before this ISO-8601 time.")] = None,
+    outcome: Annotated[Optional[str], typer.Option(help="Only conversations with this outcome (completed, escalated, abandoned...).")] = None,
+    channel: Annotated[Optional[str], typer.Option(help="Only conversations on this channel (console, sms, email, voice).")] = None,
+    worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name.")] = None,
+) -> None:
+    """Export stored conversations, with a progress bar on large exports."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from transcripts.export import export
+    from transcripts.store import ExportFilter, TranscriptStore
+    from worker.config import Settings
+
+    flt = ExportFilter(
+        since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
+        outcome=outcome, channel=channel, worker=worker,
+    )
+    settings = Settings.from_env()
+
+    async def main() -> int:
+        store = await TranscriptStore.open(settings.transcripts_url)
+        try:
+            total = await store.count_conversations(flt)
+            sink = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+            try:
+                with Progress(
+                    TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=True, disable=total < 200 or not err.is_terminal,
+                ) as bar:
+                    task = bar.add_task("export", total=total)
+                    return await export(store, sink, format.value, flt, progress=lambda n: bar.advance(task, n))
+            finally:
+                if output:
+                    sink.close()
+        finally:
+            await store.close()
+
+    n = _run(main())
+    if output:
+        err.print(f"[green]wrote[/green] {n} conversations to {output}")
+
+
+if __name__ == "__main__":
+    app()

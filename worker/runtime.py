@@ -1,0 +1,23 @@
+"""Composition root: a spec plus settings become a running engine with its stores."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from dialogue.checkpoints import open_checkpointer
+from dialogue.engine import DialogueEngine
+from dialogue.spec import WorkerSpec
+from transcripts.store import TranscriptStore
+from worker.config import Settings
+
+
+@contextlib.asynccontextmanager
+async def open_engine(spec: WorkerSpec, settings: Settings | None = None) -> AsyncIterator[DialogueEngine]:
+    settings = settings or Settings.from_env()
+    store = await TranscriptStore.open(settings.transcripts_url)
+    try:
+        async with open_checkpointer(settings.checkpoint_url) as saver:
+            yield DialogueEngine(spec, saver, store)
+    finally:
+        await store.close()
