@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
-from dialogue.render import render
+from dialogue.render import display, render
 from dialogue.spec import WorkerSpec
 from escalation.evaluate import Facts, fired_rules
 from escalation.rules import ActionKind
@@ -31,6 +31,7 @@ class ConversationState(TypedDict, total=False):
     intents: list[str]
     answer: bool | None  # yes/no of this turn
     took: list[str]  # fields taken this turn
+    changed: list[str]  # fields taken this turn that replaced a different value
     errors: dict[str, str]  # field -> why its value was refused this turn
     escalation: dict[str, Any] | None
     escalated_now: bool
@@ -51,7 +52,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
         incoming = state.get("incoming") or {}
         text = incoming.get("text")
         base: ConversationState = {
-            "took": [], "errors": {}, "intents": [], "answer": None, "lines": [], "actions": [],
+            "took": [], "changed": [], "errors": {}, "intents": [], "answer": None, "lines": [], "actions": [],
             "escalated_now": False, "fired": [], "channel": incoming.get("channel", state.get("channel", "console")),
         }
         if "started_at" not in state:
@@ -74,13 +75,15 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
             requested=[requested] if requested else [], now=local_now, filled=list(fields)
         )
         turn_no = state.get("turns", 0) + 1
-        took, errors = [], {}
+        took, errors, changed = [], {}, []
         for item in extractor.extract(text, spec.fields, context):
             field_spec = spec.field(item.field)
             problem = validate(field_spec, item.value, local_now)
             if problem:
                 errors[item.field] = problem
                 continue
+            if item.field in fields and fields[item.field]["value"] != item.value:
+                changed.append(item.field)
             fields[item.field] = {
                 "value": item.value, "text": item.text, "start": item.start, "end": item.end,
                 "turn": turn_no, "confidence": item.confidence,
@@ -95,7 +98,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
             phase = "collecting"
         return {
             **base, "intents": sorted(intents), "answer": answer, "fields": fields, "took": took,
-            "errors": errors, "reasks": reasks, "turns": turn_no, "phase": phase,
+            "errors": errors, "changed": changed, "reasks": reasks, "turns": turn_no, "phase": phase,
         }
 
     return understand
@@ -189,9 +192,17 @@ def make_decide(spec: WorkerSpec):
         took = state.get("took", [])
         if "help" in intents and spec.script.help:
             lines.append({"key": "help"})
+        def acknowledge() -> None:
+            changed = state.get("changed", [])
+            if changed:
+                for name in changed:
+                    lines.append({"key": "changed", "field": name})
+            else:
+                lines.append({"key": "acknowledge"})
+
         if phase in ("confirming", "correcting"):
             if took:
-                lines.append({"key": "acknowledge"})
+                acknowledge()
                 return ask(_next_missing(spec, fields))
             if errors:
                 name = next(iter(errors))
@@ -213,7 +224,7 @@ def make_decide(spec: WorkerSpec):
             return {"lines": lines, "phase": "collecting", "requested": name}
         missing = _next_missing(spec, fields)
         if took:
-            lines.append({"key": "acknowledge"})
+            acknowledge()
             return ask(missing)
         if intents & {"greeting", "help"} or (requested is None):
             return ask(missing)
@@ -256,6 +267,10 @@ def make_render(spec: WorkerSpec):
             elif key == "invalid":
                 extra["prompt"] = prompt_of(name) if name else ""
                 template = (field_spec.invalid if field_spec and field_spec.invalid else script.invalid)
+            elif key == "changed":
+                extra["field"] = field_spec.spoken_label
+                extra["value"] = display(field_spec, fields[name]["value"])
+                template = script.changed
             elif key == "handoff" and line.get("say"):
                 template = line["say"]
             else:

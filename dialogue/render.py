@@ -69,6 +69,17 @@ class _Formatter(string.Formatter):
 _FORMATTER = _Formatter()
 
 
+_DISPLAY = {FieldType.date: "{v:%A %d %B}", FieldType.time: "{v:%H:%M}", FieldType.datetime: "{v:%A %d %B at %H:%M}"}
+
+
+def display(spec: FieldSpec, value: Any) -> str:
+    """How a value reads aloud when no template says otherwise."""
+    typed = typed_value(spec, value)
+    if spec.confirm_as:
+        return _FORMATTER.format(spec.confirm_as, **{spec.name: typed})
+    return _FORMATTER.format(_DISPLAY.get(spec.type, "{v}"), v=typed)
+
+
 def render(template: str, fields: list[FieldSpec], values: dict[str, dict[str, Any]], **extra: Any) -> str:
     context: dict[str, Any] = {}
     for spec in fields:

@@ -16,7 +16,7 @@ from escalation.rules import ActionKind, EscalationSettings, condition_fields
 from extraction.fields import IDENTIFIER, FieldSpec
 
 BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
-TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason"}
+TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value"}
 
 
 class _Strict(BaseModel):
@@ -35,6 +35,9 @@ class Script(_Strict):
     reask: str = Field("Sorry, I still need that. {prompt}", description="Default re-ask line for every field.")
     invalid: str = Field("{error} {prompt}", description="Default line for a value that breaks a constraint.")
     acknowledge: str = Field("Got it.", description="Said before the next question when a value was taken.")
+    changed: str = Field(
+        "No problem, I've changed the {field} to {value}.", description="Said when a value was corrected."
+    )
     correction_prompt: str = Field(
         "No problem. What should I change?", description="Said when the person says no to the confirmation."
     )

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from dialogue.spec import WorkerSpec
+from extraction.fields import IDENTIFIER
 
 _PATH_IN_MESSAGE = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)+)\b")
 
@@ -121,6 +122,10 @@ def _problems(exc: ValidationError, root: yaml.Node | None, file: str) -> list[S
                 loc = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
+        if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == IDENTIFIER:
+            message = "must start with a lowercase letter and use only lowercase letters, digits and _"
+        if err["type"] == "missing" and loc:
+            message = f"missing required key {loc[-1]!r}"
         if err["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}" if loc else message
         path = ".".join(str(p) for p in loc)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class Intent(str, Enum):
@@ -116,18 +116,36 @@ class NotCondition(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+_KINDS = ("count", "intent", "field", "channel", "outside_hours", "inside_hours", "all", "any", "not")
+
+
+def _condition_kind(value: Any) -> str | None:
+    """Pick the condition model by its leading key, so an error names one form, not nine."""
+    if isinstance(value, BaseModel):
+        return type(value).__name__.removesuffix("Condition").lower()
+    if isinstance(value, dict):
+        for key in _KINDS:  # `count` first: a count condition may also name a field
+            if key in value:
+                return {"outside_hours": "hours", "inside_hours": "hours"}.get(key, key)
+    return None
+
+
 Condition = Annotated[
     Union[
-        IntentCondition,
-        FieldCondition,
-        CountCondition,
-        ChannelCondition,
-        HoursCondition,
-        AllCondition,
-        AnyCondition,
-        NotCondition,
+        Annotated[IntentCondition, Tag("intent")],
+        Annotated[FieldCondition, Tag("field")],
+        Annotated[CountCondition, Tag("count")],
+        Annotated[ChannelCondition, Tag("channel")],
+        Annotated[HoursCondition, Tag("hours")],
+        Annotated[AllCondition, Tag("all")],
+        Annotated[AnyCondition, Tag("any")],
+        Annotated[NotCondition, Tag("not")],
     ],
-    Field(union_mode="left_to_right"),
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition needs one of the keys: " + ", ".join(_KINDS),
+    ),
 ]
 
 AllCondition.model_rebuild()

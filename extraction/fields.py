@@ -106,6 +106,7 @@ class FieldSpec(BaseModel):
     name: str = Field(pattern=IDENTIFIER, description="Identifier used in templates and exports.")
     type: FieldType
     description: str = ""
+    label: str | None = Field(None, description="How the worker names this field aloud; defaults to the name.")
     required: bool = True
     prompt: str = Field(description="What the worker says to ask for this field.")
     reask: str | None = Field(None, description="Said when the answer was not understood; defaults to the script's.")
@@ -114,6 +115,10 @@ class FieldSpec(BaseModel):
     confirm_as: str | None = Field(
         None, description="How the value reads back in the confirmation, e.g. '{date:%A %d %B}'."
     )
+
+    @property
+    def spoken_label(self) -> str:
+        return self.label or self.name.replace("_", " ")
 
     @model_validator(mode="after")
     def _choices_only_for_choice(self) -> FieldSpec:
