@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from transcripts.db import is_postgres_url
+from transcripts.db import check_postgres, is_postgres_url
 
 
 @contextlib.asynccontextmanager
@@ -18,6 +18,7 @@ async def open_checkpointer(url: str) -> AsyncIterator[Any]:
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
+        await check_postgres(url)
         pool = AsyncConnectionPool(
             url, min_size=1, max_size=8, open=False,
             kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},

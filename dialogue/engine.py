@@ -47,9 +47,11 @@ class DialogueEngine:
         async with self._lock(turn.conversation_id):
             if self.store is not None:
                 # Recorded before anything else, so a crash mid-turn still leaves what the person said.
+                started = turn.text is None
                 await self.store.append(
-                    Event(conversation_id=turn.conversation_id, channel=turn.channel, direction="in",
-                          text=turn.text, time=turn.time, metadata=turn.metadata),
+                    Event(conversation_id=turn.conversation_id, channel=turn.channel,
+                          direction="system" if started else "in", text=turn.text, time=turn.time,
+                          metadata={**turn.metadata, "event": "started"} if started else turn.metadata),
                     worker=self.spec.name,
                 )
             state = await self.graph.ainvoke(

@@ -155,7 +155,7 @@ async def test_a_conversation_survives_a_restart(restaurant: WorkerSpec, databas
         await talk.say("yes")
         assert talk.last.outcome == "completed"
         events = await engine.store.events("restart-1")
-        assert [e.direction for e in events] == ["in", "out"] * 4
+        assert [e.direction for e in events] == ["system", "out"] + ["in", "out"] * 3
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)

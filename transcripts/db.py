@@ -32,6 +32,26 @@ def is_postgres_url(url: str | None) -> bool:
     return bool(url) and url.startswith(("postgres://", "postgresql://"))
 
 
+class DatabaseUnavailable(Exception):
+    """The configured database cannot be reached; the message says which and why."""
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+async def check_postgres(url: str, timeout: float = 5.0) -> None:
+    """Fail fast and clearly, instead of a connection pool waiting out its timeout."""
+    import psycopg
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=max(2, int(timeout)))
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {_redact(url)}: {reason}") from None
+    await conn.close()
+
+
 class Database:
     """Async access to the worker's own tables. Create with `await Database.open(url)`."""
 
@@ -50,6 +70,7 @@ class Database:
             from psycopg_pool import AsyncConnectionPool
 
             db.dialect = "postgres"
+            await check_postgres(url)
             db._pool = AsyncConnectionPool(
                 url, min_size=1, max_size=8, open=False,
                 kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},

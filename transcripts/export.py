@@ -37,7 +37,7 @@ async def export(
             record["turns"] = [
                 {"role": "user" if e.direction == "in" else "worker" if e.direction == "out" else "system",
                  "text": e.text, "time": e.time, "outcome": e.outcome, "escalation": e.escalation}
-                for e in events if e.text is not None or e.direction == "system"
+                for e in events if e.text is not None
             ]
             record["user_turns"] = conv.turns
             out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")

@@ -52,8 +52,13 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 
 
 def _run(coro):  # noqa: ANN001, ANN202
+    from transcripts.db import DatabaseUnavailable
+
     try:
         return asyncio.run(coro)
+    except DatabaseUnavailable as exc:
+        err.print(f"[red]error[/red] database unavailable: {escape(str(exc))}")
+        raise typer.Exit(1) from None
     except OSError as exc:
         err.print(f"[red]error[/red] cannot reach the database: {exc}")
         raise typer.Exit(1) from None
