@@ -85,7 +85,10 @@ class DialogueEngine:
         return TurnResult(
             conversation_id=conversation_id,
             actions=_ACTIONS.validate_python(state.get("actions", [])),
-            fields={k: FieldValue(**v) for k, v in (state.get("fields") or {}).items()},
+            fields={
+                f.name: FieldValue(**state["fields"][f.name])
+                for f in self.spec.fields if f.name in (state.get("fields") or {})
+            },
             outcome=state.get("outcome"),
             escalation=Escalation(rule=esc["rule"], reason=esc["reason"], action=esc["action"], to=esc.get("to")) if esc else None,
             phase=state.get("phase", "new"),
