@@ -238,6 +238,10 @@ _NAME_LEAD = re.compile(
     r"|name'?s|this\s+is|it'?s|i'?m|i\s+am|call\s+me|under(?:\s+the\s+name)?(?:\s+of)?|name\s+of|surname\s+is)\s+",
     re.I,
 )
+CALENDAR_WORDS = set(
+    """monday tuesday wednesday thursday friday saturday sunday january february march april may june
+    july august september october november december""".split()
+)
 NOT_NAMES = set(
     """a an the and or but yes no yeah yep nope ok okay sure please thanks thank you hi hello hey
     it is its it's my name first last surname i i'm im am me we us our for at on in of to this that
@@ -251,11 +255,13 @@ NOT_NAMES = set(
 ) | set(UNITS)
 
 
-def _name_tokens(text: str, start: int) -> list[tuple[str, int, int]]:
+def _name_tokens(text: str, start: int, requested: bool = False) -> list[tuple[str, int, int]]:
     tokens = []
     for m in re.finditer(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'\-]*", text[start:]):
         word = m.group(0)
-        if word.lower() in NOT_NAMES:
+        # "April", "June", "March" are names too, when a name was asked for and written as one.
+        calendar_name = requested and word[0].isupper() and word.lower() in CALENDAR_WORDS
+        if word.lower() in NOT_NAMES and not calendar_name:
             if tokens:
                 break
             continue
@@ -272,14 +278,14 @@ def find_names(text: str, requested: bool) -> list[list[tuple[str, int, int]]]:
     """Name token groups found in `text`; each group is one person's name, 1-3 tokens."""
     groups: list[list[tuple[str, int, int]]] = []
     for m in _NAME_LEAD.finditer(text):
-        tokens = _name_tokens(text, m.end())
+        tokens = _name_tokens(text, m.end(), requested)
         strong_lead = re.match(r"(?:my|name|call|under|surname)", m.group(0), re.I) is not None
         if tokens and tokens[0][1] - m.end() <= 1 and (requested or strong_lead or tokens[0][0][0].isupper()):
             groups.append(tokens)
     if not groups and requested and not re.search(r"\d", text):
         words = re.findall(r"[A-Za-z][A-Za-z'\-]*", text)
         if 1 <= len(words) <= 4:
-            tokens = _name_tokens(text, 0)
+            tokens = _name_tokens(text, 0, requested)
             if tokens:
                 groups.append(tokens)
     return groups

@@ -89,9 +89,7 @@ def chat(
     now: Annotated[Optional[str], typer.Option(help="Pretend the conversation starts at this ISO-8601 time (relative dates use it).")] = None,
 ) -> None:
     """Talk to a worker in the terminal (type 'quit' or Ctrl-D to leave)."""
-    from channels.console.chat import run_chat
     from worker.config import Settings
-    from worker.runtime import open_engine
 
     spec = _load(worker)
     start = _parse_time(now, "--now")
@@ -131,6 +129,10 @@ def chat(
 
     if interactive and not json_out:
         out.print(f"[dim]Talking to {spec.name} ({Settings.from_env().describe()}). Type 'quit' to leave.[/dim]")
+    # Imported here, after the banner: LangGraph takes a couple of seconds to import.
+    from channels.console.chat import run_chat
+    from worker.runtime import open_engine
+
     report = _run(main())
     if json_out:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
