@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -63,6 +63,9 @@ class Constraints(BaseModel):
     choices: list[Choice] | None = Field(None, description="Allowed values of a choice field.")
     checksum: str | None = Field(None, description="'luhn' to require a valid Luhn check digit.")
     not_in_past: bool = Field(False, description="Dates: refuse a day before the message was sent.")
+    earliest: str | None = Field(None, pattern=r"^\d\d:\d\d$", description="Times: earliest allowed, HH:MM; also settles 7 vs 19.")
+    latest: str | None = Field(None, pattern=r"^\d\d:\d\d$", description="Times: latest allowed, HH:MM.")
+    date_order: Literal["MDY", "DMY"] = Field("MDY", description="Dates: how to read 5/12/2018.")
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -112,6 +115,10 @@ class FieldSpec(BaseModel):
     reask: str | None = Field(None, description="Said when the answer was not understood; defaults to the script's.")
     invalid: str | None = Field(None, description="Said when the value breaks a constraint; `{error}` is the reason.")
     constraints: Constraints = Field(default_factory=Constraints)
+    units: list[str] = Field(
+        default_factory=list,
+        description="Counts: the nouns that count this field ('rooms', 'adults'); people words by default.",
+    )
     confirm_as: str | None = Field(
         None, description="How the value reads back in the confirmation, e.g. '{date:%A %d %B}'."
     )

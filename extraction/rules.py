@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import datetime
 
-from extraction.base import ExtractionContext, Extracted, grounded
-from extraction.fields import FieldSpec, FieldType
 from extraction import finders
+from extraction.base import ExtractionContext, Extracted, grounded
+from extraction.counts import find_counts
+from extraction.dates import find_dates
+from extraction.fields import FieldSpec, FieldType
 from extraction.finders import Candidate
 from extraction.intents import yes_no
+from extraction.names import find_names, title
+from extraction.times import find_times
 
 DEFAULT_PHONE_REGION = "US"
+_NAME_TYPES = (FieldType.name, FieldType.full_name, FieldType.first_name, FieldType.last_name)
 
 
 class RuleExtractor:
@@ -23,9 +30,10 @@ class RuleExtractor:
         proposals: list[tuple[bool, FieldSpec, Candidate]] = []
         for spec in fields:
             requested = spec.name in context.requested
-            for cand in self._candidates(text, spec, context, requested):
+            for cand in self._candidates(text, spec, context.now, requested):
                 proposals.append((requested, spec, cand))
         proposals.extend(self._names(text, fields, context))
+        proposals = [(r, f, _prefer_corrections(text, c)) for r, f, c in proposals]
         # Requested fields first, then the surest readings; a span is used once.
         proposals.sort(key=lambda p: (not p[0], -p[2].confidence, p[2].start))
         taken: list[tuple[int, int]] = []
@@ -42,16 +50,24 @@ class RuleExtractor:
             )
         return grounded(text, sorted(chosen.values(), key=lambda e: e.start))
 
-    def _candidates(self, text: str, spec: FieldSpec, ctx: ExtractionContext, requested: bool) -> list[Candidate]:
-        t = spec.type
+    def readings(self, text: str, spec: FieldSpec, now: datetime, requested: bool = False) -> list[Candidate]:
+        """Every reading of one field in `text`, before spans are shared out between fields."""
+        if spec.type in _NAME_TYPES:
+            return [c for _, _, c in self._names(text, [spec], ExtractionContext(requested=[spec.name] if requested else [], now=now))]
+        return self._candidates(text, spec, now, requested)
+
+    def _candidates(self, text: str, spec: FieldSpec, now: datetime, requested: bool) -> list[Candidate]:
+        t, c = spec.type, spec.constraints
         if t is FieldType.time:
-            return finders.find_times(text, requested)
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_times(text, requested, c.earliest, c.latest, now)]
         if t is FieldType.date:
-            return finders.find_dates(text, ctx.now, requested)
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_dates(text, now.date(), requested, c.date_order)]
         if t is FieldType.datetime:
-            return _combine_datetime(finders.find_dates(text, ctx.now, requested), finders.find_times(text, requested))
+            return _combine_datetime(
+                find_dates(text, now.date(), requested, c.date_order), find_times(text, requested, c.earliest, c.latest)
+            )
         if t is FieldType.count:
-            return finders.find_counts(text, requested)
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_counts(text, requested, spec.units or None)]
         if t is FieldType.integer:
             return finders.find_integers(text, requested)
         if t is FieldType.digits:
@@ -63,14 +79,9 @@ class RuleExtractor:
         if t is FieldType.money:
             return finders.find_money(text, requested)
         if t is FieldType.choice:
-            return finders.find_choice(text, spec.constraints.choices or [], requested)
+            return finders.find_choice(text, c.choices or [], requested)
         if t is FieldType.yes_no and requested:
-            answer = yes_no(text)
-            if answer is None:
-                return []
-            word = text.strip().split()[0].strip(",.!")
-            start = text.index(word)
-            return [Candidate(answer, start, start + len(word), 0.9)]
+            return finders.find_yes_no(text)
         if t in (FieldType.text, FieldType.free_text) and requested:
             return finders.find_free_text(text)
         return []
@@ -78,48 +89,59 @@ class RuleExtractor:
     def _names(
         self, text: str, fields: Sequence[FieldSpec], ctx: ExtractionContext
     ) -> list[tuple[bool, FieldSpec, Candidate]]:
-        by_type = {f.type: f for f in fields}
-        name_fields = [f for f in fields if f.type in (FieldType.name, FieldType.full_name, FieldType.first_name, FieldType.last_name)]
+        name_fields = [f for f in fields if f.type in _NAME_TYPES]
         if not name_fields:
             return []
+        by_type = {f.type: f for f in name_fields}
         requested = [f for f in name_fields if f.name in ctx.requested]
-        groups = finders.find_names(text, bool(requested))
-        if not groups:
+        readings = find_names(text, bool(requested))
+        if not readings:
             return []
-        tokens = groups[0]
-        conf = 0.9 if requested else 0.8
+        tokens = list(readings[0].tokens)
+        conf = readings[0].confidence + (0.05 if requested else 0.0)
         first, last = by_type.get(FieldType.first_name), by_type.get(FieldType.last_name)
         whole = by_type.get(FieldType.full_name) or by_type.get(FieldType.name)
         out: list[tuple[bool, FieldSpec, Candidate]] = []
 
         def cand(spec: FieldSpec, toks: list[tuple[str, int, int]], c: float) -> tuple[bool, FieldSpec, Candidate]:
-            value = " ".join(finders._title(w) for w, _, _ in toks)
-            return (spec.name in ctx.requested, spec, Candidate(value, toks[0][1], toks[-1][2], c))
+            value = " ".join(title(w) for w, _, _ in toks)
+            return (spec.name in ctx.requested, spec, Candidate(value, toks[0][1], toks[-1][2], min(c, 0.99)))
 
+        asked_first = first is not None and first.name in ctx.requested
         asked_last = last is not None and last.name in ctx.requested
+        if asked_first and asked_last and len(tokens) == 1:
+            # Both asked for and one word given: it answers whichever was asked first.
+            asked_first = ctx.requested.index(first.name) < ctx.requested.index(last.name)
+            asked_last = not asked_first
         if whole is not None:
             out.append(cand(whole, tokens, conf))
-        if len(tokens) >= 2 and first is not None and last is not None:
-            if asked_last and first.name in ctx.filled:
+        if first is not None and last is not None and len(tokens) >= 2:
+            if asked_last and not asked_first and first.name in ctx.filled:
                 out.append(cand(last, tokens, conf))
             else:
-                out.append(cand(first, tokens[:1], conf))
-                out.append(cand(last, tokens[1:], conf - 0.05))
-        elif len(tokens) == 1:
-            if asked_last:
+                out.append(cand(first, tokens[:-1], conf))
+                out.append(cand(last, tokens[-1:], conf - 0.03))
+        elif len(tokens) == 1 or first is None or last is None:
+            if asked_last and not asked_first and last is not None:
                 out.append(cand(last, tokens, conf))
             elif first is not None:
-                out.append(cand(first, tokens, conf))
+                out.append(cand(first, tokens[:1] if last is not None else tokens, conf))
             elif last is not None:
-                out.append(cand(last, tokens, conf))
-        elif first is not None:
-            out.append(cand(first, tokens[:1], conf))
-        elif last is not None:
-            out.append(cand(last, tokens[-1:], conf))
+                out.append(cand(last, tokens[-1:], conf))
         return out
 
 
-def _combine_datetime(dates: list[Candidate], times: list[Candidate]) -> list[Candidate]:
+_CHANGE_TO = re.compile(r"(?:\bto|\binstead|\bmeant|\bmake\s+it|\bchange\s+(?:it\s+)?to|\bmove\s+(?:it\s+)?to|\bactually)\s+(?:at\s+|for\s+|the\s+)?$", re.I)
+
+
+def _prefer_corrections(text: str, cand: Candidate) -> Candidate:
+    """In "from 18:00 to 17:45" or "not 10 pm, I meant 10 am" the new value is the one meant."""
+    if _CHANGE_TO.search(text[max(0, cand.start - 24) : cand.start]):
+        return Candidate(cand.value, cand.start, cand.end, min(0.99, cand.confidence + 0.02))
+    return cand
+
+
+def _combine_datetime(dates: list, times: list) -> list[Candidate]:  # noqa: ANN001
     if not dates or not times:
         return []
     d, t = dates[0], times[0]

@@ -1,0 +1,119 @@
+"""How many: party sizes and other counts, including groups described in words.
+
+"4 people", "a party of twelve", "table for 5", "11 of us", "just me", "me and my wife",
+"my 3 friends and I", "2 adults and 3 kids", "a couple". The span follows the common
+annotation style: "5 people" keeps its noun, "for 5" and "11 of us" are the number alone,
+a group described in words is the whole description.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from extraction.numbers import SPECIAL, UNITS, find_numbers
+
+PEOPLE_UNITS = ["people", "persons", "person", "peoples", "guests", "guest", "adults", "adult", "diners", "pax",
+                "ppl", "covers", "heads", "humans", "individuals"]
+_RELATIONS = (
+    r"wife|husband|partner|girlfriend|boyfriend|fianc[eé]e?|spouse|friends?|buddies|buddy|pals?|mates?|colleagues?|coworkers?|"
+    r"co-workers?|clients?|kids?|children|child|sons?|daughters?|boys?|girls?|brothers?|sisters?|siblings?|parents?|mom|mum|dad|"
+    r"mother|father|family|cousins?|aunt|uncle|grandparents?|grandmother|grandfather|grandma|grandpa|guests?|others?|"
+    r"nephews?|nieces?|in-laws|teammates?|roommates?|adults?|babies|baby|toddlers?|infants?|people|persons?|dates?|companions?"
+)
+_NUM = r"(?:\d{1,3}|" + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True)) + r"|twenty|thirty|forty|fifty)"
+_TERM = (
+    rf"(?:(?:just\s+)?(?:me|myself|i)\b|"
+    rf"(?:my|our)\s+(?:{_NUM}\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
+    rf"(?:{_NUM}|a\s+couple(?:\s+of)?|a\s+few)\s+(?:more\s+|other\s+|of\s+my\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
+    rf"a\s+(?:friend|colleague|guest|date|partner|child|kid|baby)\b|"
+    rf"(?:the\s+)?(?:wife|husband|kids|children)\b|"
+    rf"a\s+couple\b)"
+)
+_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+)"
+_GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}{_TERM})+", re.I)
+_SINGLE_ME = re.compile(r"\b(?:just\s+(?:me|myself|one)|only\s+me|myself\s+alone|me\s+alone|by\s+myself|solo|for\s+one|single\s+person|party\s+of\s+one)\b", re.I)
+_COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\s+(?:days|weeks|hours|minutes|things))", re.I)
+_BEFORE = re.compile(r"(?:party\s+of|table\s+for|group\s+of|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
+_NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o'?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
+
+
+@dataclass(frozen=True)
+class CountReading:
+    value: int
+    start: int
+    end: int
+    confidence: float
+
+
+def _group_size(phrase: str) -> int:
+    """People in a described group: each person word is one, each number counts its noun."""
+    total = 0
+    for term in re.split(_SEP, phrase, flags=re.I):
+        term = term.strip().lower()
+        nums = [n for n in find_numbers(term) if not n.ordinal]
+        if nums:
+            total += int(nums[0].value)
+        elif "couple" in term or re.search(r"\bparents\b|\bgrandparents\b|\bin-laws\b", term):
+            total += 2
+        elif re.search(r"\bfew\b", term):
+            total += 3
+        elif re.search(r"(?:friends|kids|children|sons|daughters|brothers|sisters|others|guests|colleagues|cousins|boys|girls|people)\b", term):
+            total += 2
+        else:
+            total += 1
+    return total
+
+
+def find_counts(text: str, requested: bool, units: list[str] | None = None) -> list[CountReading]:
+    units = units or PEOPLE_UNITS
+    people_mode = units is PEOPLE_UNITS or any(u in PEOPLE_UNITS for u in units)
+    unit_re = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r")\b", re.I)
+    unit_direct = re.compile(r"^(\s*(?:" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r"))\b", re.I)
+    out: list[CountReading] = []
+
+    def add(value: int, start: int, end: int, conf: float) -> None:
+        if value > 0 and not any(r.start < end and start < r.end for r in out):
+            out.append(CountReading(value, start, end, conf))
+
+    if people_mode:
+        # "2 adults and 3 kids", "me and my wife": the whole description is the span.
+        for m in _GROUP.finditer(text):
+            add(_group_size(m.group(0)), m.start(), m.end(), 0.85)
+    for n in find_numbers(text):
+        if n.ordinal or not isinstance(n.value, int) or n.value <= 0 or any(r.start <= n.start < r.end for r in out):
+            continue
+        after, before = text[n.end :], text[: n.start]
+        if _NOT_AFTER.match(after) or re.search(r"[/\-:.]$", before) or re.match(r"^[/\-:.]\d", after):
+            continue
+        direct = unit_direct.match(after)
+        loose = unit_re.match(after)
+        start = n.start
+        the = re.search(r"\bthe\s+$", before, re.I)
+        if direct:
+            add(n.value, start, n.end + direct.end(1), 0.95)
+        elif loose and len(loose.group(0)) < 20:
+            add(n.value, start, n.end + loose.end(1), 0.85)
+        elif people_mode and re.match(r"^\s+of\s+us\b", after):
+            add(n.value, the.start() if the else start, n.end, 0.95)
+        elif people_mode and _BEFORE.search(before):
+            add(n.value, start, n.end, 0.85)
+        elif requested:
+            add(n.value, start, n.end, 0.8)
+    if people_mode:
+        for m in _SINGLE_ME.finditer(text):
+            span = re.search(r"(?:me|myself|one|person|solo)\b.*", m.group(0), re.I)
+            s = m.start() + (span.start() if span and not m.group(0).lower().startswith(("single", "party", "solo")) else 0)
+            add(1, s if requested else m.start(), m.end(), 0.8)
+        for m in _COUPLE.finditer(text):
+            add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
+    if requested and not out:
+        for phrase, value in SPECIAL.items():
+            m = re.search(rf"\b{phrase}\b", text, re.I)
+            if m:
+                add(value, m.start(), m.end(), 0.7)
+                break
+        m = re.search(r"\b(?:me|myself|i)\b", text, re.I)
+        if m and not out and len(text.split()) <= 4:
+            add(1, m.start(), m.end(), 0.7)
+    return sorted(out, key=lambda r: r.start)

@@ -1,0 +1,256 @@
+"""Calendar dates as people say and write them, resolved against when the message was sent.
+
+"tomorrow", "next Friday", "the 3rd", "Thursday the 3rd", "23rd of July", "Saturday, Aug 25th",
+"Friday, 17 August 2018", "2018/04/27", "8/14/2018", "in 5 days", "20 days from now",
+"3 weeks ago". A date without a year is the next one on or after the reference day; a
+weekday alone is the next such day after today. Numeric dates are month/day/year unless the
+first number cannot be a month (the spec may choose day/month with `date_order: DMY`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dateutil.relativedelta import relativedelta
+
+from extraction.numbers import ORDINALS, UNITS
+
+WEEKDAYS = {
+    "monday": 0, "mon": 0, "tuesday": 1, "tue": 1, "tues": 1, "wednesday": 2, "wed": 2, "thursday": 3,
+    "thu": 3, "thur": 3, "thurs": 3, "friday": 4, "fri": 4, "saturday": 5, "sat": 5, "sunday": 6, "sun": 6,
+}
+MONTHS = {
+    name: i + 1
+    for i, names in enumerate([
+        ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"), ("may",), ("june", "jun"),
+        ("july", "jul"), ("august", "aug"), ("september", "sept", "sep"), ("october", "oct"),
+        ("november", "nov"), ("december", "dec"),
+    ])
+    for name in names
+}
+_ORD_WORDS = {**ORDINALS, "twenty-first": 21, "twenty first": 21, "twenty-second": 22, "twenty second": 22,
+              "twenty-third": 23, "twenty third": 23, "twenty-fourth": 24, "twenty fourth": 24,
+              "twenty-fifth": 25, "twenty fifth": 25, "twenty-sixth": 26, "twenty sixth": 26,
+              "twenty-seventh": 27, "twenty seventh": 27, "twenty-eighth": 28, "twenty eighth": 28,
+              "twenty-ninth": 29, "twenty ninth": 29, "thirty-first": 31, "thirty first": 31}
+
+_WD = r"(?:" + "|".join(sorted(WEEKDAYS, key=len, reverse=True)) + r")(?:day)?\.?"
+_WD_FULL = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|mon|tues?|wed|thu(?:rs?)?|fri|sat|sun)\.?"
+_MON = r"(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?:[0-3]?\d(?:st|nd|rd|th)?|" + "|".join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True)) + r")"
+_YEAR = r"(?:\d{4}|'\d\d)"
+_COUNT = r"(?:\d+|" + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True)) + r"|a|an|a couple of|couple of|a few|few)"
+_UNIT = r"(?P<unit>days?|weeks?|months?|years?|fortnights?)"
+
+
+@dataclass(frozen=True)
+class DateReading:
+    value: str  # YYYY-MM-DD
+    start: int
+    end: int
+    confidence: float
+
+
+def _day_number(token: str) -> int | None:
+    token = token.lower().strip()
+    if token in _ORD_WORDS:
+        return _ORD_WORDS[token]
+    digits = re.match(r"\d+", token)
+    return int(digits.group(0)) if digits else None
+
+
+def _count(token: str) -> int | None:
+    token = token.lower()
+    if token.isdigit():
+        return int(token)
+    if token in ("a", "an"):
+        return 1
+    if "couple" in token:
+        return 2
+    if "few" in token:
+        return 3
+    return UNITS.get(token)
+
+
+def _shift(today: date, n: int, unit: str) -> date:
+    unit = unit.lower().rstrip("s")
+    if unit == "day":
+        return today + timedelta(days=n)
+    if unit == "week":
+        return today + timedelta(weeks=n)
+    if unit == "fortnight":
+        return today + timedelta(weeks=2 * n)
+    if unit == "month":
+        return today + relativedelta(months=n)
+    return today + relativedelta(years=n)
+
+
+def _next_date(today: date, day: int, month: int | None, year: int | None) -> date | None:
+    """The first matching date on or after `today` (or exactly that one, when the year is given)."""
+    if month is None:
+        y, m = today.year, today.month
+        for _ in range(13):
+            if day <= calendar.monthrange(y, m)[1] and date(y, m, day) >= today:
+                return date(y, m, day)
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return None
+    if year is not None:
+        try:
+            return date(year, month, day)
+        except ValueError:
+            return None
+    for y in (today.year, today.year + 1):
+        try:
+            d = date(y, month, day)
+        except ValueError:
+            continue
+        if d >= today:
+            return d
+    return None
+
+
+def _year(token: str | None) -> int | None:
+    if not token:
+        return None
+    token = token.strip("'")
+    return int(token) + (2000 if len(token) == 2 else 0)
+
+
+def _next_weekday(today: date, weekday: int) -> date:
+    """The coming such day, never today ("Tuesday" said on a Tuesday means next week).
+    "next Friday" is read the same way: the coming Friday, the most common reading."""
+    delta = (weekday - today.weekday()) % 7
+    return today + timedelta(days=delta or 7)
+
+
+_PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
+    ("numeric_ymd", re.compile(r"\b(?P<y>\d{4})[/\-.](?P<a>\d{1,2})[/\-.](?P<b>\d{1,2})\b"), 0.95),
+    ("numeric", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+)?(?P<a>\d{{1,2}})[/\-.](?P<b>\d{{1,2}})(?:[/\-.](?P<y>\d{{4}}|\d\d))?\b(?![/\-.:]?\d)", re.I), 0.85),
+    # (Tuesday,) (the) 11th (of) September(, 2018)
+    ("day_month", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+(?:the\s+)?)?(?P<d>{_DAY})\s+(?:of\s+|day\s+of\s+)?(?P<mon>{_MON})(?:,?\s+(?P<y>{_YEAR}))?(?![a-z])", re.I), 0.95),
+    # (Saturday,) Aug(ust) (the) 25th(, 2018)
+    ("month_day", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+)?(?P<mon>{_MON})\s+(?:the\s+)?(?P<d>{_DAY})(?![\d:])(?:,?\s+(?P<y>{_YEAR}))?(?!\s*(?:people|persons?|guests?|adults?|kids?|of\s+us|pm|am|p\.m|a\.m|o'?clock))", re.I), 0.93),
+    # Thursday the 3rd
+    ("weekday_day", re.compile(rf"\b(?P<wd>{_WD_FULL}),?\s+the\s+(?P<d>{_DAY})\b", re.I), 0.93),
+    ("relative_in", re.compile(rf"\b(?:in|within)\s+(?P<n>{_COUNT})\s+{_UNIT}(?:'?\s*time)?\b", re.I), 0.9),
+    ("relative_from", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+(?:from\s+(?:now|today)|later|after\s+today|hence)\b", re.I), 0.9),
+    ("relative_ago", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+ago\b", re.I), 0.9),
+    ("next_unit", re.compile(r"\b(?P<mod>next|this|last)\s+(?P<unit>week|month|year|weekend)\b", re.I), 0.75),
+    ("day_after", re.compile(r"\b(?:the\s+)?day\s+after\s+(?:tomorrow|tomorow|tommorow|tommorrow)\b", re.I), 0.95),
+    ("day_before", re.compile(r"\b(?:the\s+)?day\s+before\s+yesterday\b", re.I), 0.95),
+    ("named", re.compile(r"\b(?P<named>today|tonight|tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|yesterday|this\s+evening|this\s+afternoon|this\s+morning|later\s+today)\b", re.I), 0.95),
+    ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
+    ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row))", re.I), 0.8),
+    ("month_only", re.compile(r"\b(?:from|in|until|till|since|by|during|of|for)\s+(?P<mon>january|february|april|june|july|august|september|october|november|december)\b(?!\s+\d)", re.I), 0.6),
+]
+
+
+def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY") -> list[DateReading]:
+    out: list[DateReading] = []
+
+    def add(value: date | None, start: int, end: int, conf: float) -> None:
+        if value is None:
+            return
+        if any(r.start < end and start < r.end for r in out):
+            return
+        out.append(DateReading(value.isoformat(), start, end, conf))
+
+    for kind, pattern, conf in _PATTERNS:
+        for m in pattern.finditer(text):
+            g = m.groupdict()
+            start, end = m.start(), m.end()
+            if text[end - 1 : end] == "." and kind in ("day_month", "month_day", "weekday", "named") and not re.search(r"(?i)\b(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\.$", text[start:end]):
+                end -= 1
+            if kind == "numeric_ymd":
+                add(_safe_date(int(g["y"]), int(g["a"]), int(g["b"])), start, end, conf)
+            elif kind == "numeric":
+                a, b = int(g["a"]), int(g["b"])
+                year = _year(g.get("y"))
+                if g.get("y") is None and not g.get("wd") and not requested:
+                    continue  # "3/4" alone is too often a fraction or a score
+                month, day = (b, a) if date_order == "DMY" or a > 12 else (a, b)
+                if year is None:
+                    d = _next_date(today, day, month, None) if 1 <= month <= 12 else None
+                else:
+                    d = _safe_date(year, month, day)
+                add(d, start, end, conf)
+            elif kind in ("day_month", "month_day"):
+                day = _day_number(g["d"])
+                month = MONTHS[g["mon"].lower().rstrip(".")]
+                if day is None or not 1 <= day <= 31:
+                    continue
+                if kind == "month_day" and g["mon"].lower() in ("may", "march", "sat", "sun", "mar", "jan", "dec") and not re.search(r"\d|st|nd|rd|th", g["d"]) and not g.get("y"):
+                    if not requested:
+                        continue  # "may 2 of us come", "march 4 people"
+                add(_next_date(today, day, month, _year(g.get("y"))), start, end, conf)
+            elif kind == "weekday_day":
+                day = _day_number(g["d"])
+                if day is None or not 1 <= day <= 31:
+                    continue
+                wd = WEEKDAYS[g["wd"].lower().rstrip(".")]
+                d = _next_date(today, day, None, None)
+                # Prefer the month in which that day falls on the named weekday.
+                probe = d
+                for _ in range(12):
+                    if probe is None or probe.weekday() == wd:
+                        break
+                    probe = _next_date(probe + timedelta(days=1), day, None, None)
+                add(probe if probe is not None and probe.weekday() == wd else d, start, end, conf)
+            elif kind in ("relative_in", "relative_from", "relative_ago"):
+                n = _count(g["n"])
+                if n is None:
+                    continue
+                sign = -1 if kind == "relative_ago" else 1
+                add(_shift(today, sign * n, g["unit"]), start, end, conf)
+            elif kind == "next_unit":
+                mod, unit = g["mod"].lower(), g["unit"].lower()
+                if unit == "weekend":
+                    saturday = today + timedelta(days=(5 - today.weekday()) % 7)
+                    add(saturday + timedelta(days=7) if mod == "next" and (saturday - today).days < 2 else saturday, start, end, conf)
+                elif unit == "week":
+                    add(today + timedelta(days=7 * {"next": 1, "this": 0, "last": -1}[mod]), start, end, conf)
+            elif kind == "day_after":
+                add(today + timedelta(days=2), start, end, conf)
+            elif kind == "day_before":
+                add(today - timedelta(days=2), start, end, conf)
+            elif kind == "named":
+                word = g["named"].lower()
+                offset = -1 if word == "yesterday" else 1 if word.startswith("to") and word not in ("today", "tonight") or word.startswith("tm") else 0
+                add(today + timedelta(days=offset), start, end, conf)
+            elif kind == "weekday":
+                word = g["wd"].lower().rstrip(".")
+                key = word if word in WEEKDAYS else word[:3]
+                if key not in WEEKDAYS:
+                    continue
+                if len(word) <= 3 and not re.match(r"[A-Z]", g["wd"]) and word in ("sat", "sun", "wed", "mon"):
+                    continue  # lower-case "sat", "sun", "wed" are words
+                mod = (g.get("mod") or "").lower()
+                if mod == "last":
+                    delta = (today.weekday() - WEEKDAYS[key]) % 7 or 7
+                    add(today - timedelta(days=delta), start, end, conf)
+                else:
+                    add(_next_weekday(today, WEEKDAYS[key]), start, end, conf)
+            elif kind == "ordinal":
+                day = _day_number(g["d"])
+                if day is None or not 1 <= day <= 31:
+                    continue
+                before = text[max(0, start - 12) : start].lower()
+                if not (g.get("the") or requested or re.search(r"\b(?:on|for|from|until|till|to|by)\s*$", before)):
+                    continue
+                # Annotators mark "25th", not "the 25th".
+                add(_next_date(today, day, None, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)
+            elif kind == "month_only":
+                month = MONTHS[g["mon"].lower()]
+                year = today.year if month >= today.month else today.year + 1
+                add(date(year, month, 1), m.start("mon"), end, conf)
+    return sorted(out, key=lambda r: r.start)
+
+
+def _safe_date(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None

@@ -1,0 +1,201 @@
+"""Measure extraction against labelled data: span F1 on Restaurants-8k, value accuracy on
+NLU++, and how well confidence predicts correctness. Used by bench/extraction.py and by the
+accuracy-floor tests; the data lives outside the repository (../shared/data)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from extraction.base import ExtractionContext, Extractor
+from extraction.fields import FieldSpec, FieldType
+
+RESTAURANT_SLOTS = ("date", "time", "people", "first_name", "last_name")
+NLUPP_NOW = datetime(2022, 3, 15, 9, 0)
+
+
+@dataclass
+class SlotCounts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def f1(self) -> tuple[float, float, float]:
+        p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+        r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+        return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+@dataclass
+class SpanReport:
+    exact: dict[str, SlotCounts] = field(default_factory=lambda: defaultdict(SlotCounts))
+    overlap: dict[str, SlotCounts] = field(default_factory=lambda: defaultdict(SlotCounts))
+    confidence: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, exactly right)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @staticmethod
+    def micro(counts: dict[str, SlotCounts]) -> tuple[float, float, float]:
+        total = SlotCounts(sum(c.tp for c in counts.values()), sum(c.fp for c in counts.values()),
+                           sum(c.fn for c in counts.values()))
+        return total.f1()
+
+
+def load_restaurant8k(path: Path) -> list[dict[str, Any]]:
+    examples = []
+    for item in json.loads(path.read_text()):
+        gold = {}
+        for label in item.get("labels", []):
+            span = label["valueSpan"]
+            gold[label["slot"]] = (span.get("startIndex", 0), span["endIndex"])
+        examples.append({
+            "text": item["userInput"]["text"],
+            "requested": item.get("context", {}).get("requestedSlots", []),
+            "gold": gold,
+        })
+    return examples
+
+
+def evaluate_spans(
+    extractor: Extractor, fields: Sequence[FieldSpec], examples: Iterable[dict[str, Any]], now: datetime,
+    keep_errors: bool = False,
+) -> SpanReport:
+    report = SpanReport()
+    names = [f.name for f in fields]
+    for ex in examples:
+        text = ex["text"]
+        requested = [r for r in dict.fromkeys(ex["requested"]) if r in names]
+        found = extractor.extract(text, fields, ExtractionContext(requested=requested, now=now))
+        predicted = {e.field: (e.start, e.end, e.confidence) for e in found}
+        for slot in names:
+            gold = ex["gold"].get(slot)
+            pred = predicted.get(slot)
+            exact, over = report.exact[slot], report.overlap[slot]
+            if pred is not None:
+                right = gold is not None and (pred[0], pred[1]) == gold
+                report.confidence.append((pred[2], right))
+                if right:
+                    exact.tp += 1
+                else:
+                    exact.fp += 1
+                    if gold is not None:
+                        exact.fn += 1
+                if gold is not None and pred[0] < gold[1] and gold[0] < pred[1]:
+                    over.tp += 1
+                else:
+                    over.fp += 1
+                    if gold is not None:
+                        over.fn += 1
+            elif gold is not None:
+                exact.fn += 1
+                over.fn += 1
+            if keep_errors and (gold is not None or pred is not None) and (gold != (pred[:2] if pred else None)):
+                report.errors.append({
+                    "slot": slot, "text": text, "requested": requested,
+                    "gold": text[gold[0]:gold[1]] if gold else None,
+                    "pred": text[pred[0]:pred[1]] if pred else None,
+                })
+    return report
+
+
+# ---- NLU++ ------------------------------------------------------------------------------
+
+NLUPP_KINDS: dict[str, tuple[str, FieldSpec]] = {}
+
+
+def _field(name: str, type_: FieldType, **extra: Any) -> FieldSpec:
+    return FieldSpec(name=name, type=type_, prompt=f"{name}?", **extra)
+
+
+NLUPP_SLOTS: dict[str, tuple[str, FieldSpec]] = {
+    "date": ("dates", _field("date", FieldType.date)),
+    "date_from": ("dates", _field("date", FieldType.date)),
+    "date_to": ("dates", _field("date", FieldType.date)),
+    "time": ("times", _field("time", FieldType.time)),
+    "time_from": ("times", _field("time", FieldType.time)),
+    "time_to": ("times", _field("time", FieldType.time)),
+    "people": ("counts", _field("people", FieldType.count)),
+    "adults": ("counts", _field("adults", FieldType.count, units=["adult", "adults", "grown-ups", "grownups", "people", "persons", "person"])),
+    "kids": ("counts", _field("kids", FieldType.count, units=["kid", "kids", "child", "children", "boys", "girls", "toddler", "toddlers", "babies", "baby", "little ones", "little humans", "ankle biters"])),
+    "rooms": ("counts", _field("rooms", FieldType.count, units=["room", "rooms"])),
+    "number": ("counts", _field("number", FieldType.integer)),
+    "amount_of_money": ("money", _field("amount", FieldType.money)),
+}
+
+
+def nlupp_canonical(slot: str, value: Any) -> Any:
+    kind = NLUPP_SLOTS[slot][0]
+    if kind == "dates":
+        return f"{value['year']:04d}-{value['month']:02d}-{value['day']:02d}"
+    if kind == "times":
+        return f"{value['hour']:02d}:{value['minute']:02d}"
+    if kind == "money":
+        currency = value.get("currency")
+        return (round(float(value["amount"]), 2), None if currency in (None, "ambiguous") else currency)
+    return int(value)
+
+
+def load_nlupp(root: Path) -> list[dict[str, Any]]:
+    examples = []
+    for path in sorted(root.glob("*/fold*.json")):
+        for item in json.loads(path.read_text()):
+            for slot, info in (item.get("slots") or {}).items():
+                if slot in NLUPP_SLOTS and "value" in info:
+                    examples.append({"text": item["text"], "slot": slot, "span": tuple(info["span"]),
+                                     "value": nlupp_canonical(slot, info["value"]), "domain": path.parent.name})
+    return examples
+
+
+def _normalise(kind: str, value: Any) -> Any:
+    if kind == "money":
+        return (round(float(value["amount"]), 2), value.get("currency"))
+    return value
+
+
+def evaluate_values(candidates_for: Any, examples: Iterable[dict[str, Any]], now: datetime = NLUPP_NOW,
+                    keep_errors: bool = False) -> tuple[dict[str, list[int]], list[dict[str, Any]]]:
+    """For each labelled value: is there a candidate overlapping its span with the canonical value?
+
+    `candidates_for(text, field, now)` returns every reading of `field` in `text` (not only the
+    winner), since one NLU++ utterance often holds two values of a type (from/to)."""
+    scores: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    errors = []
+    for ex in examples:
+        kind, spec = NLUPP_SLOTS[ex["slot"]]
+        start, end = ex["span"]
+        readings = [c for c in candidates_for(ex["text"], spec, now) if c.start < end and start < c.end]
+        # Money: a currency the text does not say is not wrong when the label says 'ambiguous'.
+        right = any(_normalise(kind, c.value) == ex["value"] for c in readings)
+        if kind == "money" and not right and ex["value"][1] is None:
+            right = any(_normalise(kind, c.value)[0] == ex["value"][0] for c in readings)
+        scores[kind][0] += int(right)
+        scores[kind][1] += 1
+        if keep_errors and not right:
+            errors.append({**ex, "got": [(c.value, ex["text"][c.start:c.end]) for c in readings]})
+    return dict(scores), errors
+
+
+def calibration(pairs: list[tuple[float, bool]], bins: Sequence[float] = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.01)) -> list[dict[str, Any]]:
+    """How often values at each confidence level were right, and the expected calibration error."""
+    rows = []
+    for lo, hi in zip(bins, bins[1:]):
+        inside = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        if not inside:
+            continue
+        rows.append({
+            "range": f"[{lo:.2f}, {min(hi, 1.0):.2f}{']' if hi > 1 else ')'}",
+            "n": len(inside),
+            "mean_confidence": sum(c for c, _ in inside) / len(inside),
+            "accuracy": sum(ok for _, ok in inside) / len(inside),
+        })
+    return rows
+
+
+def expected_calibration_error(pairs: list[tuple[float, bool]]) -> float:
+    rows = calibration(pairs)
+    total = sum(r["n"] for r in rows)
+    return sum(r["n"] * abs(r["mean_confidence"] - r["accuracy"]) for r in rows) / total if total else 0.0
