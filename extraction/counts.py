@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from extraction.numbers import SPECIAL, UNITS, find_numbers
 
 PEOPLE_UNITS = ["people", "persons", "person", "peoples", "guests", "guest", "adults", "adult", "diners", "pax",
-                "ppl", "covers", "heads", "humans", "individuals"]
+                "ppl", "covers", "humans", "individuals"]
 _RELATIONS = (
     r"wife|husband|partner|girlfriend|boyfriend|fianc[eé]e?|spouse|friends?|buddies|buddy|pals?|mates?|colleagues?|coworkers?|"
     r"co-workers?|clients?|kids?|children|child|sons?|daughters?|boys?|girls?|brothers?|sisters?|siblings?|parents?|mom|mum|dad|"
     r"mother|father|family|cousins?|aunt|uncle|grandparents?|grandmother|grandfather|grandma|grandpa|guests?|others?|"
-    r"nephews?|nieces?|in-laws|teammates?|roommates?|adults?|babies|baby|toddlers?|infants?|people|persons?|dates?|companions?"
+    r"nephews?|nieces?|in-laws|teammates?|roommates?|adults?|babies|baby|toddlers?|infants?|people|persons?|dates?|companions?|"
+    r"boss|manager|men|women|ladies|gentlemen|guys|man|woman|lady|gentleman|fellows?"
 )
 _NUM = r"(?:\d{1,3}|" + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True)) + r"|twenty|thirty|forty|fifty)"
 _TERM = (
     rf"(?:(?:just\s+)?(?:me|myself|i)\b|"
-    rf"(?:my|our)\s+(?:{_NUM}\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
+    rf"(?:my|our|his|her|their)\s+(?:{_NUM}\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
+    rf"an?\s+(?:man|woman|lady|gentleman|friend|colleague|guest|date|partner|child|kid|baby)\b|"
     rf"(?:{_NUM}|a\s+couple(?:\s+of)?|a\s+few)\s+(?:more\s+|other\s+|of\s+my\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
     rf"a\s+(?:friend|colleague|guest|date|partner|child|kid|baby)\b|"
     rf"(?:the\s+)?(?:wife|husband|kids|children)\b|"
@@ -32,9 +34,11 @@ _TERM = (
 )
 _SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+)"
 _GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}{_TERM})+", re.I)
+_PLUS = re.compile(rf"\b{_NUM}(?:\s+(?:people|persons|adults|guests))?\s+plus\s+(?:an?|{_NUM})(?:\s+(?:more|others?|\w+))?\b", re.I)
+_ME = re.compile(r"\b(?:be\s+(?:just\s+|only\s+)?|(?:just|only)\s+(?:for\s+)?)(?P<me>me|myself)\b(?!\s+(?:and|plus|with|,))", re.I)
 _SINGLE_ME = re.compile(r"\b(?:just\s+(?:me|myself|one)|only\s+me|myself\s+alone|me\s+alone|by\s+myself|solo|for\s+one|single\s+person|party\s+of\s+one)\b", re.I)
-_COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\s+(?:days|weeks|hours|minutes|things))", re.I)
-_BEFORE = re.compile(r"(?:party\s+of|table\s+for|group\s+of|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
+_COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\b)(?!\s+(?:people|persons|guests|adults|kids|more|days|weeks|hours|minutes)\b)", re.I)
+_BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
 _NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o'?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
 
 
@@ -65,23 +69,53 @@ def _group_size(phrase: str) -> int:
     return total
 
 
+_CHILD_WORDS = re.compile(r"\b(?:kids?|child(?:ren)?|sons?|daughters?|boys?|girls?|teen(?:ager)?s?|little\s+ones?|bab(?:y|ies)|toddlers?|infants?|minors?|nephews?|nieces?)\b", re.I)
+_GROUP_WIDE = re.compile(
+    rf"\b(?:{_TERM}|the\s+little\s+ones?|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?)(?:{_SEP}(?:{_TERM}|the\s+little\s+ones?|i\b|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?))+",
+    re.I,
+)
+
+
+def _category_counts(text: str, kids: bool) -> list[CountReading]:
+    """In "my wife, our two sons and I": 2 adults and 2 kids, each counted over the terms of its kind."""
+    out = []
+    for m in _GROUP_WIDE.finditer(text):
+        spans = []
+        total = 0
+        pos = m.start()
+        for term in re.split(_SEP, m.group(0), flags=re.I):
+            start = text.index(term, pos)
+            pos = start + len(term)
+            if bool(_CHILD_WORDS.search(term)) != kids:
+                continue
+            total += _group_size(term)
+            spans.append((start, pos))
+        if spans:
+            out.append(CountReading(total, spans[0][0], spans[-1][1], 0.75))
+    return out
+
+
 def find_counts(text: str, requested: bool, units: list[str] | None = None) -> list[CountReading]:
+    people_mode = not units  # the party-size reading: groups described in words count
     units = units or PEOPLE_UNITS
-    people_mode = units is PEOPLE_UNITS or any(u in PEOPLE_UNITS for u in units)
+    personal = people_mode or any(u in ("adult", "adults", "people", "person", "persons") for u in units)
     unit_re = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r")\b", re.I)
     unit_direct = re.compile(r"^(\s*(?:" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r"))\b", re.I)
     out: list[CountReading] = []
 
     def add(value: int, start: int, end: int, conf: float) -> None:
-        if value > 0 and not any(r.start < end and start < r.end for r in out):
+        if value >= 0 and not any(r.start < end and start < r.end for r in out):
             out.append(CountReading(value, start, end, conf))
 
     if people_mode:
         # "2 adults and 3 kids", "me and my wife": the whole description is the span.
         for m in _GROUP.finditer(text):
-            add(_group_size(m.group(0)), m.start(), m.end(), 0.85)
+            start = m.start() + (len(m.group(0)) - len(re.sub(r"(?i)^just\s+", "", m.group(0))))
+            add(_group_size(m.group(0)), start, m.end(), 0.85)
+        for m in _PLUS.finditer(text):
+            add(_group_size(re.sub(r"(?i)\s+plus\s+", " and ", m.group(0))), m.start(), m.end(), 0.8)
     for n in find_numbers(text):
-        if n.ordinal or not isinstance(n.value, int) or n.value <= 0 or any(r.start <= n.start < r.end for r in out):
+        if n.ordinal or not isinstance(n.value, int) or n.value < 0 or any(r.start <= n.start < r.end for r in out):
             continue
         after, before = text[n.end :], text[: n.start]
         if _NOT_AFTER.match(after) or re.search(r"[/\-:.]$", before) or re.match(r"^[/\-:.]\d", after):
@@ -100,11 +134,29 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(n.value, start, n.end, 0.85)
         elif requested:
             add(n.value, start, n.end, 0.8)
-    if people_mode:
+    unit_alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    if not people_mode and personal or any(_CHILD_WORDS.fullmatch(u) for u in units):
+        kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
+        for r in _category_counts(text, kids):
+            add(r.value, r.start, r.end, r.confidence)
+    if not people_mode:
+        # "a double room", "my room", "a child": one of the unit; "no kids", "without children": none.
+        for m in re.finditer(rf"\b(?P<art>an?|my|our|the|one|single)\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
+            if not re.search(rf"(?i)\b(?:{unit_alt})\b", m.group(0)[: m.start("unit") - m.start()]):
+                add(1, m.start(), m.end(), 0.8)
+        for m in re.finditer(rf"\b(?:no|zero|without(?:\s+any)?|not\s+any)\s+(?:[a-z\-]+\s+)?(?:{unit_alt})\b", text, re.I):
+            add(0, m.start(), m.end(), 0.8)
+    if personal:
         for m in _SINGLE_ME.finditer(text):
             span = re.search(r"(?:me|myself|one|person|solo)\b.*", m.group(0), re.I)
             s = m.start() + (span.start() if span and not m.group(0).lower().startswith(("single", "party", "solo")) else 0)
             add(1, s if requested else m.start(), m.end(), 0.8)
+        for m in _ME.finditer(text):
+            add(1, m.start("me"), m.end("me"), 0.75)
+        if not people_mode:
+            for m in re.finditer(r"\b(?:me|myself)\b", text, re.I):
+                add(1, m.start(), m.end(), 0.65)
+    if people_mode:
         for m in _COUPLE.finditer(text):
             add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
     if requested and not out:

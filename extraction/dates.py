@@ -88,8 +88,10 @@ def _shift(today: date, n: int, unit: str) -> date:
     return today + relativedelta(years=n)
 
 
-def _next_date(today: date, day: int, month: int | None, year: int | None) -> date | None:
-    """The first matching date on or after `today` (or exactly that one, when the year is given)."""
+def _next_date(today: date, day: int, month: int | None, year: int | None, future: bool = True) -> date | None:
+    """The date meant by a day (and month) said on `today`: with a month and no year, this
+    year's, or the next one on or after today when only the future makes sense (`future`);
+    with a day alone, the next such day of a month."""
     if month is None:
         y, m = today.year, today.month
         for _ in range(13):
@@ -102,12 +104,23 @@ def _next_date(today: date, day: int, month: int | None, year: int | None) -> da
             return date(year, month, day)
         except ValueError:
             return None
+    if not future and month == today.month:
+        return _safe_date(today.year, month, day)  # "the 6th of March", said on the 15th: this one, just gone
     for y in (today.year, today.year + 1):
         try:
             d = date(y, month, day)
         except ValueError:
             continue
         if d >= today:
+            return d
+    return None
+
+
+def _with_weekday(today: date, day: int, month: int, weekday: int) -> date | None:
+    """"Friday 7th of January": the first year from this one in which that date is that weekday."""
+    for y in range(today.year, today.year + 12):
+        d = _safe_date(y, month, day)
+        if d is not None and d.weekday() == weekday:
             return d
     return None
 
@@ -134,7 +147,11 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     # (Saturday,) Aug(ust) (the) 25th(, 2018)
     ("month_day", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+)?(?P<mon>{_MON})\s+(?:the\s+)?(?P<d>{_DAY})(?![\d:])(?:,?\s+(?P<y>{_YEAR}))?(?!\s*(?:people|persons?|guests?|adults?|kids?|of\s+us|pm|am|p\.m|a\.m|o'?clock))", re.I), 0.93),
     # Thursday the 3rd
-    ("weekday_day", re.compile(rf"\b(?P<wd>{_WD_FULL}),?\s+the\s+(?P<d>{_DAY})\b", re.I), 0.93),
+    ("weekday_day", re.compile(rf"\b(?P<wd>{_WD_FULL}),?\s+(?:the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b", re.I), 0.93),
+    ("weekday_week", re.compile(rf"\b(?P<wd>{_WD_FULL})\s+(?P<rel>next\s+week|in\s+a\s+week|last\s+week|after\s+next|week)\b", re.I), 0.9),
+    ("week_weekday", re.compile(rf"\b(?P<rel>next|last|this)\s+week(?:'s)?\s+(?P<wd>{_WD_FULL})", re.I), 0.9),
+    ("fortnight", re.compile(r"\b(?:a\s+)?(?P<rel>fortnight|week)\s+(?:today|from\s+today|from\s+now)\b", re.I), 0.9),
+    ("last_night", re.compile(r"\blast\s+night\b", re.I), 0.9),
     ("relative_in", re.compile(rf"\b(?:in|within)\s+(?P<n>{_COUNT})\s+{_UNIT}(?:'?\s*time)?\b", re.I), 0.9),
     ("relative_from", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+(?:from\s+(?:now|today)|later|after\s+today|hence)\b", re.I), 0.9),
     ("relative_ago", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+ago\b", re.I), 0.9),
@@ -143,12 +160,23 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     ("day_before", re.compile(r"\b(?:the\s+)?day\s+before\s+yesterday\b", re.I), 0.95),
     ("named", re.compile(r"\b(?P<named>today|tonight|tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|yesterday|this\s+evening|this\s+afternoon|this\s+morning|later\s+today)\b", re.I), 0.95),
     ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
-    ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row))", re.I), 0.8),
+    ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row|thoughts?|choice|option|place|course|hand))", re.I), 0.8),
     ("month_only", re.compile(r"\b(?:from|in|until|till|since|by|during|of|for)\s+(?P<mon>january|february|april|june|july|august|september|october|november|december)\b(?!\s+\d)", re.I), 0.6),
 ]
 
 
-def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY") -> list[DateReading]:
+HOLIDAYS = {
+    "christmas eve": (12, 24), "christmas day": (12, 25), "christmas": (12, 25), "boxing day": (12, 26),
+    "new year's eve": (12, 31), "new years eve": (12, 31), "new year's day": (1, 1), "new years day": (1, 1),
+    "valentine's day": (2, 14), "valentines day": (2, 14), "halloween": (10, 31), "independence day": (7, 4),
+    "st patrick's day": (3, 17), "st. patrick's day": (3, 17),
+}
+_HOLIDAY = re.compile(r"\b(?P<hol>" + "|".join(sorted((re.escape(h) for h in HOLIDAYS), key=len, reverse=True)) + r")(?:\s+(?P<y>\d{4}))?\b", re.I)
+
+
+def find_dates(
+    text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False
+) -> list[DateReading]:
     out: list[DateReading] = []
 
     def add(value: date | None, start: int, end: int, conf: float) -> None:
@@ -185,12 +213,16 @@ def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY")
                 if kind == "month_day" and g["mon"].lower() in ("may", "march", "sat", "sun", "mar", "jan", "dec") and not re.search(r"\d|st|nd|rd|th", g["d"]) and not g.get("y"):
                     if not requested:
                         continue  # "may 2 of us come", "march 4 people"
-                add(_next_date(today, day, month, _year(g.get("y"))), start, end, conf)
+                year = _year(g.get("y"))
+                d = None
+                if g.get("wd") and year is None:
+                    d = _with_weekday(today, day, month, WEEKDAYS[g["wd"].lower().rstrip(".")[:3] if g["wd"].lower().rstrip(".") not in WEEKDAYS else g["wd"].lower().rstrip(".")])
+                add(d or _next_date(today, day, month, year, future), start, end, conf)
             elif kind == "weekday_day":
                 day = _day_number(g["d"])
                 if day is None or not 1 <= day <= 31:
                     continue
-                wd = WEEKDAYS[g["wd"].lower().rstrip(".")]
+                wd = WEEKDAYS[_wd_key(g["wd"])]
                 d = _next_date(today, day, None, None)
                 # Prefer the month in which that day falls on the named weekday.
                 probe = d
@@ -199,6 +231,15 @@ def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY")
                         break
                     probe = _next_date(probe + timedelta(days=1), day, None, None)
                 add(probe if probe is not None and probe.weekday() == wd else d, start, end, conf)
+            elif kind in ("weekday_week", "week_weekday"):
+                rel = g["rel"].lower()
+                monday = today - timedelta(days=today.weekday())
+                shift = -7 if rel.startswith("last") else 0 if rel == "this" else 7
+                add(monday + timedelta(days=shift + WEEKDAYS[_wd_key(g["wd"])]), start, end, conf)
+            elif kind == "fortnight":
+                add(today + timedelta(days=14 if g["rel"].lower() == "fortnight" else 7), start, end, conf)
+            elif kind == "last_night":
+                add(today - timedelta(days=1), start, end, conf)
             elif kind in ("relative_in", "relative_from", "relative_ago"):
                 n = _count(g["n"])
                 if n is None:
@@ -228,7 +269,11 @@ def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY")
                 if len(word) <= 3 and not re.match(r"[A-Z]", g["wd"]) and word in ("sat", "sun", "wed", "mon"):
                     continue  # lower-case "sat", "sun", "wed" are words
                 mod = (g.get("mod") or "").lower()
-                if mod == "last":
+                if mod == "next":
+                    # "next Saturday" is the Saturday of next week (weeks start on Monday).
+                    monday = today - timedelta(days=today.weekday()) + timedelta(days=7)
+                    add(monday + timedelta(days=WEEKDAYS[key]), start, end, conf)
+                elif mod == "last":
                     delta = (today.weekday() - WEEKDAYS[key]) % 7 or 7
                     add(today - timedelta(days=delta), start, end, conf)
                 else:
@@ -246,7 +291,16 @@ def find_dates(text: str, today: date, requested: bool, date_order: str = "MDY")
                 month = MONTHS[g["mon"].lower()]
                 year = today.year if month >= today.month else today.year + 1
                 add(date(year, month, 1), m.start("mon"), end, conf)
+    for m in _HOLIDAY.finditer(text):
+        month, day = HOLIDAYS[m.group("hol").lower()]
+        year = _year(m.group("y"))
+        add(_safe_date(year, month, day) if year else _next_date(today, day, month, None, True), m.start(), m.end(), 0.9)
     return sorted(out, key=lambda r: r.start)
+
+
+def _wd_key(word: str) -> str:
+    word = word.lower().rstrip(".")
+    return word if word in WEEKDAYS else word[:3]
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:

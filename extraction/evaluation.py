@@ -112,16 +112,17 @@ def _field(name: str, type_: FieldType, **extra: Any) -> FieldSpec:
 
 
 NLUPP_SLOTS: dict[str, tuple[str, FieldSpec]] = {
-    "date": ("dates", _field("date", FieldType.date)),
-    "date_from": ("dates", _field("date", FieldType.date)),
-    "date_to": ("dates", _field("date", FieldType.date)),
+    # NLU++ is British English: 9/3/2019 is the 9th of March, as a UK worker's spec would say.
+    "date": ("dates", _field("date", FieldType.date, constraints={"date_order": "DMY"})),
+    "date_from": ("dates", _field("date", FieldType.date, constraints={"date_order": "DMY"})),
+    "date_to": ("dates", _field("date", FieldType.date, constraints={"date_order": "DMY"})),
     "time": ("times", _field("time", FieldType.time)),
     "time_from": ("times", _field("time", FieldType.time)),
     "time_to": ("times", _field("time", FieldType.time)),
     "people": ("counts", _field("people", FieldType.count)),
     "adults": ("counts", _field("adults", FieldType.count, units=["adult", "adults", "grown-ups", "grownups", "people", "persons", "person"])),
-    "kids": ("counts", _field("kids", FieldType.count, units=["kid", "kids", "child", "children", "boys", "girls", "toddler", "toddlers", "babies", "baby", "little ones", "little humans", "ankle biters"])),
-    "rooms": ("counts", _field("rooms", FieldType.count, units=["room", "rooms"])),
+    "kids": ("counts", _field("kids", FieldType.count, units=["kid", "kids", "child", "children", "boys", "boy", "girls", "girl", "sons", "son", "daughters", "daughter", "toddler", "toddlers", "babies", "baby", "infant", "infants", "minor", "minors", "teenagers", "teens", "little ones", "little humans", "ankle biters"])),
+    "rooms": ("counts", _field("rooms", FieldType.count, units=["room", "rooms", "suite", "suites"])),
     "number": ("counts", _field("number", FieldType.integer)),
     "amount_of_money": ("money", _field("amount", FieldType.money)),
 }
@@ -144,7 +145,8 @@ def load_nlupp(root: Path) -> list[dict[str, Any]]:
     for path in sorted(root.glob("*/fold*.json")):
         for item in json.loads(path.read_text()):
             for slot, info in (item.get("slots") or {}).items():
-                if slot in NLUPP_SLOTS and "value" in info:
+                # A few labels say only 'ambiguous'; they have no canonical value to compare with.
+                if slot in NLUPP_SLOTS and isinstance(info.get("value"), (dict, int, float)):
                     examples.append({"text": item["text"], "slot": slot, "span": tuple(info["span"]),
                                      "value": nlupp_canonical(slot, info["value"]), "domain": path.parent.name})
     return examples
@@ -160,14 +162,16 @@ def evaluate_values(candidates_for: Any, examples: Iterable[dict[str, Any]], now
                     keep_errors: bool = False) -> tuple[dict[str, list[int]], list[dict[str, Any]]]:
     """For each labelled value: is there a candidate overlapping its span with the canonical value?
 
-    `candidates_for(text, field, now)` returns every reading of `field` in `text` (not only the
+    `candidates_for(text, field, now, requested)` returns every reading of `field` in `text` (not only the
     winner), since one NLU++ utterance often holds two values of a type (from/to)."""
     scores: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     errors = []
     for ex in examples:
         kind, spec = NLUPP_SLOTS[ex["slot"]]
         start, end = ex["span"]
-        readings = [c for c in candidates_for(ex["text"], spec, now) if c.start < end and start < c.end]
+        # "number" answers a question ("3", "it will be 7"): read it as the reply to "how many?".
+        requested = ex["slot"] == "number"
+        readings = [c for c in candidates_for(ex["text"], spec, now, requested) if c.start < end and start < c.end]
         # Money: a currency the text does not say is not wrong when the label says 'ambiguous'.
         right = any(_normalise(kind, c.value) == ex["value"] for c in readings)
         if kind == "money" and not right and ex["value"][1] is None:

@@ -34,8 +34,8 @@ class RuleExtractor:
                 proposals.append((requested, spec, cand))
         proposals.extend(self._names(text, fields, context))
         proposals = [(r, f, _prefer_corrections(text, c)) for r, f, c in proposals]
-        # Requested fields first, then the surest readings; a span is used once.
-        proposals.sort(key=lambda p: (not p[0], -p[2].confidence, p[2].start))
+        # The surest readings first, with a head start for the field just asked for; a span is used once.
+        proposals.sort(key=lambda p: (-(p[2].confidence + (0.1 if p[0] else 0.0)), p[2].start))
         taken: list[tuple[int, int]] = []
         chosen: dict[str, Extracted] = {}
         for _, spec, cand in proposals:
@@ -61,10 +61,10 @@ class RuleExtractor:
         if t is FieldType.time:
             return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_times(text, requested, c.earliest, c.latest, now)]
         if t is FieldType.date:
-            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_dates(text, now.date(), requested, c.date_order)]
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_dates(text, now.date(), requested, c.date_order, c.not_in_past)]
         if t is FieldType.datetime:
             return _combine_datetime(
-                find_dates(text, now.date(), requested, c.date_order), find_times(text, requested, c.earliest, c.latest)
+                find_dates(text, now.date(), requested, c.date_order, c.not_in_past), find_times(text, requested, c.earliest, c.latest)
             )
         if t is FieldType.count:
             return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_counts(text, requested, spec.units or None)]

@@ -52,11 +52,11 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     (re.compile(rf"\b(?P<h>{_H})(?=\s*o'?\s?clock\b)", re.I), 0.9),
     # at 8, around 7, after 11, before 4, until 9 (span: the number only)
     (re.compile(
-        rf"\b(?:at|around|about|after|before|until|till|by|from)\s+(?:about\s+|around\s+)?(?P<h>{_H})(?:[\s:](?P<mw>[0-5]\d|{_MIN_WORD}))?\b"
+        rf"\b(?:at|around|about|after|before|until|till|by|from|(?:later|earlier|sooner)\s+than|between|and\s+(?=\S+\s*(?:$|[?.!,])))\s+(?:about\s+|around\s+)?(?P<h>{_H})(?:[\s:](?P<mw>[0-5]\d|{_MIN_WORD}))?\b"
         r"(?!\s*(?:people|persons?|guests?|adults?|kids?|children|of\s+us|days?|weeks?|months?|years?|nights?|minutes?|hours?|%|dollars?|pounds?|euros?|/|-\d|st\b|nd\b|rd\b|th\b))",
         re.I), 0.75),
 ]
-_CONTEXT_PM = re.compile(r"\b(?:tonight|evening|dinner|supper|night|afternoon|p\.?m)\b", re.I)
+_CONTEXT_PM = re.compile(r"\b(?:tonight|this\s+evening|tomorrow\s+evening|dinner|supper)\b", re.I)
 _CONTEXT_AM = re.compile(r"\b(?:morning|breakfast|brunch|a\.?m)\b", re.I)
 
 
@@ -91,6 +91,8 @@ def resolve_hour(hour: int, mark: str | None, text: str, earliest: str | None, l
         return None
     mark = (mark or "").lower().replace(".", "").replace(" ", "")
     if mark:
+        if "night" in mark and (hour <= 5 or hour == 12):
+            return hour % 12  # "3 at night" is the small hours; "12 night" is midnight
         if mark.startswith("p") or any(w in mark for w in ("afternoon", "evening", "night", "tonight")):
             return hour + 12 if hour < 12 else hour
         if mark.startswith("a") or "morning" in mark:
@@ -111,6 +113,7 @@ def resolve_hour(hour: int, mark: str | None, text: str, earliest: str | None, l
 _IN_HOURS = re.compile(
     rf"\b(?:in|within)\s+(?:about\s+)?(?P<n>half\s+an|an?|a\s+couple\s+of|a\s+few|\d+|{_NUM_WORD})\s+(?P<unit>hours?|minutes?|mins?)(?P<half>\s+and\s+a\s+half)?\b", re.I
 )
+_AGO = re.compile(rf"\b(?P<n>an?|\d+|{_NUM_WORD})\s+(?P<unit>hours?|minutes?|mins?)\s+ago\b", re.I)
 _NOT_A_TIME_AFTER = re.compile(
     r"^\s*(?:people|persons?|guests?|adults?|kids?|children|of\s+us|days?|weeks?|months?|years?|nights?|minutes?|hours?|"
     r"%|dollars?|pounds?|euros?|st\b|nd\b|rd\b|th\b|/|-\d)", re.I
@@ -185,6 +188,15 @@ def find_times(
                 start = lead.start()
             add(f"{hour:02d}:{minute:02d}", start, end, conf)
     if now is not None:
+        for m in _AGO.finditer(text):
+            count = _number(m.group("n")) if m.group("n").lower() not in ("a", "an") else 1
+            if count is not None:
+                unit = m.group("unit").lower()
+                delta = timedelta(hours=count) if unit.startswith("h") else timedelta(minutes=count)
+                add((now - delta).strftime("%H:%M"), m.start(), m.end(), 0.85)
+        for m in re.finditer(r"\b(?:right\s+)?now\b", text, re.I):
+            if requested or m.group(0).lower().startswith("right"):
+                add(now.strftime("%H:%M"), m.start(), m.end(), 0.7)
         for m in _IN_HOURS.finditer(text):
             word = m.group("n").lower()
             if word.startswith("half"):
