@@ -71,7 +71,8 @@ def _group_size(phrase: str) -> int:
 
 _CHILD_WORDS = re.compile(r"\b(?:kids?|child(?:ren)?|sons?|daughters?|boys?|girls?|teen(?:ager)?s?|little\s+ones?|bab(?:y|ies)|toddlers?|infants?|minors?|nephews?|nieces?)\b", re.I)
 _GROUP_WIDE = re.compile(
-    rf"\b(?:{_TERM}|the\s+little\s+ones?|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?)(?:{_SEP}(?:{_TERM}|the\s+little\s+ones?|i\b|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?))+",
+    rf"\b(?:{_TERM}|the\s+little\s+ones?|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?)"
+    rf"(?:{_SEP}(?:{_TERM}|the\s+little\s+ones?|i\b|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?|(?:{_RELATIONS})\b))*",
     re.I,
 )
 
@@ -139,6 +140,9 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
         kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
         for r in _category_counts(text, kids):
             add(r.value, r.start, r.end, r.confidence)
+        if not kids:
+            for m in _COUPLE.finditer(text):
+                add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
     if not people_mode:
         # "a double room", "my room", "a child": one of the unit; "no kids", "without children": none.
         for m in re.finditer(rf"\b(?P<art>an?|my|our|the|one|single)\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):

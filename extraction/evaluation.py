@@ -122,7 +122,7 @@ NLUPP_SLOTS: dict[str, tuple[str, FieldSpec]] = {
     "people": ("counts", _field("people", FieldType.count)),
     "adults": ("counts", _field("adults", FieldType.count, units=["adult", "adults", "grown-ups", "grownups", "people", "persons", "person"])),
     "kids": ("counts", _field("kids", FieldType.count, units=["kid", "kids", "child", "children", "boys", "boy", "girls", "girl", "sons", "son", "daughters", "daughter", "toddler", "toddlers", "babies", "baby", "infant", "infants", "minor", "minors", "teenagers", "teens", "little ones", "little humans", "ankle biters"])),
-    "rooms": ("counts", _field("rooms", FieldType.count, units=["room", "rooms", "suite", "suites"])),
+    "rooms": ("counts", _field("rooms", FieldType.count, units=["room", "rooms", "bedroom", "bedrooms", "suite", "suites"])),
     "number": ("counts", _field("number", FieldType.integer)),
     "amount_of_money": ("money", _field("amount", FieldType.money)),
 }

@@ -79,24 +79,57 @@ def find_emails(text: str) -> list[Candidate]:
     return out
 
 
-_CURRENCY = {"$": "USD", "£": "GBP", "€": "EUR", "dollar": "USD", "buck": "USD", "pound": "GBP", "quid": "GBP", "euro": "EUR"}
+_CURRENCY = {"$": "USD", "£": "GBP", "€": "EUR", "dollar": "USD", "buck": "USD", "pound": "GBP", "quid": "GBP",
+             "euro": "EUR", "usd": "USD", "gbp": "GBP", "eur": "EUR", "cent": "USD", "pence": "GBP", "p": "GBP"}
+_SCALE = {"k": 1e3, "thousand": 1e3, "grand": 1e3, "m": 1e6, "mil": 1e6, "million": 1e6, "hundred": 100}
+_AMOUNT = r"(?P<n>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
+_MONEY_PATTERNS = [
+    re.compile(rf"(?P<sym>[$£€])\s?{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\b", re.I),
+    re.compile(rf"\b{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\s*(?P<sym>[$£€])", re.I),
+    re.compile(rf"\b(?P<code>usd|gbp|eur)\s?{_AMOUNT}\b", re.I),
+    re.compile(rf"\b{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\s*(?P<code>usd|gbp|eur)\b", re.I),
+]
+_MONEY_WORDS = re.compile(
+    r"\b(?:amount|spend|spent|spending|pay|paid|payment|transfer|transferring|refund|cost|costs|charge|charged|fee|"
+    r"price|balance|owe|withdraw|withdrew|deposit|deposited|send|sent|loan|limit|bill|worth)\b", re.I
+)
 
 
 def find_money(text: str, requested: bool) -> list[Candidate]:
-    out = []
-    for m in re.finditer(r"(?P<sym>[$£€])\s?(?P<n>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k|thousand|m|million)?\b", text, re.I):
-        amount = float(m.group("n").replace(",", ""))
-        scale = {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6}.get((m.group("k") or "").lower(), 1)
-        out.append(Candidate({"amount": round(amount * scale, 2), "currency": _CURRENCY[m.group("sym")]}, m.start(), m.end(), 0.95))
+    out: list[Candidate] = []
+
+    def add(amount: float, currency: str | None, start: int, end: int, conf: float) -> None:
+        if not any(c.start < end and start < c.end for c in out):
+            out.append(Candidate({"amount": round(amount, 2), "currency": currency}, start, end, conf))
+
+    for pattern in _MONEY_PATTERNS:
+        for m in pattern.finditer(text):
+            g = m.groupdict()
+            amount = float(g["n"].replace(",", ""))
+            scale = _SCALE.get((g.get("k") or "").lower(), 1)
+            currency = _CURRENCY[(g.get("sym") or g.get("code") or "").lower()]
+            add(amount * scale, currency, m.start(), m.end(), 0.95)
     for n in find_numbers(text):
         if any(c.start <= n.start < c.end for c in out):
             continue
-        unit = re.match(r"^\s*(dollars?|bucks?|pounds?|quid|euros?)\b", text[n.end :], re.I)
+        after = text[n.end :]
+        scale_m = re.match(r"^\s*(k|thousand|grand|hundred|million|mil)\b", after, re.I)
+        amount, end = float(n.value), n.end
+        if scale_m and not (n.spoken and scale_m.group(1).lower() in ("hundred", "thousand")):
+            amount *= _SCALE[scale_m.group(1).lower()]
+            end += scale_m.end()
+        unit = re.match(r"^\s*(dollars?|bucks?|pounds?|quid|euros?|cents?|pence)\b", text[end:], re.I)
         if unit:
-            cur = _CURRENCY[unit.group(1).lower().rstrip("s")]
-            out.append(Candidate({"amount": float(n.value), "currency": cur}, n.start, n.end + unit.end(), 0.9))
-        elif requested and not n.ordinal:
-            out.append(Candidate({"amount": float(n.value), "currency": None}, n.start, n.end, 0.7))
+            word = unit.group(1).lower().rstrip("s")
+            cur = _CURRENCY["cent" if word == "cent" else word if word != "pence" else "pence"]
+            value = amount / 100 if word in ("cent", "pence") else amount
+            add(value, cur, n.start, end + unit.end(), 0.9)
+        elif n.ordinal or re.match(r"^\s*(?:%|percent|people|persons?|adults?|kids?|days?|weeks?|months?|years?|times|nights?|hours?|minutes?|am\b|pm\b|a\.m|p\.m|:\d)", after, re.I):
+            continue
+        elif requested:
+            add(amount, None, n.start, end, 0.7)
+        elif _MONEY_WORDS.search(text) and (amount >= 10 or "." in text[n.start:end]) and not re.search(r"[/:]$", text[: n.start]):
+            add(amount, None, n.start, end, 0.6)
     return out
 
 
