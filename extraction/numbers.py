@@ -122,7 +122,7 @@ def find_digit_sequences(text: str) -> list[tuple[str, int, int]]:
     digits, start, end = "", -1, -1
     for m in pattern.finditer(text):
         gap = text[end:m.start()] if end >= 0 else ""
-        if end >= 0 and not re.fullmatch(r"[\s\-.,]*", gap):
+        if end >= 0 and not re.fullmatch(r"(?:[\s\-.,]|\b(?:uh|um|er|erm|hmm|and)\b)*", gap, re.IGNORECASE):
             if digits:
                 runs.append((digits, start, end))
             digits, start = "", -1

@@ -125,7 +125,7 @@ class RuleExtractor:
             if asked_last and not asked_first and last is not None:
                 out.append(cand(last, tokens, conf))
             elif first is not None:
-                out.append(cand(first, tokens[:1] if last is not None else tokens, conf))
+                out.append(cand(first, tokens[:1], conf))
             elif last is not None:
                 out.append(cand(last, tokens[-1:], conf))
         return out

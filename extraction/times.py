@@ -21,7 +21,7 @@ _NUM_WORDS = sorted([*UNITS, "twenty", "thirty", "forty", "fifty"], key=len, rev
 _NUM_WORD = "|".join(w for w in _NUM_WORDS if w != "oh")
 _MIN_WORD = rf"(?:(?:twenty|thirty|forty|fifty)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?|{_NUM_WORD}|oh[\s-](?:one|two|three|four|five|six|seven|eight|nine))"
 _H = rf"(?:[01]?\d|2[0-4]|{_NUM_WORD})"
-_AMPM = r"(?:[ap]\.\s?m\.|[ap]\.?m\b\.?)"
+_AMPM = r"(?:[ap]\.\s?m\.|[ap]\.?m\b\.?|[ap]\s+m\b)"
 _PERIOD = r"(?:(?:in\s+the\s+)?(?:morning|afternoon|evening)|(?:at\s+)?night|tonight)"
 _MARK = rf"(?:\s*{_AMPM}|\s+{_PERIOD})"
 
@@ -157,7 +157,7 @@ def find_times(
                     continue
                 minute = mw
             if g.get("rel"):
-                rel = g["rel"].lower().split()[0]
+                rel = re.sub(r"\s+minutes?$", "", g["rel"].lower())
                 offset = 30 if rel == "half" else 15 if rel == "quarter" else _number(rel)
                 if offset is None or offset >= 60 or (rel == "half" and g["dir"].lower() not in ("past", "after")):
                     continue
