@@ -20,7 +20,7 @@ from extraction.rules import RuleExtractor
 
 def build_graph(spec: WorkerSpec, extractor: Extractor | None = None, checkpointer: Any = None) -> Any:
     builder = StateGraph(ConversationState)
-    builder.add_node("understand", make_understand(spec, extractor or RuleExtractor()))
+    builder.add_node("understand", make_understand(spec, extractor or RuleExtractor(spec.phone_region)))
     builder.add_node("escalate", make_escalate(spec))
     builder.add_node("decide", make_decide(spec))
     builder.add_node("render", make_render(spec))

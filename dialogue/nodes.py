@@ -79,7 +79,9 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
         )
         turn_no = state.get("turns", 0) + 1
         took, errors, changed = [], {}, []
-        for item in extractor.extract(text, spec.fields, context):
+        aextract = getattr(extractor, "aextract", None)
+        items = await aextract(text, spec.fields, context) if aextract else extractor.extract(text, spec.fields, context)
+        for item in items:
             field_spec = spec.field(item.field)
             problem = validate(field_spec, item.value, local_now)
             if problem:

@@ -80,6 +80,7 @@ class WorkerSpec(_Strict):
     tone: str = Field("friendly and brief", description="How it speaks.")
     goal: str = Field(description="What a completed conversation achieves.")
     timezone: str = Field("UTC", description="IANA zone used to read relative dates and times.")
+    phone_region: str = Field("US", pattern=r"^[A-Z]{2}$", description="Country for phone numbers said without +code.")
     script: Script
     fields: list[FieldSpec] = Field(min_length=1)
     outcomes: list[Outcome] = Field(default_factory=lambda: [Outcome(name=n) for n in BUILTIN_OUTCOMES])

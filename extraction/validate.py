@@ -34,6 +34,9 @@ def validate(spec: FieldSpec, value: Any, now: datetime) -> str | None:
             return f"That's less than {c.min:g}."
         if c.max is not None and amount > c.max:
             return f"That's more than {c.max:g}."
+    elif t is FieldType.time:
+        if c.earliest and value < c.earliest or c.latest and value > c.latest:
+            return f"That's outside {c.earliest or '00:00'} to {c.latest or '23:59'}."
     elif t is FieldType.date:
         day = date.fromisoformat(value)
         offset = (day - now.date()).days

@@ -147,6 +147,35 @@ def chat(
         out.print(f"[yellow]escalated[/yellow] by rule {report.escalation['rule']}: {report.escalation['reason']}")
 
 
+@app.command()
+def extract(
+    worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file: its fields are what is extracted.")],
+    text: Annotated[Optional[str], typer.Option(help="Extract from this text and print one JSON object.")] = None,
+    requested: Annotated[Optional[list[str]], typer.Option("--requested", "-r", help="The field just asked for (repeatable).")] = None,
+    now: Annotated[Optional[str], typer.Option(help="When the text was sent (ISO-8601); relative dates resolve against it. Default: now.")] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help='Read JSON lines {"text", "requested": [...], "now"} from stdin, write one result line each.')] = False,
+) -> None:
+    """Extract field values from text, each with the span it came from and a confidence."""
+    from extraction.cli_io import ExtractRequest, run_jsonl, run_one
+    from extraction.factory import build_extractor
+
+    spec = _load(worker)
+    if (text is None) == (not jsonl):
+        err.print("[red]error[/red] give either --text TEXT or --jsonl (with JSON lines on stdin)")
+        raise typer.Exit(2)
+    names = {f.name for f in spec.fields}
+    unknown = [r for r in requested or [] if r not in names]
+    if unknown:
+        err.print(f"[red]error[/red] --requested {unknown[0]!r} is not a field of {spec.name}; fields: {', '.join(sorted(names))}")
+        raise typer.Exit(2)
+    extractor = build_extractor(spec)
+    if jsonl:
+        failures = run_jsonl(extractor, spec, sys.stdin, sys.stdout, err)
+        raise typer.Exit(1 if failures else 0)
+    request = ExtractRequest(text=text or "", requested=requested or [], now=_parse_time(now, "--now"))
+    sys.stdout.write(json.dumps(run_one(extractor, spec, request), ensure_ascii=False) + "\n")
+
+
 class Format(str, Enum):
     jsonl = "jsonl"
     csv = "csv"

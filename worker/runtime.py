@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dialogue.checkpoints import open_checkpointer
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
+from extraction.factory import build_extractor
 from transcripts.store import TranscriptStore
 from worker.config import Settings
 
@@ -18,6 +19,6 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None) -> Asy
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
         async with open_checkpointer(settings.checkpoint_url) as saver:
-            yield DialogueEngine(spec, saver, store)
+            yield DialogueEngine(spec, saver, store, extractor=build_extractor(spec))
     finally:
         await store.close()
