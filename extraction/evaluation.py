@@ -36,6 +36,7 @@ class SpanReport:
     exact: dict[str, SlotCounts] = field(default_factory=lambda: defaultdict(SlotCounts))
     overlap: dict[str, SlotCounts] = field(default_factory=lambda: defaultdict(SlotCounts))
     confidence: list[tuple[float, bool]] = field(default_factory=list)  # (confidence, exactly right)
+    samples: list[tuple[str, float, bool]] = field(default_factory=list)  # (slot, confidence, exactly right)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     @staticmethod
@@ -78,6 +79,7 @@ def evaluate_spans(
             if pred is not None:
                 right = gold is not None and (pred[0], pred[1]) == gold
                 report.confidence.append((pred[2], right))
+                report.samples.append((slot, pred[2], right))
                 if right:
                     exact.tp += 1
                 else:
@@ -165,7 +167,7 @@ def evaluate_values(candidates_for: Any, examples: Iterable[dict[str, Any]], now
     `candidates_for(text, field, now, requested)` returns every reading of `field` in `text` (not only the
     winner), since one NLU++ utterance often holds two values of a type (from/to)."""
     scores: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    errors = []
+    errors: list[dict[str, Any]] = []
     for ex in examples:
         kind, spec = NLUPP_SLOTS[ex["slot"]]
         start, end = ex["span"]

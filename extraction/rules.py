@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from extraction import finders
+from extraction.calibration import calibrated
 from extraction.base import ExtractionContext, Extracted, grounded
 from extraction.counts import find_counts
 from extraction.dates import find_dates
@@ -23,8 +24,9 @@ _NAME_TYPES = (FieldType.name, FieldType.full_name, FieldType.first_name, FieldT
 class RuleExtractor:
     """Finds values for every field in one pass; one span serves at most one field."""
 
-    def __init__(self, phone_region: str = DEFAULT_PHONE_REGION):
+    def __init__(self, phone_region: str = DEFAULT_PHONE_REGION, calibrate: bool = True):
         self.phone_region = phone_region
+        self.calibrate = calibrate
 
     def extract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
         proposals: list[tuple[bool, FieldSpec, Candidate]] = []
@@ -44,9 +46,10 @@ class RuleExtractor:
             if any(cand.start < e and s < cand.end for s, e in taken):
                 continue
             taken.append((cand.start, cand.end))
+            confidence = calibrated(spec.type.value, cand.confidence) if self.calibrate else cand.confidence
             chosen[spec.name] = Extracted(
                 field=spec.name, value=cand.value, start=cand.start, end=cand.end,
-                text=text[cand.start : cand.end], confidence=round(cand.confidence, 3),
+                text=text[cand.start : cand.end], confidence=round(confidence, 3),
             )
         return grounded(text, sorted(chosen.values(), key=lambda e: e.start))
 

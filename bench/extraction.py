@@ -1,0 +1,180 @@
+"""Extraction accuracy, calibration and speed on the labelled development data.
+
+    .venv/bin/python bench/extraction.py [--data ../shared/data] [--fit-calibration] [--errors N]
+
+Prints:
+  - Restaurants-8k: per-slot precision/recall/F1, exact span and overlap, with the restaurant
+    example's fields and the slot the system had just asked for as context;
+  - NLU++: accuracy of normalised dates, times, counts and money (reference 2022-03-15 09:00);
+  - the spoken-forms table (tests/data/spoken_forms.yaml);
+  - calibration: how often values at each confidence level were right, expected calibration
+    error (ECE) of the raw reader scores and of the shipped calibration, and a 2-fold
+    cross-validated ECE so the fit is not judged on what it was fitted to;
+  - speed: utterances per second, one at a time as the dialogue calls it, on one core, and
+    the load time of the extractor (first call, word list included).
+`--fit-calibration` refits extraction/calibration.json from the development data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from dialogue.spec_loader import load_spec  # noqa: E402
+from extraction import calibration  # noqa: E402
+from extraction.base import ExtractionContext  # noqa: E402
+from extraction.evaluation import (  # noqa: E402
+    NLUPP_SLOTS,
+    RESTAURANT_SLOTS,
+    SpanReport,
+    evaluate_spans,
+    evaluate_values,
+    expected_calibration_error,
+    load_nlupp,
+    load_restaurant8k,
+)
+from extraction.fields import FieldSpec  # noqa: E402
+from extraction.rules import RuleExtractor  # noqa: E402
+
+R8K_NOW = datetime(2018, 6, 1, 12, 0)
+
+
+def spoken_forms(extractor: RuleExtractor) -> tuple[int, int, list[str]]:
+    data = yaml.safe_load((ROOT / "tests" / "data" / "spoken_forms.yaml").read_text())
+    now = datetime.fromisoformat(data["now"])
+    fields = {k: FieldSpec(name=k, prompt="?", **v) for k, v in data["fields"].items()}
+    right, failures = 0, []
+    for name, text, requested, expected in data["cases"]:
+        found = extractor.extract(text, [fields[name]], ExtractionContext(requested=[name] if requested else [], now=now))
+        got = found[0].value if found else None
+        if got == expected:
+            right += 1
+        else:
+            failures.append(f"{name}: {text!r} -> {got!r}, expected {expected!r}")
+    return right, len(data["cases"]), failures
+
+
+def calibration_samples(spec_fields, r8k, nlupp, extractor) -> list[tuple[str, float, bool]]:  # noqa: ANN001
+    by_slot = {f.name: f.type.value for f in spec_fields}
+    report = evaluate_spans(extractor, spec_fields, r8k, R8K_NOW)
+    samples = [(by_slot[slot], conf, ok) for slot, conf, ok in report.samples]
+    for ex in nlupp:
+        kind, spec = NLUPP_SLOTS[ex["slot"]]
+        start, end = ex["span"]
+        found = extractor.extract(ex["text"], [spec], ExtractionContext(requested=[spec.name] if ex["slot"] == "number" else [], now=datetime(2022, 3, 15, 9)))
+        for e in found:
+            if e.start < end and start < e.end:
+                value = e.value if kind != "money" else (round(float(e.value["amount"]), 2), e.value.get("currency"))
+                ok = value == ex["value"] or (kind == "money" and ex["value"][1] is None and value[0] == ex["value"][0])
+                samples.append((spec.type.value, e.confidence, ok))
+    return samples
+
+
+def ece_of(samples: list[tuple[str, float, bool]], table: dict | None) -> float:
+    pairs = []
+    for field_type, raw, ok in samples:
+        conf = table.get(field_type, {}).get(f"{raw:.2f}", raw) if table is not None else raw
+        pairs.append((conf, ok))
+    return expected_calibration_error(pairs)
+
+
+def print_spans(report: SpanReport) -> None:
+    print(f"{'slot':<11} {'exact P':>8} {'R':>6} {'F1':>6}   {'overlap P':>9} {'R':>6} {'F1':>6}")
+    for slot in RESTAURANT_SLOTS:
+        ep, er, ef = report.exact[slot].f1()
+        op, orr, of = report.overlap[slot].f1()
+        print(f"{slot:<11} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}")
+    ep, er, ef = report.micro(report.exact)
+    op, orr, of = report.micro(report.overlap)
+    print(f"{'micro':<11} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--fit-calibration", action="store_true")
+    parser.add_argument("--errors", type=int, default=0, help="print N sample errors per slot")
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    extractor = RuleExtractor()
+    spec = load_spec(ROOT / "examples" / "restaurant_booking.yaml")
+    extractor.extract("Maria Lopez, table for 4 tomorrow at 7", spec.fields,
+                      ExtractionContext(requested=["first_name"], now=R8K_NOW))
+    load_seconds = time.perf_counter() - t0
+
+    r8k = load_restaurant8k(args.data / "restaurant8k" / "train_2.json")
+    nlupp = load_nlupp(args.data / "nlupp")
+    raw = RuleExtractor(calibrate=False)
+    samples = calibration_samples(spec.fields, r8k, nlupp, raw)
+    if args.fit_calibration:
+        calibration.save(calibration.fit(samples))
+        print(f"wrote {calibration.TABLE.relative_to(ROOT)} from {len(samples)} readings")
+
+    print(f"== Restaurants-8k ({len(r8k)} utterances, exact span and overlap)")
+    report = evaluate_spans(extractor, spec.fields, r8k, R8K_NOW, keep_errors=bool(args.errors))
+    print_spans(report)
+    if args.errors:
+        random.seed(0)
+        for slot in RESTAURANT_SLOTS:
+            errs = [e for e in report.errors if e["slot"] == slot]
+            for e in random.sample(errs, min(args.errors, len(errs))):
+                print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+
+    print(f"\n== NLU++ normalised values ({len(nlupp)} labelled values, reference 2022-03-15 09:00)")
+    scores, _ = evaluate_values(lambda t, f, now, r: extractor.readings(t, f, now, r), nlupp)
+    for kind in ("dates", "times", "counts", "money"):
+        right, n = scores.get(kind, [0, 0])
+        print(f"{kind:<7} {right:>4}/{n:<4} {right / n if n else 0:.3f}")
+
+    right, n, failures = spoken_forms(extractor)
+    print(f"\n== Spoken forms: {right}/{n} = {right / n:.3f}")
+    for f in failures:
+        print("  " + f)
+
+    print("\n== Calibration (readings with a value; 'right' = exact span on Restaurants-8k, exact value on NLU++)")
+    table = calibration._table()
+    print(f"ECE raw reader scores {ece_of(samples, None):.3f}; with the shipped calibration {ece_of(samples, table):.3f}")
+    random.seed(1)
+    shuffled = samples[:]
+    random.shuffle(shuffled)
+    half = len(shuffled) // 2
+    folds = [(shuffled[:half], shuffled[half:]), (shuffled[half:], shuffled[:half])]
+    cv = statistics.mean(ece_of(test, calibration.fit(train)) for train, test in folds)
+    print(f"2-fold cross-validated ECE of the fitting method: {cv:.3f}")
+    print(f"{'confidence':<14} {'n':>5} {'mean conf':>10} {'right':>7}")
+    pairs = [(table.get(t, {}).get(f"{r:.2f}", r), ok) for t, r, ok in samples]
+    for lo, hi in ((0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 0.95), (0.95, 1.01)):
+        inside = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        if inside:
+            print(f"[{lo:.2f}, {min(hi, 1):.2f}) {len(inside):>5} {statistics.mean(c for c, _ in inside):>10.3f} "
+                  f"{sum(ok for _, ok in inside) / len(inside):>7.3f}")
+
+    print("\n== Speed (one utterance at a time, restaurant fields, requested slot as context)")
+    texts = [(ex["text"], [r for r in ex["requested"] if r in RESTAURANT_SLOTS]) for ex in r8k]
+    for text, requested in texts[:200]:
+        extractor.extract(text, spec.fields, ExtractionContext(requested=requested, now=R8K_NOW))
+    timings = []
+    for text, requested in texts:
+        t = time.perf_counter()
+        extractor.extract(text, spec.fields, ExtractionContext(requested=requested, now=R8K_NOW))
+        timings.append(time.perf_counter() - t)
+    timings.sort()
+    print(f"{len(timings)} utterances: {len(timings) / sum(timings):.0f} utterances/s; per utterance p50 "
+          f"{timings[len(timings) // 2] * 1e3:.2f} ms, p95 {timings[int(len(timings) * 0.95)] * 1e3:.2f} ms, "
+          f"p99 {timings[int(len(timings) * 0.99)] * 1e3:.2f} ms")
+    print(f"extractor load time (construction + first call, word list included): {load_seconds * 1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

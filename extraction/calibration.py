@@ -1,0 +1,60 @@
+"""Turn a reader's raw confidence into the probability that the value is right.
+
+Each reader (time, date, count...) scores its readings by how explicit they were. Those raw
+scores are ordered but not probabilities. `calibration.json`, fitted on the labelled
+development data by `bench/extraction.py --fit-calibration`, maps (field type, raw score)
+to the share of such readings that were right, shrunk towards the type's overall rate
+when there were few of them. Unknown pairs keep their raw score.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import defaultdict
+from pathlib import Path
+
+TABLE = Path(__file__).with_name("calibration.json")
+PRIOR_WEIGHT = 8.0
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict[str, dict[str, float]]:
+    if not TABLE.exists():
+        return {}
+    return json.loads(TABLE.read_text())
+
+
+def calibrated(field_type: str, raw: float) -> float:
+    row = _table().get(field_type)
+    if not row:
+        return raw
+    return row.get(f"{raw:.2f}", raw)
+
+
+def fit(samples: list[tuple[str, float, bool]]) -> dict[str, dict[str, float]]:
+    """samples: (field type, raw score, was right). Returns the table to store."""
+    by_type: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for field_type, raw, ok in samples:
+        by_type[field_type].append((round(raw, 2), ok))
+    table: dict[str, dict[str, float]] = {}
+    for field_type, rows in by_type.items():
+        prior = sum(ok for _, ok in rows) / len(rows)
+        cells: dict[float, list[int]] = defaultdict(lambda: [0, 0])
+        for raw, ok in rows:
+            cells[raw][0] += int(ok)
+            cells[raw][1] += 1
+        # Shrink each cell towards the type's rate, then keep the order of the raw scores.
+        smoothed = {raw: (right + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT) for raw, (right, n) in cells.items()}
+        ordered = sorted(smoothed)
+        running = 0.0
+        for raw in ordered:
+            running = max(running, smoothed[raw]) if raw > 0 else smoothed[raw]
+            smoothed[raw] = running
+        table[field_type] = {f"{raw:.2f}": round(min(0.99, value), 3) for raw, value in smoothed.items()}
+    return table
+
+
+def save(table: dict[str, dict[str, float]]) -> None:
+    TABLE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    _table.cache_clear()
