@@ -68,14 +68,31 @@ _SPOKEN_EMAIL = re.compile(
 )
 
 
+def _valid_email(address: str) -> str | None:
+    """The normalised address, or None; email-validator knows the syntax rules we don't want to hand-write."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
 def find_emails(text: str) -> list[Candidate]:
-    out = [Candidate(m.group(0).rstrip(".").lower(), m.start(), m.start() + len(m.group(0).rstrip(".")), 0.95) for m in _EMAIL.finditer(text)]
+    out = []
+    for m in _EMAIL.finditer(text):
+        raw = m.group(0).rstrip(".")
+        address = _valid_email(raw)
+        if address:
+            out.append(Candidate(address, m.start(), m.start() + len(raw), 0.95))
     if not out:
+        words = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
         for m in _SPOKEN_EMAIL.finditer(text):
-            words = {"dot": ".", "underscore": "_", "dash": "-", "hyphen": "-"}
             user = "".join(words.get(w.lower(), w) for w in m.group("user").split())
             domain = "".join(words.get(w.lower(), w) for w in m.group("domain").split())
-            out.append(Candidate(f"{user}@{domain}".lower(), m.start(), m.end(), 0.8))
+            address = _valid_email(f"{user}@{domain}")
+            if address:
+                out.append(Candidate(address, m.start(), m.end(), 0.8))
     return out
 
 
