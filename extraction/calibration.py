@@ -44,13 +44,23 @@ def fit(samples: list[tuple[str, float, bool]]) -> dict[str, dict[str, float]]:
         for raw, ok in rows:
             cells[raw][0] += int(ok)
             cells[raw][1] += 1
-        # Shrink each cell towards the type's rate, then keep the order of the raw scores.
-        smoothed = {raw: (right + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT) for raw, (right, n) in cells.items()}
-        ordered = sorted(smoothed)
-        running = 0.0
-        for raw in ordered:
-            running = max(running, smoothed[raw]) if raw > 0 else smoothed[raw]
-            smoothed[raw] = running
+        # Shrink each cell towards the type's rate, then pool adjacent cells that break the
+        # order of the raw scores (isotonic regression, pool-adjacent-violators).
+        blocks: list[list[float]] = []  # [weighted sum, weight, first raw, last raw]
+        for raw in sorted(cells):
+            right, n = cells[raw]
+            value = (right + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
+            blocks.append([value * n, float(n), raw, raw])
+            while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+                last = blocks.pop()
+                blocks[-1][0] += last[0]
+                blocks[-1][1] += last[1]
+                blocks[-1][3] = last[3]
+        smoothed = {}
+        for total, weight, lo, hi in blocks:
+            for raw in cells:
+                if lo <= raw <= hi:
+                    smoothed[raw] = total / weight
         table[field_type] = {f"{raw:.2f}": round(min(0.99, value), 3) for raw, value in smoothed.items()}
     return table
 

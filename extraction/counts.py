@@ -20,7 +20,9 @@ _RELATIONS = (
     r"co-workers?|clients?|kids?|children|child|sons?|daughters?|boys?|girls?|brothers?|sisters?|siblings?|parents?|mom|mum|dad|"
     r"mother|father|family|cousins?|aunt|uncle|grandparents?|grandmother|grandfather|grandma|grandpa|guests?|others?|"
     r"nephews?|nieces?|in-laws|teammates?|roommates?|adults?|babies|baby|toddlers?|infants?|people|persons?|dates?|companions?|"
-    r"boss|manager|men|women|ladies|gentlemen|guys|man|woman|lady|gentleman|fellows?"
+    r"boss|manager|men|women|ladies|gentlemen|guys|man|woman|lady|gentleman|fellows?|twins|triplets|aunts?|uncles?|"
+    r"grand(?:sons?|daughters?|children|kids?|mothers?|fathers?|mas?|pas?)|nephews?|nieces?|siblings?|mom|dad|mum|"
+    r"fianc[eé]e?|husband|wife|girlfriend|boyfriend"
 )
 _NUM = r"(?:\d{1,3}|" + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True)) + r"|twenty|thirty|forty|fifty)"
 _TERM = (
@@ -33,7 +35,9 @@ _TERM = (
     rf"a\s+couple\b)"
 )
 _SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+)"
-_GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}{_TERM})+", re.I)
+_GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}(?:{_TERM}|(?:{_RELATIONS})\b))+", re.I)
+_TOP = re.compile(rf"\b(?:an?\s+)?(?P<n>{_NUM})[\s-]top\b", re.I)
+_NUMBER_OF_PEOPLE = re.compile(rf"\b(?P<n>{_NUM})\s+(?:is|are)\s+the\s+(?:number|amount)\s+of\s+(?:people|persons|guests)|\bpeople\s+of\s+(?P<m>{_NUM})\b", re.I)
 _PLUS = re.compile(rf"\b{_NUM}(?:\s+(?:people|persons|adults|guests))?\s+plus\s+(?:an?|{_NUM})(?:\s+(?:more|others?|\w+))?\b", re.I)
 _ME = re.compile(r"\b(?:be\s+(?:just\s+|only\s+)?|(?:just|only)\s+(?:for\s+)?)(?P<me>me|myself)\b(?!\s+(?:and|plus|with|,))", re.I)
 _SINGLE_ME = re.compile(r"\b(?:just\s+(?:me|myself|one)|only\s+me|myself\s+alone|me\s+alone|by\s+myself|solo|for\s+one|single\s+person|party\s+of\s+one)\b", re.I)
@@ -58,9 +62,9 @@ def _group_size(phrase: str) -> int:
         nums = [n for n in find_numbers(term) if not n.ordinal]
         if nums:
             total += int(nums[0].value)
-        elif "couple" in term or re.search(r"\bparents\b|\bgrandparents\b|\bin-laws\b", term):
+        elif "couple" in term or re.search(r"\bparents\b|\bgrandparents\b|\bin-laws\b|\btwins\b", term):
             total += 2
-        elif re.search(r"\bfew\b", term):
+        elif "triplets" in term or re.search(r"\bfew\b", term):
             total += 3
         elif re.search(r"(?:friends|kids|children|sons|daughters|brothers|sisters|others|guests|colleagues|cousins|boys|girls|people)\b", term):
             total += 2
@@ -113,8 +117,24 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
         for m in _GROUP.finditer(text):
             start = m.start() + (len(m.group(0)) - len(re.sub(r"(?i)^just\s+", "", m.group(0))))
             add(_group_size(m.group(0)), start, m.end(), 0.85)
+        for m in _TOP.finditer(text):
+            add(_group_size(m.group("n")), m.start(), m.end("n"), 0.85)
+        for m in _NUMBER_OF_PEOPLE.finditer(text):
+            key = "n" if m.group("n") else "m"
+            add(_group_size(m.group(key)), m.start(key), m.end(key), 0.9)
         for m in _PLUS.finditer(text):
             add(_group_size(re.sub(r"(?i)\s+plus\s+", " and ", m.group(0))), m.start(), m.end(), 0.8)
+    unit_alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    if not people_mode:
+        for m in re.finditer(rf"\b(?:no|zero|without(?:\s+any)?|not\s+any)\s+(?:[a-z\-]+\s+)?(?:{unit_alt})\b", text, re.I):
+            add(0, m.start(), m.end(), 0.8)
+    if not people_mode and personal or any(_CHILD_WORDS.fullmatch(u) for u in units):
+        kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
+        for r in _category_counts(text, kids):
+            add(r.value, r.start, r.end, r.confidence)
+        if not kids:
+            for m in _COUPLE.finditer(text):
+                add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
     for n in find_numbers(text):
         if n.ordinal or not isinstance(n.value, int) or n.value < 0 or any(r.start <= n.start < r.end for r in out):
             continue
@@ -129,27 +149,21 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(n.value, start, n.end + direct.end(1), 0.95)
         elif loose and len(loose.group(0)) < 20:
             add(n.value, start, n.end + loose.end(1), 0.85)
-        elif people_mode and re.match(r"^\s+of\s+us\b", after):
+        elif re.match(r"^\s+(?:more|extra|additional)\b", after, re.I) or re.search(r"\badd(?:ing)?\s+$", before, re.I):
+            continue  # "add 1 more person" changes a party; it is not its size
+        elif re.match(r"^\s+of\s+(?:my|them|the|those|these|our)\b", after, re.I) or (n.value == 1 and re.match(r"^\s+of\b", after, re.I)):
+            continue  # "one of us is vegan", "3 of my kids": part of the party
+        elif people_mode and re.match(r"^\s+of\s+us\b", after, re.I):
             add(n.value, the.start() if the else start, n.end, 0.95)
         elif people_mode and _BEFORE.search(before):
             add(n.value, start, n.end, 0.85)
         elif requested:
             add(n.value, start, n.end, 0.8)
-    unit_alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
-    if not people_mode and personal or any(_CHILD_WORDS.fullmatch(u) for u in units):
-        kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
-        for r in _category_counts(text, kids):
-            add(r.value, r.start, r.end, r.confidence)
-        if not kids:
-            for m in _COUPLE.finditer(text):
-                add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
     if not people_mode:
         # "a double room", "my room", "a child": one of the unit; "no kids", "without children": none.
         for m in re.finditer(rf"\b(?P<art>an?|my|our|the|one|single)\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
             if not re.search(rf"(?i)\b(?:{unit_alt})\b", m.group(0)[: m.start("unit") - m.start()]):
                 add(1, m.start(), m.end(), 0.8)
-        for m in re.finditer(rf"\b(?:no|zero|without(?:\s+any)?|not\s+any)\s+(?:[a-z\-]+\s+)?(?:{unit_alt})\b", text, re.I):
-            add(0, m.start(), m.end(), 0.8)
     if personal:
         for m in _SINGLE_ME.finditer(text):
             span = re.search(r"(?:me|myself|one|person|solo)\b.*", m.group(0), re.I)

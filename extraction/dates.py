@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 
@@ -52,6 +52,7 @@ class DateReading:
     start: int
     end: int
     confidence: float
+    shared: bool = False
 
 
 def _day_number(token: str) -> int | None:
@@ -174,17 +175,26 @@ HOLIDAYS = {
 _HOLIDAY = re.compile(r"\b(?P<hol>" + "|".join(sorted((re.escape(h) for h in HOLIDAYS), key=len, reverse=True)) + r")(?:\s+(?P<y>\d{4}))?\b", re.I)
 
 
+_IN_HOURS = re.compile(
+    r"\b(?:in|within)\s+(?:about\s+)?(?P<n>half\s+an|an?|a\s+couple\s+of|a\s+few|\d+|"
+    + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True))
+    + r")\s+(?P<unit>hours?|minutes?|mins?)\b",
+    re.I,
+)
+
+
 def find_dates(
-    text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False
+    text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False, now: datetime | None = None
 ) -> list[DateReading]:
     out: list[DateReading] = []
 
-    def add(value: date | None, start: int, end: int, conf: float) -> None:
+    def add(value: date | None, start: int, end: int, conf: float, shared: bool = False) -> None:
         if value is None:
             return
         if any(r.start < end and start < r.end for r in out):
             return
-        out.append(DateReading(value.isoformat(), start, end, conf))
+        shared = shared or text[start:end].lower() in ("tonight", "this evening", "this afternoon", "this morning")
+        out.append(DateReading(value.isoformat(), start, end, conf, shared))
 
     for kind, pattern, conf in _PATTERNS:
         for m in pattern.finditer(text):
@@ -291,6 +301,17 @@ def find_dates(
                 month = MONTHS[g["mon"].lower()]
                 year = today.year if month >= today.month else today.year + 1
                 add(date(year, month, 1), m.start("mon"), end, conf)
+    if now is not None:
+        # "in an hour", "in 2 hours": a moment that gives the day as well as the time.
+        for m in _IN_HOURS.finditer(text):
+            word = m.group("n").lower()
+            count = 0.5 if word.startswith("half") else 1 if word in ("a", "an") else 2 if "couple" in word else 3 if "few" in word else _count(word)
+            if count is None:
+                continue
+            delta = timedelta(hours=count) if m.group("unit").lower().startswith("h") else timedelta(minutes=count)
+            add((now + delta).date(), m.start(), m.end(), 0.8, True)
+        for m in re.finditer(r"\bright\s+now\b", text, re.I):
+            add(now.date(), m.start(), m.end(), 0.7, True)
     for m in _HOLIDAY.finditer(text):
         month, day = HOLIDAYS[m.group("hol").lower()]
         year = _year(m.group("y"))

@@ -69,7 +69,10 @@ def evaluate_spans(
     names = [f.name for f in fields]
     for ex in examples:
         text = ex["text"]
-        requested = [r for r in dict.fromkeys(ex["requested"]) if r in names]
+        asked = ex["requested"]
+        # A slot listed twice was asked again: it is the one the system asked for last.
+        again = [r for r in asked if asked.count(r) > 1]
+        requested = [r for r in dict.fromkeys(again + asked) if r in names]
         found = extractor.extract(text, fields, ExtractionContext(requested=requested, now=now))
         predicted = {e.field: (e.start, e.end, e.confidence) for e in found}
         for slot in names:

@@ -23,6 +23,7 @@ class Candidate:
     start: int
     end: int
     confidence: float
+    shared: bool = False  # "in an hour", "tonight": one phrase that gives both a date and a time
 
 
 # ---- digits, phone, email, money, choice, yes/no, text --------------------------------------

@@ -146,6 +146,11 @@ def find_names(text: str, requested: bool) -> list[NameReading]:
             continue
         if not (a.lower() in common and b.lower() in common) and not (a.isupper() and b.isupper()):
             add(tokens, 0.75 if b.lower() not in common else 0.65)
+    if requested and not out:
+        # "Dulcie, Petsch": a first and a last name given as a list.
+        pair = re.fullmatch(rf"\s*({_WORD})\s*,\s*({_WORD})\s*[.!]?\s*", text)
+        if pair and pair.group(1).lower() not in _FUNCTION_WORDS and pair.group(2).lower() not in _FUNCTION_WORDS:
+            add([(pair.group(1), pair.start(1), pair.end(1)), (pair.group(2), pair.start(2), pair.end(2))], 0.85)
     if requested and not out and not re.search(r"\d", text):
         words = re.findall(_WORD, text)
         if 1 <= len(words) <= 4:

@@ -38,14 +38,14 @@ class RuleExtractor:
         proposals = [(r, f, _prefer_corrections(text, c)) for r, f, c in proposals]
         # The surest readings first, with a head start for the field just asked for; a span is used once.
         proposals.sort(key=lambda p: (-(p[2].confidence + (0.1 if p[0] else 0.0)), p[2].start))
-        taken: list[tuple[int, int]] = []
+        taken: list[tuple[int, int, bool]] = []
         chosen: dict[str, Extracted] = {}
         for _, spec, cand in proposals:
             if spec.name in chosen:
                 continue
-            if any(cand.start < e and s < cand.end for s, e in taken):
+            if any(cand.start < e and s < cand.end and not (shared and cand.shared) for s, e, shared in taken):
                 continue
-            taken.append((cand.start, cand.end))
+            taken.append((cand.start, cand.end, cand.shared))
             confidence = calibrated(spec.type.value, cand.confidence) if self.calibrate else cand.confidence
             chosen[spec.name] = Extracted(
                 field=spec.name, value=cand.value, start=cand.start, end=cand.end,
@@ -62,9 +62,9 @@ class RuleExtractor:
     def _candidates(self, text: str, spec: FieldSpec, now: datetime, requested: bool) -> list[Candidate]:
         t, c = spec.type, spec.constraints
         if t is FieldType.time:
-            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_times(text, requested, c.earliest, c.latest, now)]
+            return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_times(text, requested, c.earliest, c.latest, now)]
         if t is FieldType.date:
-            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_dates(text, now.date(), requested, c.date_order, c.not_in_past)]
+            return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_dates(text, now.date(), requested, c.date_order, c.not_in_past, now)]
         if t is FieldType.datetime:
             return _combine_datetime(
                 find_dates(text, now.date(), requested, c.date_order, c.not_in_past), find_times(text, requested, c.earliest, c.latest)
@@ -140,7 +140,7 @@ _CHANGE_TO = re.compile(r"(?:\bto|\binstead|\bmeant|\bmake\s+it|\bchange\s+(?:it
 def _prefer_corrections(text: str, cand: Candidate) -> Candidate:
     """In "from 18:00 to 17:45" or "not 10 pm, I meant 10 am" the new value is the one meant."""
     if _CHANGE_TO.search(text[max(0, cand.start - 24) : cand.start]):
-        return Candidate(cand.value, cand.start, cand.end, min(0.99, cand.confidence + 0.02))
+        return Candidate(cand.value, cand.start, cand.end, min(0.99, cand.confidence + 0.02), cand.shared)
     return cand
 
 

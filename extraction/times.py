@@ -34,7 +34,7 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     (re.compile(r"\b(?P<h>1[3-9]|2[0-3]|0\d)(?P<m>[0-5]\d)?\s?(?P<hr>hrs?|h)\b", re.I), 0.85),
     # half past six, quarter to 8 pm, 25 to 7 p.m., 10 minutes after 9
     (re.compile(
-        rf"\b(?P<rel>half(?=[\s-]past)|quarter|(?:\d{{1,2}}|{_MIN_WORD})(?:\s+minutes?)?)\s+(?P<dir>past|after|to|before|till|til|of)[\s-]+"
+        rf"\b(?P<rel>half(?=[\s-]past)|quarter|(?:\d{{1,2}}|{_MIN_WORD})(?:\s+minutes?)?)[\s-]+(?P<dir>past|after|to|before|till|til|of)[\s-]+"
         rf"(?P<h>{_H})(?![\d:])(?P<mark>{_MARK})?", re.I), 0.93),
     # half nine (British: 9:30)
     (re.compile(rf"\bhalf\s+(?P<halfh>{_H})\b(?!\s*(?:an?\s+hour|hours?|people|of))", re.I), 0.8),
@@ -48,6 +48,8 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     (re.compile(r"\b(?P<word>noon|midday|midnight)\b", re.I), 0.93),
     # 7ish, 7-ish (the 'ish' kept when written together)
     (re.compile(rf"\b(?P<h>{_H})(?P<ish>-?ish)\b", re.I), 0.8),
+    # 7 ish (written apart, the annotators leave 'ish' out)
+    (re.compile(rf"\b(?P<h>{_H})(?=\s+ish\b)", re.I), 0.75),
     # 8 o'clock: the span stops before o'clock
     (re.compile(rf"\b(?P<h>{_H})(?=\s*o'?\s?clock\b)", re.I), 0.9),
     # at 8, around 7, after 11, before 4, until 9 (span: the number only)
@@ -66,6 +68,7 @@ class TimeReading:
     start: int
     end: int
     confidence: float
+    shared: bool = False
 
 
 def _number(word: str) -> int | None:
@@ -125,9 +128,10 @@ def find_times(
 ) -> list[TimeReading]:
     out: list[TimeReading] = []
 
-    def add(value: str, start: int, end: int, conf: float) -> None:
+    def add(value: str, start: int, end: int, conf: float, shared: bool = False) -> None:
         if not any(r.start <= start < r.end or start <= r.start < end for r in out):
-            out.append(TimeReading(value, start, end, conf))
+            shared = shared or bool(re.search(r"(?i)tonight$", text[start:end]))
+            out.append(TimeReading(value, start, end, conf, shared))
 
     for pattern, conf in _PATTERNS:
         for m in pattern.finditer(text):
@@ -146,7 +150,7 @@ def find_times(
             h = _number(g["h"])
             if h is None:
                 continue
-            if pattern is _RUN_TOGETHER and not (g.get("mark") or requested):
+            if pattern is _RUN_TOGETHER and not (g.get("mark") or requested or re.search(r"(?i)\b(?:around|at|for)\s+$", text[: m.start()])):
                 continue  # "2018", "101": a run of digits is a clock time only when asked for or marked
             minute = 0
             if g.get("m"):
@@ -193,14 +197,14 @@ def find_times(
             if count is not None:
                 unit = m.group("unit").lower()
                 delta = timedelta(hours=count) if unit.startswith("h") else timedelta(minutes=count)
-                add((now - delta).strftime("%H:%M"), m.start(), m.end(), 0.85)
+                add((now - delta).strftime("%H:%M"), m.start(), m.end(), 0.85, True)
         for m in re.finditer(r"\b(?:right\s+)?now\b", text, re.I):
             if requested or m.group(0).lower().startswith("right"):
-                add(now.strftime("%H:%M"), m.start(), m.end(), 0.7)
+                add(now.strftime("%H:%M"), m.start(), m.end(), 0.7, True)
         for m in _IN_HOURS.finditer(text):
             word = m.group("n").lower()
             if word.startswith("half"):
-                add((now + timedelta(minutes=30)).strftime("%H:%M"), m.start(), m.end(), 0.85)
+                add((now + timedelta(minutes=30)).strftime("%H:%M"), m.start(), m.end(), 0.85, True)
                 continue
             count = 1 if word in ("a", "an") else 2 if "couple" in word else 3 if "few" in word else _number(word)
             if count is None:
@@ -208,7 +212,7 @@ def find_times(
             delta = timedelta(hours=count) if m.group("unit").lower().startswith("h") else timedelta(minutes=count)
             if m.group("half"):
                 delta += timedelta(minutes=30)
-            add((now + delta).strftime("%H:%M"), m.start(), m.end(), 0.85)
+            add((now + delta).strftime("%H:%M"), m.start(), m.end(), 0.85, True)
     if requested and not out:
         for n in find_numbers(text):
             if _NOT_A_TIME_AFTER.match(text[n.end :]):
