@@ -176,10 +176,15 @@ class LLMExtractor:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
 
-    def extract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
+    def _gaps(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> tuple[list[Extracted], list[FieldSpec]]:
+        """The rules' readings, and the fields still empty (none when there is nothing to ask)."""
         found = self.rules.extract(text, fields, context)
         missing = [f for f in fields if f.name not in {e.field for e in found}]
-        if not missing or not text.strip():
+        return found, (missing if text.strip() else [])
+
+    def extract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
+        found, missing = self._gaps(text, fields, context)
+        if not missing:
             return found
         try:
             with httpx.Client(timeout=self.settings.timeout, transport=self._transport) as client:
@@ -193,9 +198,8 @@ class LLMExtractor:
         return self._merge(text, found, missing, body, context)
 
     async def aextract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
-        found = self.rules.extract(text, fields, context)
-        missing = [f for f in fields if f.name not in {e.field for e in found}]
-        if not missing or not text.strip():
+        found, missing = self._gaps(text, fields, context)
+        if not missing:
             return found
         try:
             async with httpx.AsyncClient(timeout=self.settings.timeout) as client:
