@@ -28,9 +28,11 @@ class DialogueEngine:
         store: TranscriptStore | None = None,
         extractor: Extractor | None = None,
         durability: str = "exit",
+        handoffs: Any = None,
     ):
         self.spec = spec
         self.store = store
+        self.handoffs = handoffs
         self.graph = build_graph(spec, extractor, checkpointer)
         self.durability = durability
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -71,7 +73,36 @@ class DialogueEngine:
                     ),
                     worker=self.spec.name,
                 )
+            if self.handoffs is not None:
+                # After the reply is stored, so the packet's transcript ends with what the person was told.
+                await self.handoffs.after_turn(turn.conversation_id, turn.channel, state)
             return result
+
+    async def release(self, conversation_id: str) -> TurnResult:
+        """Give a handed-over conversation back to the worker: its next turn is answered again."""
+        config = {"configurable": {"thread_id": conversation_id}}
+        async with self._lock(conversation_id):
+            current = await self.graph.aget_state(config)
+            values = current.values if current else {}
+            fields = values.get("fields") or {}
+            missing = next((f.name for f in self.spec.fields if f.required and f.name not in fields), None)
+            await self.graph.aupdate_state(
+                config,
+                {"escalation": None, "escalated_now": False, "outcome": None, "reasks": {}, "actions": [],
+                 "phase": "collecting" if missing else "confirming", "requested": missing},
+                as_node="render",
+            )
+            if self.store is not None:
+                await self.store.reopen(conversation_id)
+                await self.store.append(
+                    Event(conversation_id=conversation_id, channel=values.get("channel", "console"), direction="system",
+                          text=None, time=Turn(conversation_id="", channel="console").time,
+                          fields=fields, metadata={"event": "released to the worker"}),
+                    worker=self.spec.name,
+                )
+        result = await self.snapshot(conversation_id)
+        assert result is not None
+        return result
 
     async def snapshot(self, conversation_id: str) -> TurnResult | None:
         """The conversation as it stands, without taking a turn."""

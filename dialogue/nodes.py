@@ -39,6 +39,9 @@ class ConversationState(TypedDict, total=False):
     escalation: dict[str, Any] | None
     escalated_now: bool
     fired: list[str]  # ids of every rule that held this turn (all are audited)
+    notice: dict[str, Any] | None  # a notify rule that fired this turn
+    notified: list[str]  # notify rules already acted on in this conversation
+    refused: list[dict[str, Any]]  # actions the spec does not authorise, refused this turn
     outcome: str | None
     lines: list[dict[str, Any]]  # what decide wants said: {key, field?, extra}
     actions: list[dict[str, Any]]
@@ -56,7 +59,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
         text = incoming.get("text")
         base: ConversationState = {
             "took": [], "changed": [], "errors": {}, "intents": [], "answer": None, "lines": [], "actions": [],
-            "escalated_now": False, "fired": [], "channel": incoming.get("channel", state.get("channel", "console")),
+            "escalated_now": False, "fired": [], "notice": None, "refused": [], "channel": incoming.get("channel", state.get("channel", "console")),
         }
         if "started_at" not in state:
             base["started_at"] = incoming["time"]
@@ -125,14 +128,15 @@ def make_escalate(spec: WorkerSpec):
             channel=state.get("channel", "console"),
             local_time=now.astimezone(zone),
         )
-        fired = fired_rules(spec.escalation.rules, facts)
+        notified = list(state.get("notified") or [])
+        # A notify rule tells the team once per conversation; it does not stop the worker.
+        fired = [r for r in fired_rules(spec.escalation.rules, facts) if not (r.action is ActionKind.notify and r.id in notified)]
         if fired:
             rule = fired[0]
-            return {
-                "fired": [r.id for r in fired],
-                "escalation": {"rule": rule.id, "reason": rule.reason, "action": rule.action.value, "to": rule.to, "say": rule.say},
-                "escalated_now": True,
-            }
+            record = {"rule": rule.id, "reason": rule.reason, "action": rule.action.value, "to": rule.to, "say": rule.say}
+            if rule.action is ActionKind.notify:
+                return {"fired": [r.id for r in fired], "notice": record, "notified": [*notified, rule.id]}
+            return {"fired": [r.id for r in fired], "escalation": record, "escalated_now": True}
         limit = spec.escalation.max_reasks
         over = [f for f, n in state.get("reasks", {}).items() if n > limit]
         if over and spec.escalation.on_reask_limit == "escalate":
@@ -172,6 +176,9 @@ def make_decide(spec: WorkerSpec):
 
         if state.get("escalated_now"):
             esc = state["escalation"]
+            if esc["action"] == "end":
+                lines.append({"key": "goodbye", "say": esc.get("say")})
+                return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
             lines.append({"key": "handoff", "extra": {"reason": esc["reason"]}, "say": esc.get("say")})
             return {"lines": lines, "phase": "done", "outcome": "escalated", "requested": None}
         if phase == "done":
@@ -276,7 +283,7 @@ def make_render(spec: WorkerSpec):
                 extra["field"] = field_spec.spoken_label
                 extra["value"] = display(field_spec, fields[name]["value"])
                 template = script.changed
-            elif key == "handoff" and line.get("say"):
+            elif key in ("handoff", "goodbye") and line.get("say"):
                 template = line["say"]
             else:
                 template = getattr(script, key)
@@ -285,13 +292,21 @@ def make_render(spec: WorkerSpec):
         said = " ".join(t for t in texts if t)
         if said:
             actions.append({"kind": "say", "text": said})
+        notice = state.get("notice")
+        if notice:
+            actions.append({"kind": "notify", "rule": notice["rule"], "reason": notice["reason"]})
         if state.get("escalated_now"):
             esc = state["escalation"]
-            if esc["action"] in ("transfer", "notify") and ActionKind(esc["action"]) in spec.allowed_actions:
-                actions.append({"kind": esc["action"], "to": esc.get("to"), "rule": esc["rule"], "reason": esc["reason"]})
+            if esc["action"] == "transfer":
+                actions.append({"kind": "transfer", "to": esc.get("to"), "rule": esc["rule"], "reason": esc["reason"]})
         if state.get("phase") == "done" and state.get("lines"):
             actions.append({"kind": "end", "outcome": state.get("outcome") or "abandoned"})
-        allowed = [a for a in actions if a["kind"] == "say" or _ALLOWED_FOR[a["kind"]] in spec.allowed_actions]
-        return {"actions": allowed, "incoming": None}
+        allowed = [a for a in actions if _ALLOWED_FOR[a["kind"]] in spec.allowed_actions]
+        refused = [a for a in actions if a not in allowed]
+        if any(a["kind"] == "transfer" for a in refused) and not any(a["kind"] == "end" for a in allowed):
+            # A handover the spec does not allow still ends the conversation, if ending is allowed.
+            if ActionKind.end in spec.allowed_actions:
+                allowed.append({"kind": "end", "outcome": state.get("outcome") or "abandoned"})
+        return {"actions": allowed, "refused": refused, "incoming": None}
 
     return render_node

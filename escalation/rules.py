@@ -160,10 +160,29 @@ class EscalationRule(_Strict):
     to: str | None = Field(None, description="Phone number, SIP address or queue for a transfer.")
     reason: str = Field(description="Why the conversation goes to a person; shown to the person and the team.")
     say: str | None = Field(None, description="What the worker tells the person before handing over.")
+    notify: NotifySettings | None = Field(None, description="Overrides escalation.notify for this rule.")
+
+
+class NotifySettings(_Strict):
+    """Where the team hears of a handoff. Deliveries are retried until they succeed."""
+
+    email: list[str] = Field(default_factory=list, description="Team addresses that get the handoff packet.")
+    webhook: str | None = Field(None, pattern=r"^https?://", description="URL that gets the packet as JSON (POST).")
+
+
+class DriftBand(_Strict):
+    """Alarm when the rolling escalation rate or mean field confidence leaves this band."""
+
+    window: int = Field(50, ge=5, description="Ended conversations the rolling figures cover.")
+    max_escalation_rate: float | None = Field(None, ge=0, le=1)
+    min_escalation_rate: float | None = Field(None, ge=0, le=1)
+    min_mean_confidence: float | None = Field(None, ge=0, le=1)
 
 
 class EscalationSettings(_Strict):
     rules: list[EscalationRule] = Field(default_factory=list)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    drift: DriftBand | None = None
     max_reasks: int = Field(2, ge=0, description="Re-asks of one field before the reask-limit outcome.")
     on_reask_limit: Literal["escalate", "end"] = "escalate"
 

@@ -7,10 +7,12 @@ import re
 
 _PATTERNS: dict[str, re.Pattern[str]] = {
     "human": re.compile(
-        r"\b(?:(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|the\s+|your\s+)?"
-        r"(?:human|person|agent|someone|somebody|representative|operator|manager|staff|real\s+person)"
-        r"|real\s+person|human\s+being|(?:an?\s+)?(?:live\s+)?agent|representative|operator"
-        r"|^\s*human\s*[.!]*\s*$)\b",
+        r"\b(?:(?:speak|talk|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|the\s+|your\s+|some\s+)?"
+        r"(?:human|person|agent|someone|somebody|representative|rep|operator|manager|supervisor|staff|real\s+person)"
+        r"|(?:get|want|need|give|connect|transfer|put|reach|prefer)\b[^.?!]{0,25}?\b(?:a|an|the)\s+(?:person|agent|representative|operator|rep)"
+        r"|(?:real|live|actual)\s+(?:human|person|agent|representative|operator)|\ba\s+human\b|\b(?:a|the)\s+person\s+please"
+        r"|human\s+being|customer\s+service|representative|operator|agent\s+please"
+        r"|^\s*(?:human|agent|person|operator)\s*(?:please)?\s*[.!]*\s*$)\b",
         re.IGNORECASE,
     ),
     "complaint": re.compile(r"\b(?:complain\w*|unacceptable|ridiculous|terrible service|disgusted)\b", re.I),

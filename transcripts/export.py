@@ -40,6 +40,11 @@ async def export(
                 for e in events if e.text is not None
             ]
             record["user_turns"] = conv.turns
+            # The audit trail travels with the transcript: rules that fired, actions taken or refused.
+            record["audit"] = await store.db.fetchall(
+                "SELECT time, kind, rule, action, inputs, detail FROM audit WHERE conversation_id = ? ORDER BY id",
+                (conv.id,), ("inputs",),
+            )
             out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         else:
             for e in events:

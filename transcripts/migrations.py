@@ -82,6 +82,113 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
+_APPEND_ONLY_SQLITE = (
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END",
+)
+_APPEND_ONLY_POSTGRES = (
+    """CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'audit is append-only'; END $$""",
+    "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
+)
+
+MIGRATIONS.append(
+    Migration(
+        2,
+        "human queue, notification outbox, audit trail",
+        sqlite=(
+            """CREATE TABLE handoffs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id TEXT NOT NULL REFERENCES conversations(id),
+                worker TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                rule TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                packet TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('open', 'claimed', 'resolved', 'released')),
+                claimed_by TEXT,
+                note TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX handoffs_by_status ON handoffs (status, created_at)",
+            """CREATE TABLE notifications (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                handoff_id INTEGER REFERENCES handoffs(id),
+                conversation_id TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('email', 'webhook')),
+                target TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                delivered_at TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX notifications_due ON notifications (status, next_attempt_at)",
+            """CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                time TEXT NOT NULL,
+                conversation_id TEXT NOT NULL,
+                worker TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                rule TEXT,
+                action TEXT,
+                inputs TEXT NOT NULL DEFAULT '{}',
+                detail TEXT
+            )""",
+            "CREATE INDEX audit_by_conversation ON audit (conversation_id, id)",
+            *_APPEND_ONLY_SQLITE,
+        ),
+        postgres=(
+            """CREATE TABLE handoffs (
+                id BIGSERIAL PRIMARY KEY,
+                conversation_id TEXT NOT NULL REFERENCES conversations(id),
+                worker TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                rule TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                packet JSONB NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('open', 'claimed', 'resolved', 'released')),
+                claimed_by TEXT,
+                note TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX handoffs_by_status ON handoffs (status, created_at)",
+            """CREATE TABLE notifications (
+                id BIGSERIAL PRIMARY KEY,
+                handoff_id BIGINT REFERENCES handoffs(id),
+                conversation_id TEXT NOT NULL,
+                kind TEXT NOT NULL CHECK (kind IN ('email', 'webhook')),
+                target TEXT NOT NULL,
+                payload JSONB NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL,
+                last_error TEXT,
+                delivered_at TIMESTAMPTZ,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX notifications_due ON notifications (status, next_attempt_at)",
+            """CREATE TABLE audit (
+                id BIGSERIAL PRIMARY KEY,
+                time TIMESTAMPTZ NOT NULL,
+                conversation_id TEXT NOT NULL,
+                worker TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                rule TEXT,
+                action TEXT,
+                inputs JSONB NOT NULL DEFAULT '{}',
+                detail TEXT
+            )""",
+            "CREATE INDEX audit_by_conversation ON audit (conversation_id, id)",
+            *_APPEND_ONLY_POSTGRES,
+        ),
+    )
+)
+
 _LEDGER = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
     "postgres": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",

@@ -88,6 +88,10 @@ class TranscriptStore:
             ),
         )
 
+    async def reopen(self, conversation_id: str) -> None:
+        """Clear a conversation's outcome and escalation when it goes back to the worker."""
+        await self.db.execute("UPDATE conversations SET outcome = NULL, escalation = NULL WHERE id = ?", (conversation_id,))
+
     async def conversation(self, conversation_id: str) -> ConversationRecord | None:
         row = await self.db.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,), _JSON_CONV)
         return ConversationRecord(**row) if row else None

@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 spec_app = typer.Typer(help="Check worker specs and print their JSON Schema.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
+queue_app = typer.Typer(help="The human queue: conversations handed over by a rule, waiting for a person.", no_args_is_help=True)
+app.add_typer(queue_app, name="queue")
 
 err = Console(stderr=True)
 out = Console()
@@ -122,10 +124,14 @@ def chat(
 
     async def main():  # noqa: ANN202
         async with open_engine(spec, Settings.from_env()) as engine:
-            return await run_chat(
+            report = await run_chat(
                 engine, lines, conversation_id, start, on_worker=worker_says,
                 on_user=None if interactive else user_says, read_line=read_line,
             )
+            # One delivery pass for team notifications; what fails is retried by `serve`.
+            notifier = engine.handoffs.notifier
+            await notifier.deliver_due()
+            return report, await notifier.pending_count()
 
     if interactive and not json_out:
         out.print(f"[dim]Talking to {spec.name} ({Settings.from_env().describe()}). Type 'quit' to leave.[/dim]")
@@ -133,7 +139,9 @@ def chat(
     from channels.console.chat import run_chat
     from worker.runtime import open_engine
 
-    report = _run(main())
+    report, pending = _run(main())
+    if pending:
+        err.print(f"[yellow]{pending} team notification(s) not delivered yet; `channel-worker serve` retries them[/yellow]")
     if json_out:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
         return
@@ -174,6 +182,134 @@ def extract(
         raise typer.Exit(1 if failures else 0)
     request = ExtractRequest(text=text or "", requested=requested or [], now=_parse_time(now, "--now"))
     sys.stdout.write(json.dumps(run_one(extractor, spec, request), ensure_ascii=False) + "\n")
+
+
+@app.command()
+def serve(
+    worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the worker's HTTP server: /healthz, the human queue API (/queue), /metrics, and the
+    channels configured by environment variables. Also delivers team notifications."""
+    import logging
+
+    import uvicorn
+
+    from worker.app import create_app
+    from worker.config import Settings
+
+    spec = _load(worker)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(spec, Settings.from_env()), host=host, port=port, log_level=log_level, lifespan="on")
+
+
+def _queue_run(worker: Path, op):  # noqa: ANN001, ANN202
+    from escalation.queue import QueueError
+    from worker.config import Settings
+    from worker.runtime import open_engine
+
+    spec = _load(worker)
+
+    async def main():  # noqa: ANN202
+        async with open_engine(spec, Settings.from_env()) as engine:
+            return await op(engine)
+
+    try:
+        return _run(main())
+    except QueueError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
+_WORKER_OPT = typer.Option("--worker", "-w", help="Worker spec YAML file.")
+
+
+@queue_app.command("list")
+def queue_list(
+    worker: Annotated[Path, _WORKER_OPT],
+    status: Annotated[Optional[str], typer.Option(help="open, claimed, resolved or released (default: open and claimed).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Handoffs waiting for a person."""
+    spec_name = _load(worker).name
+
+    async def op(engine):  # noqa: ANN001, ANN202
+        items = await engine.handoffs.queue.list(status=status, worker=spec_name)
+        return items if status else [h for h in items if h.status in ("open", "claimed")]
+
+    items = _queue_run(worker, op)
+    if json_out:
+        sys.stdout.write(json.dumps([h.model_dump() for h in items], indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"human queue: {spec_name}")
+    for col in ("id", "status", "conversation", "channel", "rule", "reason", "claimed by", "since"):
+        table.add_column(col)
+    for h in items:
+        table.add_row(str(h.id), h.status, h.conversation_id, h.channel, h.rule, h.reason, h.claimed_by or "", h.created_at[:19])
+    out.print(table)
+
+
+@queue_app.command("show")
+def queue_show(
+    worker: Annotated[Path, _WORKER_OPT],
+    handoff_id: Annotated[int, typer.Argument(help="Handoff id from `queue list`.")],
+) -> None:
+    """The whole handoff packet: reason, fields with confidence, summary, transcript."""
+    item = _queue_run(worker, lambda engine: engine.handoffs.queue.get(handoff_id))
+    sys.stdout.write(json.dumps(item.model_dump(), indent=2, default=str) + "\n")
+
+
+@queue_app.command("claim")
+def queue_claim(
+    worker: Annotated[Path, _WORKER_OPT],
+    handoff_id: Annotated[int, typer.Argument(help="Handoff id.")],
+    by: Annotated[str, typer.Option(help="Who takes it.")],
+) -> None:
+    """Take a handoff: it is yours until you resolve or release it."""
+    item = _queue_run(worker, lambda engine: engine.handoffs.claim(handoff_id, by))
+    out.print(f"handoff {item.id} claimed by {item.claimed_by}")
+
+
+@queue_app.command("resolve")
+def queue_resolve(
+    worker: Annotated[Path, _WORKER_OPT],
+    handoff_id: Annotated[int, typer.Argument(help="Handoff id.")],
+    note: Annotated[Optional[str], typer.Option(help="What was done.")] = None,
+) -> None:
+    """Mark a handoff done; the worker stays out of the conversation."""
+    item = _queue_run(worker, lambda engine: engine.handoffs.resolve(handoff_id, note))
+    out.print(f"handoff {item.id} resolved")
+
+
+@queue_app.command("release")
+def queue_release(
+    worker: Annotated[Path, _WORKER_OPT],
+    handoff_id: Annotated[int, typer.Argument(help="Handoff id.")],
+    note: Annotated[Optional[str], typer.Option(help="Why it goes back.")] = None,
+) -> None:
+    """Give the conversation back to the worker: it answers the person's next message again."""
+    item = _queue_run(worker, lambda engine: engine.handoffs.release(handoff_id, engine, note))
+    out.print(f"handoff {item.id} released; conversation {item.conversation_id} is back with the worker")
+
+
+@app.command()
+def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
+    """Rolling escalation rate and mean field confidence, with any drift alarm (JSON)."""
+    from escalation.drift import drift_status
+
+    spec = _load(worker)
+
+    async def op(engine):  # noqa: ANN001, ANN202
+        return await drift_status(engine.store.db, spec.name, spec.escalation.drift)
+
+    result = _queue_run(worker, op)
+    sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    if result.alarms:
+        for alarm in result.alarms:
+            err.print(f"[yellow]drift alarm[/yellow] {alarm}")
+        raise typer.Exit(3)
 
 
 class Format(str, Enum):

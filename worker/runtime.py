@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dialogue.checkpoints import open_checkpointer
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
+from escalation.handoff import Handoffs
+from escalation.notify import Notifier, SmtpSettings
 from extraction.factory import build_extractor
 from transcripts.store import TranscriptStore
 from worker.config import Settings
@@ -19,6 +21,8 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None) -> Asy
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
         async with open_checkpointer(settings.checkpoint_url) as saver:
-            yield DialogueEngine(spec, saver, store, extractor=build_extractor(spec))
+            notifier = Notifier(store.db, SmtpSettings.from_env())
+            handoffs = Handoffs(spec, store, notifier)
+            yield DialogueEngine(spec, saver, store, extractor=build_extractor(spec), handoffs=handoffs)
     finally:
         await store.close()

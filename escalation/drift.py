@@ -1,0 +1,65 @@
+"""The drift alarm: a rolling escalation rate and mean field confidence per worker, checked
+against the band the spec sets. Out of band, a warning is logged, written to the audit trail
+and shown on /metrics, so a change in callers or a broken extractor is seen early."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel
+
+from escalation.rules import DriftBand
+from transcripts.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class DriftStatus(BaseModel):
+    worker: str
+    window: int
+    conversations: int
+    escalation_rate: float | None
+    mean_confidence: float | None
+    alarms: list[str]
+
+
+async def drift_status(db: Database, worker: str, band: DriftBand | None) -> DriftStatus:
+    window = band.window if band else 50
+    rows = await db.fetchall(
+        "SELECT outcome, fields FROM conversations WHERE worker = ? AND outcome IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+        (worker, window), ("fields",),
+    )
+    confidences: list[float] = [f["confidence"] for r in rows for f in (r["fields"] or {}).values() if "confidence" in f]
+    rate = sum(r["outcome"] == "escalated" for r in rows) / len(rows) if rows else None
+    mean = sum(confidences) / len(confidences) if confidences else None
+    alarms: list[str] = []
+    # Too few conversations say nothing yet; wait for a fifth of the window.
+    if band and rows and len(rows) >= max(5, window // 5):
+        if band.max_escalation_rate is not None and rate is not None and rate > band.max_escalation_rate:
+            alarms.append(f"escalation rate {rate:.2f} is above {band.max_escalation_rate:.2f}")
+        if band.min_escalation_rate is not None and rate is not None and rate < band.min_escalation_rate:
+            alarms.append(f"escalation rate {rate:.2f} is below {band.min_escalation_rate:.2f}")
+        if band.min_mean_confidence is not None and mean is not None and mean < band.min_mean_confidence:
+            alarms.append(f"mean field confidence {mean:.2f} is below {band.min_mean_confidence:.2f}")
+    return DriftStatus(worker=worker, window=window, conversations=len(rows), escalation_rate=rate,
+                       mean_confidence=mean, alarms=alarms)
+
+
+def prometheus(status: DriftStatus, extra: dict[str, Any] | None = None) -> str:
+    """The figures in Prometheus' text format for /metrics."""
+    w = status.worker
+    lines = [
+        "# HELP channel_worker_escalation_rate Share of the last ended conversations that were handed over.",
+        "# TYPE channel_worker_escalation_rate gauge",
+        f'channel_worker_escalation_rate{{worker="{w}"}} {status.escalation_rate if status.escalation_rate is not None else "NaN"}',
+        "# HELP channel_worker_mean_field_confidence Mean confidence of fields in the last ended conversations.",
+        "# TYPE channel_worker_mean_field_confidence gauge",
+        f'channel_worker_mean_field_confidence{{worker="{w}"}} {status.mean_confidence if status.mean_confidence is not None else "NaN"}',
+        "# HELP channel_worker_drift_alarm 1 when a rolling figure is outside the spec's band.",
+        "# TYPE channel_worker_drift_alarm gauge",
+        f'channel_worker_drift_alarm{{worker="{w}"}} {1 if status.alarms else 0}',
+    ]
+    for name, value in (extra or {}).items():
+        lines += [f"# TYPE channel_worker_{name} gauge", f'channel_worker_{name}{{worker="{w}"}} {value}']
+    return "\n".join(lines) + "\n"

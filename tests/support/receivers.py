@@ -1,0 +1,84 @@
+"""Local receivers for team notifications: an SMTP server (aiosmtpd) and a webhook endpoint,
+each able to refuse the first N deliveries, as real servers do when they are busy."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FlakySmtp:
+    """Answers 451 (try again later) to the first `refuse` messages, then accepts."""
+
+    def __init__(self, refuse: int = 0):
+        self.refuse = refuse
+        self.attempts = 0
+        self.accepted: list[Message] = []
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                outer.attempts += 1
+                if outer.attempts <= outer.refuse:
+                    return "451 4.3.0 Try again later"
+                outer.accepted.append(message_from_bytes(envelope.content))
+                return "250 Message accepted for delivery"
+
+        self.port = free_port()
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> FlakySmtp:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._controller.stop()
+
+
+class FlakyWebhook:
+    """Answers 500 to the first `fail` POSTs, then 200; records every body and header."""
+
+    def __init__(self, fail: int = 0):
+        self.fail = fail
+        self.calls: list[tuple[int, dict[str, Any], dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                status = 500 if len(outer.calls) < outer.fail else 200
+                outer.calls.append((status, body, dict(self.headers)))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/handoff"
+
+    def __enter__(self) -> FlakyWebhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,128 @@
+"""The worker's HTTP face: health, the human queue as JSON, and monitoring figures.
+
+Channels that arrive over HTTP (SMS and voice webhooks) mount their routes here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from dialogue.spec import WorkerSpec
+from escalation.drift import drift_status, prometheus
+from escalation.queue import Handoff, QueueError
+from worker.config import Settings
+from worker.runtime import open_engine
+
+log = logging.getLogger(__name__)
+
+
+class ClaimBody(BaseModel):
+    by: str
+
+
+class NoteBody(BaseModel):
+    note: str | None = None
+
+
+def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0) -> FastAPI:
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_engine(spec, settings) as engine:
+            state["engine"] = engine
+            notifier = engine.handoffs.notifier
+
+            async def deliver_forever() -> None:
+                # The outbox loop: notifications are retried here until they are delivered.
+                while True:
+                    try:
+                        await notifier.deliver_due()
+                    except Exception:  # a database hiccup must not stop deliveries for good
+                        log.exception("notification delivery pass failed")
+                    await asyncio.sleep(delivery_interval)
+
+            task = asyncio.create_task(deliver_forever())
+            state["ready"] = True
+            try:
+                yield
+            finally:
+                state["ready"] = False
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title=f"channel-worker: {spec.name}", lifespan=lifespan)
+
+    def handoffs() -> Any:
+        return state["engine"].handoffs
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        if not state.get("ready"):
+            raise HTTPException(503, "starting")
+        return {"status": "ok", "worker": spec.name}
+
+    @app.get("/queue", response_model=list[Handoff])
+    async def queue_list(status: str | None = Query(None, pattern="^(open|claimed|resolved|released)$")) -> list[Handoff]:
+        return await handoffs().queue.list(status=status, worker=spec.name)
+
+    @app.get("/queue/{handoff_id}", response_model=Handoff)
+    async def queue_show(handoff_id: int) -> Handoff:
+        try:
+            return await handoffs().queue.get(handoff_id)
+        except QueueError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.get("/queue/conversations/{conversation_id}")
+    async def conversation(conversation_id: str) -> dict[str, Any]:
+        engine = state["engine"]
+        record = await engine.store.conversation(conversation_id)
+        if record is None:
+            raise HTTPException(404, f"no conversation {conversation_id}")
+        events = await engine.store.events(conversation_id)
+        audit = await handoffs().audit.for_conversation(conversation_id)
+        return {"conversation": record.model_dump(), "events": [e.model_dump(mode="json") for e in events],
+                "audit": [a.model_dump(mode="json") for a in audit]}
+
+    async def _move(coro: Any) -> Handoff:
+        try:
+            return await coro
+        except QueueError as exc:
+            status = 404 if str(exc).startswith("no handoff") else 409
+            raise HTTPException(status, str(exc)) from None
+
+    @app.post("/queue/{handoff_id}/claim", response_model=Handoff)
+    async def queue_claim(handoff_id: int, body: ClaimBody) -> Handoff:
+        return await _move(handoffs().claim(handoff_id, body.by))
+
+    @app.post("/queue/{handoff_id}/resolve", response_model=Handoff)
+    async def queue_resolve(handoff_id: int, body: NoteBody | None = None) -> Handoff:
+        return await _move(handoffs().resolve(handoff_id, body.note if body else None))
+
+    @app.post("/queue/{handoff_id}/release", response_model=Handoff)
+    async def queue_release(handoff_id: int, body: NoteBody | None = None) -> Handoff:
+        return await _move(handoffs().release(handoff_id, state["engine"], body.note if body else None))
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics() -> str:
+        engine = state["engine"]
+        status = await drift_status(engine.store.db, spec.name, spec.escalation.drift)
+        open_count = len(await handoffs().queue.list(status="open", worker=spec.name))
+        pending = await handoffs().notifier.pending_count()
+        return prometheus(status, {"queue_open": open_count, "notifications_pending": pending})
+
+    @app.get("/status")
+    async def status() -> dict[str, Any]:
+        engine = state["engine"]
+        return (await drift_status(engine.store.db, spec.name, spec.escalation.drift)).model_dump()
+
+    return app
