@@ -285,6 +285,8 @@ def make_render(spec: WorkerSpec):
                 template = script.changed
             elif key in ("handoff", "goodbye") and line.get("say"):
                 template = line["say"]
+            elif key == "handoff" and state.get("channel") in ("sms", "email"):
+                template = script.follow_up
             else:
                 template = getattr(script, key)
             texts.append(render(template, spec.fields, fields, worker=spec.persona, **extra))

@@ -46,6 +46,10 @@ class Script(_Strict):
     handoff: str = Field(
         "I'm passing you to a colleague who can help. {reason}", description="Said when a rule hands over."
     )
+    follow_up: str = Field(
+        "A member of our team will follow up with you here shortly. {reason}",
+        description="Handoff line on SMS and email, where a person replies later instead of taking a call.",
+    )
     reask_limit: str = Field(
         "I'm sorry, I'm having trouble with this.", description="Said when a field was re-asked too often."
     )

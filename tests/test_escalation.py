@@ -189,6 +189,8 @@ async def test_the_handoff_packet_has_what_a_person_needs(account_support: Worke
     assert "Still missing: callback_phone, email." in packet["summary"]
     assert [t["role"] for t in packet["transcript"]][-1] == "worker"
     assert "fraud team" in packet["transcript"][-1]["text"]
+    # On SMS nobody can be put through: the person is told the team will follow up.
+    assert packet["transcript"][-1]["text"].startswith("A member of our team will follow up")
     assert "conv-1" in packet["link"]
 
 
