@@ -44,6 +44,7 @@ class ConversationState(TypedDict, total=False):
     refused: list[dict[str, Any]]  # actions the spec does not authorise, refused this turn
     outcome: str | None
     lines: list[dict[str, Any]]  # what decide wants said: {key, field?, extra}
+    greeted: bool  # the greeting was said (the console greets first; on SMS the person writes first)
     actions: list[dict[str, Any]]
 
 
@@ -244,7 +245,16 @@ def make_decide(spec: WorkerSpec):
         lines.append({"key": key, "field": requested})
         return {"lines": lines, "phase": "collecting", "requested": requested}
 
-    return decide
+    async def decide_and_greet(state: ConversationState) -> ConversationState:
+        result = await decide(state)
+        if state.get("greeted") or not result.get("lines"):
+            return result
+        lines = result["lines"]
+        if not any(line["key"] == "greeting" for line in lines):
+            lines = [{"key": "greeting"}, *lines]
+        return {**result, "lines": lines, "greeted": True}
+
+    return decide_and_greet
 
 
 _ALLOWED_FOR = {"say": ActionKind.reply, "transfer": ActionKind.transfer, "notify": ActionKind.notify, "end": ActionKind.end}

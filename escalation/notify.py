@@ -111,6 +111,15 @@ class Notifier:
         delivered = 0
         for row in rows:
             note = Notification(**row)
+            # Claim the attempt (the attempt count is the version) so two senders never both send it.
+            lease_until = utcnow() + timedelta(seconds=60)
+            claimed = await self.db.execute_count(
+                "UPDATE notifications SET next_attempt_at = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND status = 'pending' AND attempts = ?",
+                (lease_until, note.id, note.attempts),
+            )
+            if claimed != 1:
+                continue
             try:
                 if note.kind == "email":
                     await self._send_email(note)
@@ -120,14 +129,14 @@ class Notifier:
                 attempts = note.attempts + 1
                 retry_at = utcnow() + timedelta(seconds=self.backoff_base * backoff(attempts))
                 await self.db.execute(
-                    "UPDATE notifications SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'",
-                    (attempts, retry_at, f"{type(exc).__name__}: {exc}"[:500], note.id),
+                    "UPDATE notifications SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'",
+                    (retry_at, f"{type(exc).__name__}: {exc}"[:500], note.id),
                 )
                 log.warning("notification %s to %s failed (attempt %s), retry at %s: %s",
                             note.id, note.target, attempts, retry_at.isoformat(), exc)
                 continue
             await self.db.execute(
-                "UPDATE notifications SET status = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL "
+                "UPDATE notifications SET status = 'delivered', delivered_at = ?, last_error = NULL "
                 "WHERE id = ? AND status = 'pending'",
                 (utcnow(), note.id),
             )

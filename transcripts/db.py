@@ -131,6 +131,16 @@ class Database:
         async with self._pool.connection() as conn:
             await conn.execute(self._sql(sql), self._params(params))
 
+    async def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return how many rows it changed (for optimistic claims)."""
+        if self._sqlite is not None:
+            async with self._lock:
+                cursor = await self._sqlite.execute(self._sql(sql), self._params(params))
+                return cursor.rowcount
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._sql(sql), self._params(params))
+            return cursor.rowcount
+
     async def execute_script(self, statements: Iterable[str]) -> None:
         """Run DDL statements in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
         if self._sqlite is not None:

@@ -189,6 +189,93 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    Migration(
+        3,
+        "sms messages, outbox and opt-outs",
+        sqlite=(
+            """CREATE TABLE sms_messages (
+                sid TEXT PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+                from_number TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                body TEXT,
+                media TEXT NOT NULL DEFAULT '[]',
+                state TEXT NOT NULL,
+                status TEXT,
+                error_code TEXT,
+                reply TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX sms_messages_by_conversation ON sms_messages (conversation_id, created_at)",
+            """CREATE TABLE sms_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                from_number TEXT NOT NULL,
+                body TEXT NOT NULL,
+                dedupe_key TEXT UNIQUE,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'suppressed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                message_sid TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX sms_outbox_due ON sms_outbox (state, next_attempt_at)",
+            """CREATE TABLE sms_optouts (
+                number TEXT NOT NULL,
+                service_number TEXT NOT NULL,
+                opted_out_at TEXT NOT NULL,
+                PRIMARY KEY (number, service_number)
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE sms_messages (
+                sid TEXT PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+                from_number TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                body TEXT,
+                media JSONB NOT NULL DEFAULT '[]',
+                state TEXT NOT NULL,
+                status TEXT,
+                error_code TEXT,
+                reply TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX sms_messages_by_conversation ON sms_messages (conversation_id, created_at)",
+            """CREATE TABLE sms_outbox (
+                id BIGSERIAL PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                to_number TEXT NOT NULL,
+                from_number TEXT NOT NULL,
+                body TEXT NOT NULL,
+                dedupe_key TEXT UNIQUE,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'suppressed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL,
+                last_error TEXT,
+                message_sid TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX sms_outbox_due ON sms_outbox (state, next_attempt_at)",
+            """CREATE TABLE sms_optouts (
+                number TEXT NOT NULL,
+                service_number TEXT NOT NULL,
+                opted_out_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (number, service_number)
+            )""",
+        ),
+    )
+)
+
 _LEDGER = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
     "postgres": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",

@@ -15,6 +15,10 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
+from channels.sms.sender import SmsSender
+from channels.sms.settings import TwilioSettings
+from channels.sms.store import SmsStore
+from channels.sms.webhook import build_router as build_sms_router
 from dialogue.spec import WorkerSpec
 from escalation.drift import drift_status, prometheus
 from escalation.queue import Handoff, QueueError
@@ -50,15 +54,36 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                         log.exception("notification delivery pass failed")
                     await asyncio.sleep(delivery_interval)
 
-            task = asyncio.create_task(deliver_forever())
+            tasks = [asyncio.create_task(deliver_forever())]
+            sms = None
+            twilio = TwilioSettings.from_env() if spec.channels.sms.enabled else None
+            if twilio is not None:
+                sms_store = SmsStore(engine.store.db)
+                sms = SmsSender(twilio, sms_store)
+                app.include_router(build_sms_router(engine, twilio, sms_store, sms))
+                state["sms_store"] = sms_store
+
+                async def send_sms_forever() -> None:
+                    while True:
+                        try:
+                            await sms.send_due()
+                        except Exception:
+                            log.exception("SMS outbox pass failed")
+                        await asyncio.sleep(delivery_interval)
+
+                tasks.append(asyncio.create_task(send_sms_forever()))
+                log.info("SMS channel on: POST %s/twilio/sms", twilio.public_base_url or "")
             state["ready"] = True
             try:
                 yield
             finally:
                 state["ready"] = False
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if sms is not None:
+                    await sms.close()
 
     app = FastAPI(title=f"channel-worker: {spec.name}", lifespan=lifespan)
 

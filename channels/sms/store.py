@@ -1,0 +1,149 @@
+"""What the SMS channel keeps: every message by its Twilio MessageSid, the REST outbox, and
+the opt-out list that every outbound path checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from dialogue.events import utcnow
+from transcripts.db import Database
+
+
+class OutboxItem(BaseModel):
+    id: int
+    conversation_id: str
+    to_number: str
+    from_number: str
+    body: str
+    dedupe_key: str | None
+    state: str
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None = None
+    message_sid: str | None = None
+
+
+class SmsStore:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def claim_inbound(self, sid: str, conversation_id: str, from_number: str, to_number: str, body: str,
+                            media: list[dict[str, Any]]) -> bool:
+        """Record an inbound message; True if this delivery is the one to answer it.
+
+        The insert is the claim: of two deliveries of one MessageSid, even overlapping ones,
+        exactly one inserts the row. A delivery whose earlier attempt failed may claim it again."""
+        now = utcnow()
+        await self.db.execute(
+            "INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, media, state, "
+            "created_at, updated_at) VALUES (?, ?, 'in', ?, ?, ?, J?, 'new', ?, ?) ON CONFLICT (sid) DO NOTHING",
+            (sid, conversation_id, from_number, to_number, body, media, now, now),
+        )
+        # Only the delivery that moves the row out of 'new' (or 'failed') answers it.
+        claim = f"processing:{uuid.uuid4().hex}"
+        await self.db.execute(
+            "UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state IN ('new', 'failed')",
+            (claim, now, sid),
+        )
+        row = await self.db.fetchone("SELECT state FROM sms_messages WHERE sid = ?", (sid,))
+        return row is not None and row["state"] == claim
+
+    async def finish_inbound(self, sid: str, state: str, reply: str | None = None) -> None:
+        await self.db.execute(
+            "UPDATE sms_messages SET state = ?, reply = ?, updated_at = ? WHERE sid = ?", (state, reply, utcnow(), sid)
+        )
+
+    async def message(self, sid: str) -> dict[str, Any] | None:
+        return await self.db.fetchone("SELECT * FROM sms_messages WHERE sid = ?", (sid,), ("media",))
+
+    async def record_outbound(self, sid: str, conversation_id: str, from_number: str, to_number: str, body: str,
+                              status: str) -> None:
+        now = utcnow()
+        await self.db.execute(
+            "INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, state, status, "
+            "created_at, updated_at) VALUES (?, ?, 'out', ?, ?, ?, 'sent', ?, ?, ?) ON CONFLICT (sid) DO NOTHING",
+            (sid, conversation_id, from_number, to_number, body, status, now, now),
+        )
+
+    async def update_status(self, sid: str, status: str, error_code: str | None) -> bool:
+        """Apply a delivery status callback; False when the message is not ours."""
+        row = await self.db.fetchone("SELECT sid FROM sms_messages WHERE sid = ?", (sid,))
+        if row is None:
+            return False
+        await self.db.execute(
+            "UPDATE sms_messages SET status = ?, error_code = ?, updated_at = ? WHERE sid = ?",
+            (status, error_code, utcnow(), sid),
+        )
+        return True
+
+    # -- opt-outs ------------------------------------------------------------------------
+
+    async def opt_out(self, number: str, service_number: str) -> bool:
+        """True when the number was not opted out before (so the confirmation is sent once)."""
+        before = await self.is_opted_out(number, service_number)
+        await self.db.execute(
+            "INSERT INTO sms_optouts (number, service_number, opted_out_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (number, service_number) DO NOTHING",
+            (number, service_number, utcnow()),
+        )
+        return not before
+
+    async def opt_in(self, number: str, service_number: str) -> bool:
+        before = await self.is_opted_out(number, service_number)
+        await self.db.execute("DELETE FROM sms_optouts WHERE number = ? AND service_number = ?", (number, service_number))
+        return before
+
+    async def is_opted_out(self, number: str, service_number: str) -> bool:
+        row = await self.db.fetchone(
+            "SELECT 1 AS x FROM sms_optouts WHERE number = ? AND service_number = ?", (number, service_number)
+        )
+        return row is not None
+
+    # -- outbox --------------------------------------------------------------------------
+
+    async def enqueue(self, conversation_id: str, to_number: str, from_number: str, body: str,
+                      dedupe_key: str | None = None) -> None:
+        now = utcnow()
+        await self.db.execute(
+            "INSERT INTO sms_outbox (conversation_id, to_number, from_number, body, dedupe_key, state, attempts, "
+            "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
+            "ON CONFLICT (dedupe_key) DO NOTHING",
+            (conversation_id, to_number, from_number, body, dedupe_key, now, now, now),
+        )
+
+    async def due(self, now: datetime) -> list[OutboxItem]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id", (now,)
+        )
+        return [OutboxItem(**r) for r in rows]
+
+    async def lease(self, item: OutboxItem, seconds: float = 60.0) -> bool:
+        """Take an item for one send attempt; False when another sender took it first.
+
+        The attempt count is the version: only one UPDATE can move it from N to N+1. The lease
+        keeps others off it while the request is in flight, and lapses if this process dies."""
+        now = utcnow()
+        changed = await self.db.execute_count(
+            "UPDATE sms_outbox SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'pending' AND attempts = ?",
+            (now + timedelta(seconds=seconds), now, item.id, item.attempts),
+        )
+        return changed == 1
+
+    async def outbox(self, conversation_id: str | None = None) -> list[OutboxItem]:
+        where, params = ("WHERE conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
+        return [OutboxItem(**r) for r in await self.db.fetchall(f"SELECT * FROM sms_outbox {where} ORDER BY id", params)]
+
+    async def mark(self, item_id: int, state: str, attempts: int, error: str | None = None,
+                   retry_in: float | None = None, message_sid: str | None = None) -> None:
+        now = utcnow()
+        next_at = now + timedelta(seconds=retry_in) if retry_in is not None else now
+        await self.db.execute(
+            "UPDATE sms_outbox SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?, message_sid = ?, "
+            "updated_at = ? WHERE id = ?",
+            (state, attempts, error, next_at, message_sid, now, item_id),
+        )
