@@ -39,6 +39,14 @@ class AuditTrail:
             (entry.time, entry.conversation_id, entry.worker, entry.kind, entry.rule, entry.action, entry.inputs, entry.detail),
         )
 
+    async def record_many(self, entries: list[AuditEntry]) -> None:
+        if entries:
+            await self.db.batch([
+                ("INSERT INTO audit (time, conversation_id, worker, kind, rule, action, inputs, detail) VALUES (?, ?, ?, ?, ?, ?, J?, ?)",
+                 (e.time, e.conversation_id, e.worker, e.kind, e.rule, e.action, e.inputs, e.detail))
+                for e in entries
+            ])
+
     async def for_conversation(self, conversation_id: str) -> list[AuditEntry]:
         rows = await self.db.fetchall("SELECT * FROM audit WHERE conversation_id = ? ORDER BY id", (conversation_id,), ("inputs",))
         return [AuditEntry(**r) for r in rows]

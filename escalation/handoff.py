@@ -38,22 +38,24 @@ class Handoffs:
         }
         fired = state.get("fired") or []
         winner = fired[0] if fired else None
+        entries: list[AuditEntry] = []
         for rule in fired:
-            await self.audit.record(AuditEntry(
+            entries.append(AuditEntry(
                 conversation_id=conversation_id, worker=worker, kind="rule_fired", rule=rule, inputs=inputs,
                 detail="acted on" if rule == winner else f"fired after {winner}; the first rule in order wins",
             ))
         for action in state.get("actions") or []:
-            await self.audit.record(AuditEntry(
+            entries.append(AuditEntry(
                 conversation_id=conversation_id, worker=worker, kind="action_taken", rule=action.get("rule"),
                 action=action["kind"], inputs={"action": action},
             ))
         for refused in state.get("refused") or []:
             log.warning("conversation %s: refused action %s (not in allowed_actions)", conversation_id, refused.get("kind"))
-            await self.audit.record(AuditEntry(
+            entries.append(AuditEntry(
                 conversation_id=conversation_id, worker=worker, kind="action_refused", rule=refused.get("rule"),
                 action=refused.get("kind"), inputs={"action": refused}, detail="not authorised by allowed_actions",
             ))
+        await self.audit.record_many(entries)
         actions = {a["kind"]: a for a in state.get("actions") or []}
         if "transfer" in actions or "notify" in actions:
             action = actions.get("transfer") or actions["notify"]

@@ -1,4 +1,4 @@
-"""One small async database handle over SQLite (aiosqlite) or PostgreSQL (psycopg).
+"""One small async database handle over SQLite (its own thread) or PostgreSQL (psycopg).
 
 SQL is written once with `?` placeholders; the PostgreSQL side rewrites them to `%s`.
 `J` in SQL marks a JSON parameter (`J?`), stored as TEXT in SQLite and JSONB in
@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 def iso_utc(moment: datetime) -> str:
     """One text form for every stored time, so SQLite compares them correctly as strings."""
@@ -52,15 +53,22 @@ async def check_postgres(url: str, timeout: float = 5.0) -> None:
     await conn.close()
 
 
+Statement = tuple[str, Sequence[Any]]
+
+
 class Database:
-    """Async access to the worker's own tables. Create with `await Database.open(url)`."""
+    """Async access to the worker's own tables. Create with `await Database.open(url)`.
+
+    SQLite runs on one dedicated thread with its own connection: every call is a single hop
+    to that thread, and `batch` runs several statements in one hop and one transaction, which
+    is what a turn needs (the thread hop, not SQLite, is the cost that matters here)."""
 
     dialect: str
 
     def __init__(self) -> None:
-        self._sqlite: aiosqlite.Connection | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._pool: Any = None
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -81,13 +89,22 @@ class Database:
             path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            db._sqlite = await aiosqlite.connect(path, isolation_level=None)
-            db._sqlite.row_factory = aiosqlite.Row
-            # WAL lets readers (exports, the review UI) run beside the writer.
-            await db._sqlite.execute("PRAGMA journal_mode=WAL")
-            await db._sqlite.execute("PRAGMA synchronous=NORMAL")
-            await db._sqlite.execute("PRAGMA busy_timeout=5000")
+            db._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+            def connect() -> sqlite3.Connection:
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                # WAL lets readers (exports, the review UI, other processes) run beside the writer.
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                return conn
+
+            db._sqlite = await db._on_thread(connect)
         return db
+
+    async def _on_thread(self, fn: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     @contextlib.asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[None]:
@@ -104,7 +121,12 @@ class Database:
 
     async def close(self) -> None:
         if self._sqlite is not None:
-            await self._sqlite.close()
+            conn = self._sqlite
+            await self._on_thread(conn.close)
+            self._sqlite = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
         if self._pool is not None:
             await self._pool.close()
 
@@ -123,51 +145,8 @@ class Database:
             out.append(p)
         return out
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self._sqlite is not None:
-            async with self._lock:
-                await self._sqlite.execute(self._sql(sql), self._params(params))
-            return
-        async with self._pool.connection() as conn:
-            await conn.execute(self._sql(sql), self._params(params))
-
-    async def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement and return how many rows it changed (for optimistic claims)."""
-        if self._sqlite is not None:
-            async with self._lock:
-                cursor = await self._sqlite.execute(self._sql(sql), self._params(params))
-                return cursor.rowcount
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(self._sql(sql), self._params(params))
-            return cursor.rowcount
-
-    async def execute_script(self, statements: Iterable[str]) -> None:
-        """Run DDL statements in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
-        if self._sqlite is not None:
-            async with self._lock:
-                await self._sqlite.execute("BEGIN")
-                try:
-                    for statement in statements:
-                        await self._sqlite.execute(statement)
-                    await self._sqlite.execute("COMMIT")
-                except BaseException:
-                    await self._sqlite.execute("ROLLBACK")
-                    raise
-            return
-        async with self._pool.connection() as conn:
-            async with conn.transaction():
-                for statement in statements:
-                    await conn.execute(statement)
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
-        if self._sqlite is not None:
-            async with self._lock:
-                cursor = await self._sqlite.execute(self._sql(sql), self._params(params))
-                rows = [dict(r) for r in await cursor.fetchall()]
-        else:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(self._sql(sql), self._params(params))
-                rows = list(await cursor.fetchall())
+    @staticmethod
+    def _decode(rows: list[dict[str, Any]], json_columns: Iterable[str]) -> list[dict[str, Any]]:
         json_columns = tuple(json_columns)
         for row in rows:
             for col, value in row.items():
@@ -177,6 +156,68 @@ class Database:
                 if isinstance(row.get(col), str):
                     row[col] = json.loads(row[col])
         return rows
+
+    async def batch(self, statements: Sequence[Statement], json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Run statements in one transaction; returns the rows of the last one (if it returns rows)."""
+        prepared = [(self._sql(sql), self._params(params)) for sql, params in statements]
+        if self._sqlite is not None:
+            conn = self._sqlite
+
+            def run() -> list[dict[str, Any]]:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor = None
+                    for sql, params in prepared:
+                        cursor = conn.execute(sql, params)
+                    rows = [dict(r) for r in cursor.fetchall()] if cursor is not None and cursor.description else []
+                    conn.execute("COMMIT")
+                    return rows
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+
+            return self._decode(await self._on_thread(run), json_columns)
+        async with self._pool.connection() as conn:
+            async with conn.transaction():
+                cursor = None
+                for sql, params in prepared:
+                    cursor = await conn.execute(sql, params)
+                rows = list(await cursor.fetchall()) if cursor is not None and cursor.description else []
+        return self._decode(rows, json_columns)
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self.execute_count(sql, params)
+
+    async def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement and return how many rows it changed (for optimistic claims)."""
+        if self._sqlite is not None:
+            conn, prepared = self._sqlite, (self._sql(sql), self._params(params))
+            return await self._on_thread(lambda: conn.execute(*prepared).rowcount)
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self._sql(sql), self._params(params))
+            return cursor.rowcount
+
+    async def execute_script(self, statements: Iterable[str]) -> None:
+        """Run DDL statements in one transaction (SQLite and PostgreSQL both have transactional DDL)."""
+        statements = list(statements)
+        if self._sqlite is not None:
+            await self.batch([(s, ()) for s in statements])
+            return
+        if self._pool is not None:
+            async with self._pool.connection() as conn:
+                async with conn.transaction():
+                    for statement in statements:
+                        await conn.execute(statement)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
+        if self._sqlite is not None:
+            conn, prepared = self._sqlite, (self._sql(sql), self._params(params))
+            rows = await self._on_thread(lambda: [dict(r) for r in conn.execute(*prepared).fetchall()])
+        else:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(self._sql(sql), self._params(params))
+                rows = list(await cursor.fetchall())
+        return self._decode(rows, json_columns)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> dict[str, Any] | None:
         rows = await self.fetchall(sql, params, json_columns)

@@ -66,27 +66,19 @@ class TranscriptStore:
 
     async def append(self, event: Event, worker: str) -> None:
         """Record one event and keep the conversation's summary row in step with it."""
-        await self.db.execute(
-            "INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
-            "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
-            (event.conversation_id, worker, event.channel, event.time, event.time, {}),
-        )
-        await self.db.execute(
-            "INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, metadata) "
-            "VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?)",
-            (
-                event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields,
-                event.outcome, event.escalation, event.actions, event.metadata,
-            ),
-        )
-        await self.db.execute(
-            "UPDATE conversations SET updated_at = ?, fields = J?, outcome = COALESCE(?, outcome), "
-            "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
-            (
-                event.time, event.fields, event.outcome, event.escalation,
-                1 if event.direction == "in" and event.text is not None else 0, event.conversation_id,
-            ),
-        )
+        await self.db.batch([
+            ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
+             "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
+             (event.conversation_id, worker, event.channel, event.time, event.time, {})),
+            ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, metadata) "
+             "VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?)",
+             (event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields,
+              event.outcome, event.escalation, event.actions, event.metadata)),
+            ("UPDATE conversations SET updated_at = ?, fields = J?, outcome = COALESCE(?, outcome), "
+             "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
+             (event.time, event.fields, event.outcome, event.escalation,
+              1 if event.direction == "in" and event.text is not None else 0, event.conversation_id)),
+        ])
 
     async def reopen(self, conversation_id: str) -> None:
         """Clear a conversation's outcome and escalation when it goes back to the worker."""

@@ -38,19 +38,17 @@ class SmsStore:
         The insert is the claim: of two deliveries of one MessageSid, even overlapping ones,
         exactly one inserts the row. A delivery whose earlier attempt failed may claim it again."""
         now = utcnow()
-        await self.db.execute(
-            "INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, media, state, "
-            "created_at, updated_at) VALUES (?, ?, 'in', ?, ?, ?, J?, 'new', ?, ?) ON CONFLICT (sid) DO NOTHING",
-            (sid, conversation_id, from_number, to_number, body, media, now, now),
-        )
-        # Only the delivery that moves the row out of 'new' (or 'failed') answers it.
         claim = f"processing:{uuid.uuid4().hex}"
-        await self.db.execute(
-            "UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state IN ('new', 'failed')",
-            (claim, now, sid),
-        )
-        row = await self.db.fetchone("SELECT state FROM sms_messages WHERE sid = ?", (sid,))
-        return row is not None and row["state"] == claim
+        # One transaction: record, claim (only from 'new' or 'failed'), and read who holds it.
+        rows = await self.db.batch([
+            ("INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, media, state, "
+             "created_at, updated_at) VALUES (?, ?, 'in', ?, ?, ?, J?, 'new', ?, ?) ON CONFLICT (sid) DO NOTHING",
+             (sid, conversation_id, from_number, to_number, body, media, now, now)),
+            ("UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state IN ('new', 'failed')",
+             (claim, now, sid)),
+            ("SELECT state FROM sms_messages WHERE sid = ?", (sid,)),
+        ])
+        return bool(rows) and rows[0]["state"] == claim
 
     async def finish_inbound(self, sid: str, state: str, reply: str | None = None) -> None:
         await self.db.execute(
