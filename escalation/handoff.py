@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from dialogue.spec import WorkerSpec
@@ -16,6 +17,7 @@ from escalation.queue import Handoff, HumanQueue
 from transcripts.store import TranscriptStore
 
 log = logging.getLogger(__name__)
+DRIFT_CHECK_SECONDS = 5.0
 
 
 class Handoffs:
@@ -25,6 +27,7 @@ class Handoffs:
         self.queue = HumanQueue(store.db)
         self.audit = AuditTrail(store.db)
         self.notifier = notifier
+        self._drift_checked = float("-inf")
 
     async def after_turn(self, conversation_id: str, channel: str, state: dict[str, Any]) -> None:
         """Audit what the turn's rules and actions were, and hand over when a rule said so."""
@@ -60,7 +63,9 @@ class Handoffs:
         if "transfer" in actions or "notify" in actions:
             action = actions.get("transfer") or actions["notify"]
             await self._hand_over(conversation_id, channel, action, state, queue=("transfer" in actions))
-        if "end" in actions:
+        if "end" in actions and time.monotonic() - self._drift_checked >= DRIFT_CHECK_SECONDS:
+            # A rolling figure over many conversations: checking it every few seconds is enough.
+            self._drift_checked = time.monotonic()
             await self.check_drift(conversation_id)
 
     async def check_drift(self, conversation_id: str) -> DriftStatus:
