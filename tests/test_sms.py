@@ -295,3 +295,33 @@ def test_replies_prefer_gsm_and_never_split_a_word() -> None:
     words = set(long.replace(".", "").split())
     assert all(w in words for w in shaped.rstrip(".").replace(".", "").split())
     assert re.search(r"\s\w+\.\.\.$", shaped)
+
+
+async def test_a_message_left_unanswered_by_a_crash_is_answered_once(restaurant, tmp_path: Path, fake_twilio: FakeTwilio) -> None:  # noqa: ANN001
+    from channels.sms.recovery import recover_unanswered
+    from dialogue.events import Turn
+    from tests.support.talk import engine_for
+
+    async with engine_for(restaurant, str(tmp_path / "db")) as engine:
+        store = SmsStore(engine.store.db)
+        sender = SmsSender(TwilioSettings(account_sid=ACCOUNT, auth_token=TOKEN, api_base=fake_twilio.base_url), store)
+        try:
+            # A: recorded, then the process died before the turn ran.
+            a, a_sid = person(), sid()
+            assert await store.claim_inbound(a_sid, f"sms:{a}:{WORKER_NUMBER}", a, WORKER_NUMBER, "table for 2 tomorrow at 8pm", [])
+            # B: the turn ran and its reply was stored, then the process died before sending it.
+            b, b_sid = person(), sid()
+            key_b = f"sms:{b}:{WORKER_NUMBER}"
+            assert await store.claim_inbound(b_sid, key_b, b, WORKER_NUMBER, "table for 3 on friday at 7pm", [])
+            made = await engine.handle(Turn(conversation_id=key_b, channel="sms", text="table for 3 on friday at 7pm",
+                                            metadata={"message_sid": b_sid}))
+            assert await recover_unanswered(engine, store, sender, 3, stale_after=0) == 2
+            assert await recover_unanswered(engine, store, sender, 3, stale_after=0) == 0
+            to_a = [m for m in fake_twilio.sent if m["To"] == a]
+            to_b = [m for m in fake_twilio.sent if m["To"] == b]
+            assert len(to_a) == 1 and "first name" in to_a[0]["Body"]
+            assert [m["Body"] for m in to_b] == [made.reply]
+            conv_b = await engine.store.conversation(key_b)
+            assert conv_b.turns == 1  # B's turn was not run twice
+        finally:
+            await sender.close()

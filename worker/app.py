@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from channels.sms.sender import SmsSender
 from channels.sms.settings import TwilioSettings
 from channels.sms.store import SmsStore
+from channels.sms.recovery import recover_unanswered
+from channels.sms.webhook import DEFAULT_MAX_SEGMENTS
 from channels.sms.webhook import build_router as build_sms_router
 from dialogue.spec import WorkerSpec
 from escalation.drift import drift_status, prometheus
@@ -63,12 +65,19 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                 app.include_router(build_sms_router(engine, twilio, sms_store, sms))
                 state["sms_store"] = sms_store
 
+                max_segments = spec.channels.sms.max_segments or DEFAULT_MAX_SEGMENTS
+
                 async def send_sms_forever() -> None:
+                    passes = 0
                     while True:
                         try:
+                            # At start, then about every 30 passes: answer what a crash left unanswered.
+                            if passes % 30 == 0:
+                                await recover_unanswered(engine, sms_store, sms, max_segments, twilio.recovery_after_seconds)
                             await sms.send_due()
                         except Exception:
                             log.exception("SMS outbox pass failed")
+                        passes += 1
                         await asyncio.sleep(delivery_interval)
 
                 tasks.append(asyncio.create_task(send_sms_forever()))

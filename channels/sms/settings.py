@@ -13,6 +13,7 @@ class TwilioSettings(BaseModel):
     public_base_url: str = ""
     api_base: str | None = None  # a Twilio-compatible server instead of api.twilio.com (tests)
     reply_budget_seconds: float = 8.0
+    recovery_after_seconds: float = 60.0
 
     @classmethod
     def from_env(cls) -> TwilioSettings | None:
@@ -25,6 +26,7 @@ class TwilioSettings(BaseModel):
             public_base_url=os.environ.get("PUBLIC_BASE_URL", "").rstrip("/"),
             api_base=os.environ.get("TWILIO_API_BASE") or None,
             reply_budget_seconds=float(os.environ.get("SMS_REPLY_BUDGET_SECONDS", "8")),
+            recovery_after_seconds=float(os.environ.get("SMS_RECOVERY_AFTER_SECONDS", "60")),
         )
 
     def public_url(self, path: str, query: str = "") -> str:
