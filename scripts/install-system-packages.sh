@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# System packages the test suite needs: a PostgreSQL server (started by the tests, on loopback).
+# System packages the test suite needs: a PostgreSQL server and Dovecot (IMAP), both started by
+# the tests on loopback, and openssl for Dovecot's test certificate.
 set -euo pipefail
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v dovecot >/dev/null 2>&1 || missing+=(dovecot-imapd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

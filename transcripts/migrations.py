@@ -276,6 +276,81 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    Migration(
+        4,
+        "email messages, outbox and inbox cursor",
+        sqlite=(
+            """CREATE TABLE email_messages (
+                key TEXT PRIMARY KEY,
+                message_id TEXT NOT NULL UNIQUE,
+                conversation_id TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                subject TEXT,
+                state TEXT NOT NULL,
+                detail TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX email_messages_by_state ON email_messages (state, updated_at)",
+            """CREATE TABLE email_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                inbound_key TEXT NOT NULL UNIQUE,
+                message_id TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                raw TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                sent_at TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at)",
+            "CREATE INDEX email_outbox_by_recipient ON email_outbox (recipient, created_at)",
+            """CREATE TABLE email_cursor (
+                folder TEXT PRIMARY KEY,
+                uidvalidity TEXT NOT NULL,
+                last_uid INTEGER NOT NULL
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE email_messages (
+                key TEXT PRIMARY KEY,
+                message_id TEXT NOT NULL UNIQUE,
+                conversation_id TEXT NOT NULL,
+                sender TEXT NOT NULL,
+                subject TEXT,
+                state TEXT NOT NULL,
+                detail TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX email_messages_by_state ON email_messages (state, updated_at)",
+            """CREATE TABLE email_outbox (
+                id BIGSERIAL PRIMARY KEY,
+                inbound_key TEXT NOT NULL UNIQUE,
+                message_id TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                raw TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL,
+                last_error TEXT,
+                sent_at TIMESTAMPTZ,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX email_outbox_due ON email_outbox (state, next_attempt_at)",
+            "CREATE INDEX email_outbox_by_recipient ON email_outbox (recipient, created_at)",
+            """CREATE TABLE email_cursor (
+                folder TEXT PRIMARY KEY,
+                uidvalidity TEXT NOT NULL,
+                last_uid BIGINT NOT NULL
+            )""",
+        ),
+    )
+)
+
 _LEDGER = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
     "postgres": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",

@@ -1,0 +1,202 @@
+"""The email channel: each new message in the inbox becomes a turn of its thread's
+conversation, and the reply goes out over SMTP through an outbox, exactly once.
+
+Order of work for one message, each step safe to repeat after a crash:
+1. record it (keyed by UIDVALIDITY/UID and by Message-ID) before anything else;
+2. decide: machine mail and rate-limited senders get no reply, oversized mail a polite one,
+   anything else a dialogue turn (the stored reply is reused if the turn had already run);
+3. put the reply in the outbox and mark the message answered, in one transaction;
+4. only then flag the message on the IMAP server; the outbox is sent separately and an item is
+   marked sent only after the SMTP server accepted it. The reply's Message-ID is derived from the
+   inbound one, so even a resend after a crash is the same message, not a second answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import ssl
+from datetime import timedelta
+from email import message_from_string, policy
+
+import aiosmtplib
+
+from channels.email.imap import ImapSettings, InboxWatcher
+from channels.email.parse import InboundEmail, build_reply, parse_email, summary
+from dialogue.engine import DialogueEngine
+from dialogue.events import Turn, utcnow
+from escalation.notify import SmtpSettings
+from transcripts.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class EmailSettings:
+    def __init__(self, imap: ImapSettings, smtp: SmtpSettings, max_bytes: int = 2_000_000,
+                 replies_per_sender_per_hour: int = 20):
+        self.imap, self.smtp = imap, smtp
+        self.max_bytes = max_bytes
+        self.replies_per_sender_per_hour = replies_per_sender_per_hour
+
+    @classmethod
+    def from_env(cls) -> EmailSettings | None:
+        imap, smtp = ImapSettings.from_env(), SmtpSettings.from_env()
+        if imap is None or smtp is None:
+            return None
+        return cls(imap, smtp, max_bytes=int(os.environ.get("EMAIL_MAX_BYTES", 2_000_000)),
+                   replies_per_sender_per_hour=int(os.environ.get("EMAIL_REPLIES_PER_SENDER_PER_HOUR", 20)))
+
+
+class EmailChannel:
+    def __init__(self, engine: DialogueEngine, settings: EmailSettings, backoff_base: float = 1.0):
+        assert engine.store is not None
+        self.engine = engine
+        self.db: Database = engine.store.db
+        self.settings = settings
+        self.backoff_base = backoff_base
+        self.watcher = InboxWatcher(settings.imap, self.handle_raw, self._cursor_load, self._cursor_save)
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    # -- the inbox cursor -----------------------------------------------------------------
+
+    async def _cursor_load(self) -> tuple[str, int] | None:
+        row = await self.db.fetchone("SELECT uidvalidity, last_uid FROM email_cursor WHERE folder = ?", (self.settings.imap.folder,))
+        return (row["uidvalidity"], int(row["last_uid"])) if row else None
+
+    async def _cursor_save(self, uidvalidity: str, uid: int) -> None:
+        await self.db.execute(
+            "INSERT INTO email_cursor (folder, uidvalidity, last_uid) VALUES (?, ?, ?) "
+            "ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid",
+            (self.settings.imap.folder, uidvalidity, uid),
+        )
+
+    # -- one inbound message --------------------------------------------------------------
+
+    async def handle_raw(self, uidvalidity: str, uid: int, raw: bytes) -> None:
+        own = {self.settings.smtp.sender.lower()}
+        inbound = parse_email(raw, own_addresses=own, max_bytes=self.settings.max_bytes)
+        key = f"{uidvalidity}:{uid}"
+        conversation = f"email:{inbound.thread_root}"
+        now = utcnow()
+        rows = await self.db.batch([
+            ("INSERT INTO email_messages (key, message_id, conversation_id, sender, subject, state, created_at, updated_at) "
+             "VALUES (?, ?, ?, ?, ?, 'new', ?, ?) ON CONFLICT DO NOTHING",
+             (key, inbound.message_id, conversation, inbound.sender, inbound.subject[:500], now, now)),
+            ("SELECT key, state FROM email_messages WHERE message_id = ?", (inbound.message_id,)),
+        ])
+        if rows and rows[0]["state"] != "new":
+            return  # seen before (a redelivery, a copy, or a restart after it was answered)
+        state, detail, body = await self._decide(inbound, conversation)
+        statements = [("UPDATE email_messages SET state = ?, detail = ?, updated_at = ? WHERE message_id = ?",
+                       (state, detail, utcnow(), inbound.message_id))]
+        if body:
+            reply = build_reply(inbound, body, self.settings.smtp.sender)
+            statements.insert(0, (
+                "INSERT INTO email_outbox (inbound_key, message_id, recipient, raw, state, attempts, next_attempt_at, created_at) "
+                "VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (inbound_key) DO NOTHING",
+                (inbound.message_id, reply["Message-ID"], inbound.sender, reply.as_string(), utcnow(), utcnow()),
+            ))
+        await self.db.batch(statements)
+        if body:
+            self._wake.set()
+
+    async def _decide(self, inbound: InboundEmail, conversation: str) -> tuple[str, str | None, str | None]:
+        if inbound.auto_generated:
+            log.info("email %s from %s not answered: %s", inbound.message_id, inbound.sender, inbound.auto_generated)
+            return "ignored", inbound.auto_generated, None
+        hour_ago = utcnow() - timedelta(hours=1)
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE recipient = ? AND created_at >= ?", (inbound.sender, hour_ago))
+        if row and int(row["n"]) >= self.settings.replies_per_sender_per_hour:
+            log.warning("email %s: %s got %s replies in the last hour; not answering", inbound.message_id, inbound.sender, row["n"])
+            return "rate_limited", f"{row['n']} replies in the last hour", None
+        if inbound.size > self.settings.max_bytes:
+            limit = self.settings.max_bytes / 1_000_000
+            return "too_large", f"{inbound.size} bytes", (
+                f"Thank you for your message. It is larger than I can read ({limit:g} MB at most), so I couldn't "
+                "take it in. Could you send your request again as a short text message, without attachments?")
+        if not inbound.new_text:
+            return "answered", "no text", (
+                "Thank you for your message. I couldn't find any text in it; could you write your request in the email itself?")
+        reply = await self._reply_already_made(conversation, inbound.message_id)
+        if reply is None:
+            result = await self.engine.handle(Turn(
+                conversation_id=conversation, channel="email", text=inbound.new_text, time=inbound.date or utcnow(),
+                metadata={**summary(inbound), "email_message_id": inbound.message_id},
+            ))
+            reply = result.reply
+        return ("answered", None, reply) if reply else ("no_reply", "the dialogue had nothing to say (handed over?)", None)
+
+    async def _reply_already_made(self, conversation: str, message_id: str) -> str | None:
+        events = await self.engine.store.events(conversation)  # type: ignore[union-attr]
+        for i, event in enumerate(events):
+            if event.direction == "in" and event.metadata.get("email_message_id") == message_id:
+                for later in events[i + 1:]:
+                    if later.direction == "in":
+                        return None
+                    if later.direction == "out":
+                        return later.text or ""
+        return None
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    async def send_due(self) -> int:
+        rows = await self.db.fetchall(
+            "SELECT * FROM email_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id", (utcnow(),))
+        sent = 0
+        for row in rows:
+            claimed = await self.db.execute_count(
+                "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ? AND state = 'pending' AND attempts = ?",
+                (utcnow() + timedelta(seconds=60), row["id"], row["attempts"]),
+            )
+            if claimed != 1:
+                continue
+            attempts = int(row["attempts"]) + 1
+            message = message_from_string(row["raw"], policy=policy.default)
+            smtp = self.settings.smtp
+            try:
+                context = ssl.create_default_context(cafile=smtp.ca_file) if smtp.tls != "none" else None
+                await aiosmtplib.send(
+                    message, hostname=smtp.host, port=smtp.port, username=smtp.user, password=smtp.password,
+                    use_tls=smtp.tls == "ssl", start_tls=smtp.tls == "starttls", tls_context=context, timeout=smtp.timeout,
+                )
+            except Exception as exc:  # refused, down, or slow: keep it and try again later
+                delay = self.backoff_base * min(300.0, 2.0 ** (attempts - 1))
+                await self.db.execute(
+                    "UPDATE email_outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
+                    (utcnow() + timedelta(seconds=delay), f"{type(exc).__name__}: {exc}"[:500], row["id"]),
+                )
+                log.warning("email reply %s to %s not accepted (attempt %s): %s", row["message_id"], row["recipient"], attempts, exc)
+                continue
+            await self.db.execute("UPDATE email_outbox SET state = 'sent', sent_at = ?, last_error = NULL WHERE id = ?",
+                                  (utcnow(), row["id"]))
+            sent += 1
+        return sent
+
+    async def _send_forever(self, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.send_due()
+            except Exception:
+                log.exception("email outbox pass failed")
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval)
+
+    async def run(self, send_interval: float = 1.0) -> None:
+        """Watch the inbox and send replies until stopped."""
+        sender = asyncio.create_task(self._send_forever(send_interval))
+        try:
+            await self.watcher.run()
+        finally:
+            self._stop.set()
+            self._wake.set()
+            await sender
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self._stop.set()
+        self._wake.set()

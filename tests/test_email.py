@@ -1,0 +1,226 @@
+"""The email channel against real servers: Dovecot (IMAP) and aiosmtpd (SMTP) on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import aioimaplib
+import pytest
+
+from channels.email.channel import EmailChannel, EmailSettings
+from channels.email.imap import ImapSettings, connect
+from dialogue.spec import WorkerSpec
+from escalation.notify import SmtpSettings
+from tests.support.dovecot import PASSWORD, USER, Dovecot, start_dovecot
+from tests.support.receivers import FlakySmtp
+from tests.support.talk import engine_for
+
+WORKER = "bookings@luigi.example"
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    server = start_dovecot()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+def imap_settings(dovecot: Dovecot, folder: str, tls: str = "none") -> ImapSettings:
+    port = dovecot.ssl_port if tls == "ssl" else dovecot.port
+    return ImapSettings(host="127.0.0.1", port=port, user=USER, password=PASSWORD, tls=tls, folder=folder,
+                        ca_file=str(dovecot.cert), idle_seconds=5, poll_seconds=1, timeout=10)
+
+
+async def deliver(dovecot: Dovecot, folder: str, raw: bytes) -> None:
+    client = await connect(imap_settings(dovecot, folder))
+    try:
+        await client.protocol.simple_command("CREATE", folder)
+        response = await client.append(raw, mailbox=folder)
+        assert response.result == "OK", response
+    finally:
+        await client.logout()
+
+
+def email(body: str, message_id: str, subject: str = "Booking", html: bool = False, charset: str = "utf-8",
+          reply_to: EmailMessage | None = None, **headers: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = headers.pop("From", "Maria Lopez <maria@example.org>")
+    msg["To"] = WORKER
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg["Date"] = headers.pop("Date", "Mon, 23 Nov 2026 09:00:00 +0000")
+    if reply_to is not None:
+        msg["In-Reply-To"] = reply_to["Message-ID"]
+        msg["References"] = " ".join(filter(None, [reply_to.get("References", ""), reply_to["Message-ID"]]))
+    for k, v in headers.items():
+        msg[k.replace("_", "-")] = v
+    msg.set_content(body, subtype="html" if html else "plain", charset=charset)
+    return msg.as_bytes()
+
+
+class Harness:
+    def __init__(self, channel: EmailChannel, smtp: FlakySmtp, folder: str):
+        self.channel, self.smtp, self.folder = channel, smtp, folder
+
+    async def replies(self, count: int, timeout: float = 20.0) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.smtp.accepted) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return [message_from_bytes(m.as_bytes(), policy=policy.default) for m in self.smtp.accepted]
+
+
+@pytest.fixture
+async def harness(restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    refuse = getattr(request, "param", {}).get("refuse", 0)
+    max_bytes = getattr(request, "param", {}).get("max_bytes", 2_000_000)
+    folder = f"t{uuid.uuid4().hex[:8]}"
+    with FlakySmtp(refuse=refuse) as smtp:
+        async with engine_for(restaurant, str(tmp_path / "db")) as engine:
+            settings = EmailSettings(imap_settings(dovecot, folder),
+                                     SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER),
+                                     max_bytes=max_bytes)
+            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            await deliver(dovecot, folder, email("setup", f"<setup-{folder}@example.org>", Auto_Submitted="auto-generated"))
+            task = asyncio.create_task(channel.run(send_interval=0.1))
+            await asyncio.wait_for(channel.watcher.connected.wait(), 20)
+            try:
+                yield Harness(channel, smtp, folder)
+            finally:
+                channel.stop()
+                await asyncio.wait_for(task, 20)
+
+
+async def test_a_booking_over_three_emails_in_one_thread(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("Hi, a table for 4 tomorrow at 7pm please.", "<b1@example.org>"))
+    [first] = await harness.replies(1)
+    assert first["Subject"] == "Re: Booking" and first["In-Reply-To"] == "<b1@example.org>"
+    assert first["Auto-Submitted"] == "auto-replied" and first["To"] == "maria@example.org"
+    assert "first name" in first.get_content()
+    second_raw = email("Maria Lopez\n\nOn Mon, 23 Nov 2026, Sam wrote:\n> Can I have your first name?\n",
+                       "<b2@example.org>", subject="Re: Booking", reply_to=first)
+    await deliver(dovecot, harness.folder, second_raw)
+    second = (await harness.replies(2))[1]
+    # "tomorrow" is read against the email's Date header (Monday 23 November), not today.
+    assert "table for 4 on Tuesday 24 November at 19:00, under Maria Lopez" in second.get_content()
+    assert second["References"].split() == ["<b1@example.org>", first["Message-ID"], "<b2@example.org>"]
+    await deliver(dovecot, harness.folder, email("Yes, thanks!\n\n-- \nMaria", "<b3@example.org>", subject="Re: Booking", reply_to=second))
+    third = (await harness.replies(3))[2]
+    assert "You're booked, Maria" in third.get_content()
+    conv = await harness.channel.engine.store.conversation("email:<b1@example.org>")
+    assert conv.outcome == "completed" and conv.turns == 3
+
+
+async def test_html_only_and_latin1_mail_are_read(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("<p>A table for <b>2</b> on friday at 8pm</p>", "<h1@example.org>", html=True))
+    await deliver(dovecot, harness.folder, email("Mesa para 3, mañana a las 9pm. José", "<l1@example.es>", charset="iso-8859-1",
+                                                 From="José <jose@example.es>"))
+    replies = await harness.replies(2)
+    by_to = {r["To"]: r.get_content() for r in replies}
+    assert "first name" in by_to["maria@example.org"]
+    assert "jose@example.es" in by_to
+
+
+async def test_machine_mail_gets_no_reply(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("I am out of office", "<a1@example.org>", Auto_Submitted="auto-replied"))
+    await deliver(dovecot, harness.folder, email("Delivery failed", "<a2@example.org>", From="MAILER-DAEMON@mx.example.org"))
+    await deliver(dovecot, harness.folder, email("Newsletter", "<a3@example.org>", Precedence="bulk"))
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow", "<a4@example.org>"))
+    replies = await harness.replies(1)
+    await asyncio.sleep(0.5)
+    assert [r["In-Reply-To"] for r in harness.smtp.accepted] == ["<a4@example.org>"] and len(replies) == 1
+    states = await harness.channel.db.fetchall("SELECT message_id, state FROM email_messages WHERE message_id LIKE '<a%'")
+    assert {r["message_id"]: r["state"] for r in states} == {
+        "<a1@example.org>": "ignored", "<a2@example.org>": "ignored", "<a3@example.org>": "ignored", "<a4@example.org>": "answered"}
+
+
+async def test_the_same_message_delivered_twice_is_answered_once(harness: Harness, dovecot: Dovecot) -> None:
+    raw = email("table for 2 tomorrow at 7pm", "<d1@example.org>")
+    await deliver(dovecot, harness.folder, raw)
+    await deliver(dovecot, harness.folder, raw)
+    await harness.replies(1)
+    await asyncio.sleep(1.0)
+    assert len(harness.smtp.accepted) == 1
+
+
+@pytest.mark.parametrize("harness", [{"max_bytes": 4000}], indirect=True)
+async def test_oversized_mail_gets_a_polite_reply(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("table for 2 " + "x" * 8000, "<o1@example.org>"))
+    [reply] = await harness.replies(1)
+    assert "larger than I can read" in reply.get_content()
+
+
+@pytest.mark.parametrize("harness", [{"refuse": 2}], indirect=True)
+async def test_smtp_refusing_for_a_while(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<s1@example.org>"))
+    [reply] = await harness.replies(1)
+    assert reply["In-Reply-To"] == "<s1@example.org>" and harness.smtp.attempts == 3
+    [row] = await harness.channel.db.fetchall("SELECT state, attempts FROM email_outbox")
+    assert (row["state"], row["attempts"]) == ("sent", 3)
+
+
+async def test_the_imap_server_restarted_mid_idle(harness: Harness, dovecot: Dovecot) -> None:
+    await asyncio.sleep(0.5)  # in IDLE now
+    await asyncio.to_thread(dovecot.restart)
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<r1@example.org>"))
+    [reply] = await harness.replies(1, timeout=30)
+    assert reply["In-Reply-To"] == "<r1@example.org>"
+
+
+async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path) -> None:
+    from dialogue.events import Turn
+
+    folder = f"c{uuid.uuid4().hex[:8]}"
+    raw = email("table for 2 tomorrow at 7pm", "<c1@example.org>")
+    await deliver(dovecot, folder, raw)
+    with FlakySmtp() as smtp:
+        async with engine_for(restaurant, str(tmp_path / "db")) as engine:
+            # The first process recorded the message and ran the turn, then died before the outbox.
+            await engine.store.db.execute(
+                "INSERT INTO email_messages (key, message_id, conversation_id, sender, subject, state, created_at, updated_at) "
+                "VALUES ('x:1', '<c1@example.org>', 'email:<c1@example.org>', 'maria@example.org', 'Booking', 'new', ?, ?)",
+                ("2026-11-23T09:00:00+00:00", "2026-11-23T09:00:00+00:00"))
+            made = await engine.handle(Turn(conversation_id="email:<c1@example.org>", channel="email",
+                                            text="table for 2 tomorrow at 7pm", metadata={"email_message_id": "<c1@example.org>"}))
+            settings = EmailSettings(imap_settings(dovecot, folder), SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
+            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            task = asyncio.create_task(channel.run(send_interval=0.1))
+            for _ in range(200):
+                if smtp.accepted:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            channel.stop()
+            await asyncio.wait_for(task, 20)
+            conv = await engine.store.conversation("email:<c1@example.org>")
+    assert len(smtp.accepted) == 1
+    sent = message_from_bytes(smtp.accepted[0].as_bytes(), policy=policy.default)
+    assert sent.get_content().strip() == made.reply
+    assert conv.turns == 1  # the turn was not run twice
+
+
+@pytest.mark.parametrize("tls", ["ssl", "starttls"])
+async def test_tls_connections(dovecot: Dovecot, tls: str) -> None:
+    client = await connect(imap_settings(dovecot, "INBOX", tls))
+    try:
+        assert (await client.select("INBOX")).result == "OK"
+    finally:
+        await client.logout()
+
+
+async def test_a_wrong_password_is_an_error_not_a_hang(dovecot: Dovecot) -> None:
+    settings = imap_settings(dovecot, "INBOX").model_copy(update={"password": "wrong"})
+    from channels.email.imap import ImapError
+
+    with pytest.raises(ImapError, match="LOGIN failed"):
+        await connect(settings)
+
+
+def test_imap_client_library_is_the_one_we_pin() -> None:
+    assert aioimaplib.__name__ == "aioimaplib"
