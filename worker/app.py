@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from channels.sms.sender import SmsSender
 from channels.sms.settings import TwilioSettings
 from channels.sms.store import SmsStore
+from channels.email.channel import EmailChannel, EmailSettings
 from channels.sms.recovery import recover_unanswered
 from channels.sms.webhook import DEFAULT_MAX_SEGMENTS
 from channels.sms.webhook import build_router as build_sms_router
@@ -82,11 +83,19 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
                 tasks.append(asyncio.create_task(send_sms_forever()))
                 log.info("SMS channel on: POST %s/twilio/sms", twilio.public_base_url or "")
+            email = EmailSettings.from_env() if spec.channels.email.enabled else None
+            email_channel = None
+            if email is not None:
+                email_channel = EmailChannel(engine, email)
+                tasks.append(asyncio.create_task(email_channel.run()))
+                log.info("email channel on: %s@%s:%s/%s", email.imap.user, email.imap.host, email.imap.port, email.imap.folder)
             state["ready"] = True
             try:
                 yield
             finally:
                 state["ready"] = False
+                if email_channel is not None:
+                    email_channel.stop()
                 for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
