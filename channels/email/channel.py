@@ -148,9 +148,11 @@ class EmailChannel:
             "SELECT * FROM email_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id", (utcnow(),))
         sent = 0
         for row in rows:
+            # Leased for a little longer than one SMTP attempt may take; a dead process's lease lapses soon.
+            lease = timedelta(seconds=self.settings.smtp.timeout * 1.5)
             claimed = await self.db.execute_count(
                 "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ? AND state = 'pending' AND attempts = ?",
-                (utcnow() + timedelta(seconds=60), row["id"], row["attempts"]),
+                (utcnow() + lease, row["id"], row["attempts"]),
             )
             if claimed != 1:
                 continue
