@@ -80,12 +80,14 @@ class Harness:
 async def harness(restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     refuse = getattr(request, "param", {}).get("refuse", 0)
     max_bytes = getattr(request, "param", {}).get("max_bytes", 2_000_000)
+    processed = getattr(request, "param", {}).get("processed", "seen")
+    rate = getattr(request, "param", {}).get("rate", 20)
     folder = f"t{uuid.uuid4().hex[:8]}"
     with FlakySmtp(refuse=refuse) as smtp:
         async with engine_for(restaurant, str(tmp_path / "db")) as engine:
-            settings = EmailSettings(imap_settings(dovecot, folder),
+            settings = EmailSettings(imap_settings(dovecot, folder).model_copy(update={"processed": processed}),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER),
-                                     max_bytes=max_bytes)
+                                     max_bytes=max_bytes, replies_per_sender_per_hour=rate)
             channel = EmailChannel(engine, settings, backoff_base=0.05)
             await deliver(dovecot, folder, email("setup", f"<setup-{folder}@example.org>", Auto_Submitted="auto-generated"))
             task = asyncio.create_task(channel.run(send_interval=0.1))
@@ -203,6 +205,45 @@ async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, do
     sent = message_from_bytes(smtp.accepted[0].as_bytes(), policy=policy.default)
     assert sent.get_content().strip() == made.reply
     assert conv.turns == 1  # the turn was not run twice
+
+
+@pytest.mark.parametrize("harness", [{"processed": "move:Handled"}], indirect=True)
+async def test_processed_mail_is_moved_when_configured(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<mv1@example.org>"))
+    await harness.replies(1)
+    await asyncio.sleep(0.3)
+    client = await connect(imap_settings(dovecot, "Handled"))
+    try:
+        await client.select("Handled")
+        found = await client.uid_search("HEADER Message-ID mv1@example.org", charset=None)
+        assert found.lines[0].split()
+        await client.select(harness.folder)
+        left = await client.uid_search("HEADER Message-ID mv1@example.org", charset=None)
+        assert not left.lines[0].split()
+    finally:
+        await client.logout()
+
+
+@pytest.mark.parametrize("harness", [{"rate": 1}], indirect=True)
+async def test_replies_per_sender_are_rate_limited(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<rl1@example.org>"))
+    await deliver(dovecot, harness.folder, email("and another question", "<rl2@example.org>"))
+    await harness.replies(1)
+    await asyncio.sleep(1.0)
+    assert len(harness.smtp.accepted) == 1
+    row = await harness.channel.db.fetchone("SELECT state FROM email_messages WHERE message_id = '<rl2@example.org>'")
+    assert row["state"] == "rate_limited"
+
+
+async def test_escalation_on_email_stops_automatic_replies(harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("I want to speak to a real person", "<e1@example.org>"))
+    [handoff] = await harness.replies(1)
+    assert "A member of our team will follow up" in handoff.get_content()
+    await deliver(dovecot, harness.folder, email("hello? anyone?", "<e2@example.org>", subject="Re: Booking", reply_to=handoff))
+    await asyncio.sleep(1.5)
+    assert len(harness.smtp.accepted) == 1
+    [item] = await harness.channel.engine.handoffs.queue.list()
+    assert item.channel == "email" and item.conversation_id == "email:<e1@example.org>"
 
 
 @pytest.mark.parametrize("tls", ["ssl", "starttls"])
