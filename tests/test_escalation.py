@@ -21,7 +21,8 @@ from escalation.evaluate import Facts, holds
 from escalation.notify import Notifier, SmtpSettings
 from escalation.rules import EscalationRule
 from tests.conftest import ROOT
-from tests.support.receivers import FlakySmtp, FlakyWebhook, free_port
+from tests.support.receivers import FlakySmtp, FlakyWebhook
+from tests.support.server import WorkerServer
 from tests.support.talk import MONDAY_MORNING, Talk, engine_for
 
 BASE = textwrap.dedent(
@@ -281,24 +282,10 @@ def test_the_queue_over_http(tmp_path: Path) -> None:
     script = tmp_path / "s.txt"
     script.write_text("speak to an agent\n")
     _cli("chat", "--worker", "examples/account_support.yaml", "--script", str(script), "--conversation-id", "h-1", var=var)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["CHANNEL_WORKER_VAR"] = str(var)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/account_support.yaml", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = WorkerServer("examples/account_support.yaml", {}, var)
+    base = server.base_url
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            import time
-
-            time.sleep(0.05)
+        server.wait_ready()
         [item] = httpx.get(f"{base}/queue", params={"status": "open"}).json()
         assert item["conversation_id"] == "h-1" and item["packet"]["rule"] == "asks_for_human"
         claimed = httpx.post(f"{base}/queue/{item['id']}/claim", json={"by": "ana"}).json()
@@ -313,5 +300,4 @@ def test_the_queue_over_http(tmp_path: Path) -> None:
         assert 'channel_worker_escalation_rate{worker="account_support"} 1.0' in metrics
         assert 'channel_worker_queue_open{worker="account_support"} 0' in metrics
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()

@@ -80,6 +80,21 @@ class TranscriptStore:
               1 if event.direction == "in" and event.text is not None else 0, event.conversation_id)),
         ])
 
+    async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
+        """The worker's reply to the inbound turn whose metadata has `metadata_key == value`, if
+        that turn ran to the end (None if it never ran or stopped before replying). Channels use it
+        after a crash to send the reply that was made instead of running the turn again."""
+        events = await self.events(conversation_id)
+        for i, event in enumerate(events):
+            if event.direction == "in" and event.metadata.get(metadata_key) == value:
+                for later in events[i + 1:]:
+                    if later.direction == "in":
+                        return None
+                    if later.direction == "out":
+                        return later.text or ""
+                return None
+        return None
+
     async def reopen(self, conversation_id: str) -> None:
         """Clear a conversation's outcome and escalation when it goes back to the worker."""
         await self.db.execute("UPDATE conversations SET outcome = NULL, escalation = NULL WHERE id = ?", (conversation_id,))

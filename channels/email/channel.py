@@ -121,7 +121,7 @@ class EmailChannel:
         if not inbound.new_text:
             return "answered", "no text", (
                 "Thank you for your message. I couldn't find any text in it; could you write your request in the email itself?")
-        reply = await self._reply_already_made(conversation, inbound.message_id)
+        reply = await self.engine.store.reply_after(conversation, "email_message_id", inbound.message_id)  # type: ignore[union-attr]
         if reply is None:
             result = await self.engine.handle(Turn(
                 conversation_id=conversation, channel="email", text=inbound.new_text, time=inbound.date or utcnow(),
@@ -129,17 +129,6 @@ class EmailChannel:
             ))
             reply = result.reply
         return ("answered", None, reply) if reply else ("no_reply", "the dialogue had nothing to say (handed over?)", None)
-
-    async def _reply_already_made(self, conversation: str, message_id: str) -> str | None:
-        events = await self.engine.store.events(conversation)  # type: ignore[union-attr]
-        for i, event in enumerate(events):
-            if event.direction == "in" and event.metadata.get("email_message_id") == message_id:
-                for later in events[i + 1:]:
-                    if later.direction == "in":
-                        return None
-                    if later.direction == "out":
-                        return later.text or ""
-        return None
 
     # -- the outbox -----------------------------------------------------------------------
 

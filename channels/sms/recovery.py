@@ -23,22 +23,9 @@ from dialogue.events import Turn, utcnow
 log = logging.getLogger(__name__)
 
 
-async def _reply_already_made(engine: DialogueEngine, conversation_id: str, sid: str) -> str | None:
-    assert engine.store is not None
-    events = await engine.store.events(conversation_id)
-    for i, event in enumerate(events):
-        if event.direction == "in" and event.metadata.get("message_sid") == sid:
-            for later in events[i + 1 :]:
-                if later.direction == "in":
-                    return None
-                if later.direction == "out":
-                    return later.text or ""
-            return None
-    return None
-
-
 async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: SmsSender, max_segments: int,
                              stale_after: float = 60.0) -> int:
+    assert engine.store is not None
     cutoff = utcnow() - timedelta(seconds=stale_after)
     rows: list[dict[str, Any]] = await store.db.fetchall(
         "SELECT * FROM sms_messages WHERE direction = 'in' AND (state LIKE 'processing:%' OR state = 'failed') "
@@ -54,7 +41,7 @@ async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: Sm
             continue
         key, sid = row["conversation_id"], row["sid"]
         try:
-            reply = await _reply_already_made(engine, key, sid)
+            reply = await engine.store.reply_after(key, "message_sid", sid)
             if reply is None:
                 sent_at = row["created_at"]
                 result = await engine.handle(Turn(

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.support.http_stub import HttpStub, JsonHandler
 
 
 def free_port() -> int:
@@ -48,37 +48,25 @@ class FlakySmtp:
         self._controller.stop()
 
 
-class FlakyWebhook:
+class _WebhookHandler(JsonHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        stub: FlakyWebhook = self.server.stub  # type: ignore[attr-defined]
+        body = json.loads(self.read_body())
+        status = 500 if len(stub.calls) < stub.fail else 200
+        stub.calls.append((status, body, dict(self.headers)))
+        self.send_json(status, None)
+
+
+class FlakyWebhook(HttpStub):
     """Answers 500 to the first `fail` POSTs, then 200; records every body and header."""
+
+    handler_class = _WebhookHandler
 
     def __init__(self, fail: int = 0):
         self.fail = fail
         self.calls: list[tuple[int, dict[str, Any], dict[str, str]]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                status = 500 if len(outer.calls) < outer.fail else 200
-                outer.calls.append((status, body, dict(self.headers)))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/handoff"
-
-    def __enter__(self) -> FlakyWebhook:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.origin}/hooks/handoff"
