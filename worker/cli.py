@@ -191,8 +191,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the worker's HTTP server: /healthz, the human queue API (/queue), /metrics, and the
-    channels configured by environment variables. Also delivers team notifications."""
+    """Run the HTTP server (/healthz, /queue, /metrics) and every channel configured by environment variables (SMS: TWILIO_*; email: IMAP_*/SMTP_*); also delivers team notifications."""
     import logging
 
     import uvicorn
