@@ -9,7 +9,6 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-import aioimaplib
 import pytest
 
 from channels.email.channel import EmailChannel, EmailSettings
@@ -261,7 +260,3 @@ async def test_a_wrong_password_is_an_error_not_a_hang(dovecot: Dovecot) -> None
 
     with pytest.raises(ImapError, match="LOGIN failed"):
         await connect(settings)
-
-
-def test_imap_client_library_is_the_one_we_pin() -> None:
-    assert aioimaplib.__name__ == "aioimaplib"
