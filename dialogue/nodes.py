@@ -18,7 +18,7 @@ from dialogue.spec import WorkerSpec
 from escalation.evaluate import Facts, fired_rules
 from escalation.rules import ActionKind
 from extraction.base import ExtractionContext, Extractor
-from extraction.intents import detect_intents, is_correction, yes_no
+from extraction.intents import detect_intents, yes_no
 from extraction.validate import validate
 
 

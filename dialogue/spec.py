@@ -8,8 +8,6 @@ their JSON Schema). Reply lines are `str.format` templates over the collected fi
 from __future__ import annotations
 
 import string
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from escalation.rules import ActionKind, EscalationSettings, condition_fields
@@ -159,5 +157,3 @@ class WorkerSpec(_Strict):
     def channel(self, name: str) -> ChannelSettings:
         return getattr(self.channels, name, ChannelSettings())
 
-
-SpecFormat = Literal["yaml"]

@@ -24,11 +24,9 @@ from pydantic import BaseModel
 
 from dialogue.events import utcnow
 from transcripts.db import Database
+from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_SECONDS = 300.0
-
 
 class SmtpSettings(BaseModel):
     """Outgoing mail, from the same variables as the email channel."""
@@ -68,10 +66,6 @@ class Notification(BaseModel):
     next_attempt_at: str
     last_error: str | None = None
     delivered_at: str | None = None
-
-
-def backoff(attempts: int) -> float:
-    return min(MAX_BACKOFF_SECONDS, 2.0 ** max(0, attempts - 1))
 
 
 class Notifier:
@@ -127,7 +121,7 @@ class Notifier:
                     await self._post_webhook(note)
             except Exception as exc:  # any failure is retried: the team must hear of it
                 attempts = note.attempts + 1
-                retry_at = utcnow() + timedelta(seconds=self.backoff_base * backoff(attempts))
+                retry_at = utcnow() + timedelta(seconds=backoff(attempts, self.backoff_base))
                 await self.db.execute(
                     "UPDATE notifications SET next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'",
                     (retry_at, f"{type(exc).__name__}: {exc}"[:500], note.id),

@@ -109,9 +109,6 @@ def evaluate_spans(
 
 # ---- NLU++ ------------------------------------------------------------------------------
 
-NLUPP_KINDS: dict[str, tuple[str, FieldSpec]] = {}
-
-
 def _field(name: str, type_: FieldType, **extra: Any) -> FieldSpec:
     return FieldSpec(name=name, type=type_, prompt=f"{name}?", **extra)
 

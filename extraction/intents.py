@@ -36,7 +36,6 @@ YES = re.compile(
     re.I,
 )
 NO = re.compile(r"^\s*(?:no|nope|nah|not\s+quite|incorrect|wrong|that'?s\s+(?:wrong|not\s+right)|negative)\b", re.I)
-CORRECTION = re.compile(r"^\s*(?:no\b|nope\b|actually\b|sorry\b|wait\b|make\s+it\b|change\b|instead\b|not\s+\w+\s*,)", re.I)
 
 
 def detect_intents(text: str) -> set[str]:
@@ -51,6 +50,3 @@ def yes_no(text: str) -> bool | None:
         return False
     return None
 
-
-def is_correction(text: str) -> bool:
-    return bool(CORRECTION.search(text))

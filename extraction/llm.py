@@ -10,6 +10,7 @@ always win where they exist: the LLM fills gaps, it never overrides.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -153,11 +154,10 @@ def _typed(spec: FieldSpec, value: Any, rules: RuleExtractor, quote: str, contex
 class LLMExtractor:
     """Rule readings first; LLM proposals, checked, for the fields the rules left empty."""
 
-    def __init__(self, rules: RuleExtractor, settings: LLMSettings, transport: httpx.BaseTransport | None = None):
+    def __init__(self, rules: RuleExtractor, settings: LLMSettings):
         self.rules = rules
         self.phone_region = rules.phone_region
         self.settings = settings
-        self._transport = transport
 
     def _request(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> dict[str, Any]:
         return {
@@ -183,19 +183,8 @@ class LLMExtractor:
         return found, (missing if text.strip() else [])
 
     def extract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
-        found, missing = self._gaps(text, fields, context)
-        if not missing:
-            return found
-        try:
-            with httpx.Client(timeout=self.settings.timeout, transport=self._transport) as client:
-                response = client.post(f"{self.settings.base_url}/chat/completions",
-                                       json=self._request(text, missing, context), headers=self._headers())
-                response.raise_for_status()
-                body = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            log.warning("LLM extractor unavailable, rules only: %s", exc)
-            return found
-        return self._merge(text, found, missing, body, context)
+        """For callers without an event loop (the `extract` CLI); the dialogue awaits `aextract`."""
+        return asyncio.run(self.aextract(text, fields, context))
 
     async def aextract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
         found, missing = self._gaps(text, fields, context)

@@ -29,6 +29,7 @@ from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, utcnow
 from escalation.notify import SmtpSettings
 from transcripts.db import Database
+from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class EmailChannel:
                     use_tls=smtp.tls == "ssl", start_tls=smtp.tls == "starttls", tls_context=context, timeout=smtp.timeout,
                 )
             except Exception as exc:  # refused, down, or slow: keep it and try again later
-                delay = self.backoff_base * min(300.0, 2.0 ** (attempts - 1))
+                delay = backoff(attempts, self.backoff_base)
                 await self.db.execute(
                     "UPDATE email_outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",
                     (utcnow() + timedelta(seconds=delay), f"{type(exc).__name__}: {exc}"[:500], row["id"]),

@@ -49,12 +49,6 @@ def segment_count(text: str) -> int:
     return -(-length // multi)
 
 
-def capacity(text: str, segments: int) -> int:
-    gsm = is_gsm(text)
-    single, multi = (160, 153) if gsm else (70, 67)
-    return single if segments == 1 else multi * segments
-
-
 def shape(text: str, max_segments: int) -> str:
     """The reply, GSM-7 where possible, cut at sentence and then word boundaries to fit."""
     text = " ".join(prefer_gsm(text).split())

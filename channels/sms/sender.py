@@ -17,6 +17,7 @@ from twilio.rest import Client
 from channels.sms.settings import TwilioSettings
 from channels.sms.store import OutboxItem, SmsStore
 from dialogue.events import utcnow
+from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ class _RedirectingHttpClient(AsyncTwilioHttpClient):
             if url.startswith(origin):
                 url = self.api_base + url[len(origin):]
         return await super().request(method, url, *args, **kwargs)
-
-
-def backoff(attempts: int) -> float:
-    return min(300.0, 2.0 ** max(0, attempts - 1))
 
 
 class SmsSender:
@@ -80,7 +77,7 @@ class SmsSender:
         except TwilioRestException as exc:
             if exc.status == 429 or exc.status >= 500:
                 await self.store.mark(item.id, "pending", attempts, f"{exc.status}: {exc.msg}",
-                                      retry_in=self.backoff_base * backoff(attempts))
+                                      retry_in=backoff(attempts, self.backoff_base))
                 log.warning("SMS %s: Twilio answered %s, retrying", item.id, exc.status)
             else:
                 await self.store.mark(item.id, "failed", attempts, f"{exc.status} {exc.code}: {exc.msg}")
@@ -88,7 +85,7 @@ class SmsSender:
             return 0
         except Exception as exc:  # network trouble: try again later
             await self.store.mark(item.id, "pending", attempts, f"{type(exc).__name__}: {exc}",
-                                  retry_in=self.backoff_base * backoff(attempts))
+                                  retry_in=backoff(attempts, self.backoff_base))
             return 0
         await self.store.mark(item.id, "sent", attempts, message_sid=message.sid)
         await self.store.record_outbound(message.sid, item.conversation_id, item.from_number, item.to_number, item.body,

@@ -54,6 +54,11 @@ class StatusCallback(BaseModel):
     To: str | None = None
 
 
+def malformed(what: str, exc: ValidationError) -> Response:
+    problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+    return Response(f"malformed {what}: {problem}", status_code=400, media_type="text/plain")
+
+
 def conversation_key(person: str, service: str) -> str:
     return f"sms:{person}:{service}"
 
@@ -109,8 +114,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         try:
             msg = InboundSms.model_validate(params)
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            return Response(f"malformed Twilio webhook: {problem}", status_code=400, media_type="text/plain")
+            return malformed("Twilio webhook", exc)
         arrived = utcnow()
         key = conversation_key(msg.From, msg.To)
         media = [
@@ -173,7 +177,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         try:
             cb = StatusCallback.model_validate(params)
         except ValidationError as exc:
-            return Response(f"malformed status callback: {exc.errors()[0]['msg']}", status_code=400, media_type="text/plain")
+            return malformed("status callback", exc)
         known = await store.update_status(cb.MessageSid, cb.MessageStatus, cb.ErrorCode)
         if not known and cb.From and cb.To:
             # A TwiML reply gets its MessageSid only now: record it against its conversation.
