@@ -1,6 +1,6 @@
 """The email channel under load, and under SIGKILL.
 
-    .venv/bin/python bench/email.py [--threads 100] [--per-thread 5]
+    .venv/bin/python bench/mail_load.py [--threads 100] [--per-thread 5]
 
 Starts a real Dovecot and an aiosmtpd SMTP server on loopback and `channel-worker serve` with
 the email channel, appends threads x per-thread messages to the inbox, and times until every
@@ -12,21 +12,17 @@ replies (target: 0 of each), with the throughput.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named like the standard library's `email` package; keep its folder off the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import asyncio
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from email.message import EmailMessage
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
