@@ -1,19 +1,30 @@
 """Load the SMS webhook on loopback with signed requests, as Twilio would.
 
-    .venv/bin/python bench/sms.py [--conversations 1000] [--messages 3] [--concurrency 64] [--workers 1]
+    .venv/bin/python bench/sms.py [--conversations 1000] [--messages 3] [--rate 300] [--concurrency 64]
 
-Starts `channel-worker serve` (SQLite default, in a temp dir) with the restaurant worker, then
-sends `--messages` signed webhook requests per conversation across `--conversations`
-conversations (each person waits for the reply before texting again; `--concurrency` people
-text at once). Prints requests per second, p50/p95/p99 latency, and checks that every
-message got exactly one reply. A baseline of GET /healthz on the same server, in the same
-run, shows what the HTTP stack alone costs.
+Starts `channel-worker serve` (SQLite default, in a temp dir) with the restaurant worker and
+runs, against the same server in the same run:
+
+  baseline    GET /healthz, closed loop: what the HTTP stack alone costs
+  sustained   `--conversations` x `--messages` signed webhooks arriving at a fixed `--rate`
+              (open loop, as Twilio delivers them: a message arrives whether or not earlier
+              ones are answered). Conversations take turns: every person's first message,
+              then every second one, and so on, so a person texts again only seconds after
+              the reply. Latency counts from the moment a request was due, so a stalled
+              server cannot hide its queue (no coordinated omission).
+  capacity    the same traffic closed loop, `--concurrency` people texting at once, each
+              waiting for the reply: the most the server takes.
+
+For each: requests per second, p50/p95/p99 latency, and a check that every message got
+exactly one reply.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import os
 import re
 import statistics
@@ -22,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -43,18 +55,69 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run_load(base: str, conversations: int, messages: int, concurrency: int) -> tuple[list[float], int, int, float]:
-    url = base + "/twilio/sms"
+def signed_plans(url: str, conversations: int, messages: int, prefix: str) -> list[list[tuple[dict[str, str], str]]]:
     validator = RequestValidator(TOKEN)
     plans = []
     for i in range(conversations):
-        number = f"+1202{i:07d}"
+        number = f"+1{prefix}{i:07d}"
         plan = []
         for j in range(messages):
             params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": ACCOUNT, "From": number, "To": SERVICE,
                       "Body": SCRIPT[j % len(SCRIPT)], "NumMedia": "0"}
             plan.append((params, validator.compute_signature(url, params)))
         plans.append(plan)
+    return plans
+
+
+def exactly_one_reply(status: int, body: str) -> bool:
+    return status == 200 and len(re.findall(r"<Message[ >]", body)) == 1
+
+
+@contextlib.contextmanager
+def no_client_gc_pauses() -> Iterator[None]:
+    """The load generator's own garbage collection would be timed as the server's latency."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def run_sustained(base: str, conversations: int, messages: int, rate: float) -> tuple[list[float], int, int, float]:
+    url = base + "/twilio/sms"
+    plans = signed_plans(url, conversations, messages, "303")
+    order = [plan[j] for j in range(messages) for plan in plans]  # every first message, then every second...
+    latencies: list[float] = []
+    replies = missing = 0
+
+    async def send(session: aiohttp.ClientSession, due: float, params: dict[str, str], signature: str) -> None:
+        nonlocal replies, missing
+        async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
+            body = await response.text()
+        latencies.append(time.perf_counter() - due)
+        if exactly_one_reply(response.status, body):
+            replies += 1
+        else:
+            missing += 1
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+        start = time.perf_counter()
+        tasks = []
+        for n, (params, signature) in enumerate(order):
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(session, due, params, signature)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    return latencies, replies, missing, elapsed
+
+
+async def run_load(base: str, conversations: int, messages: int, concurrency: int) -> tuple[list[float], int, int, float]:
+    url = base + "/twilio/sms"
+    plans = signed_plans(url, conversations, messages, "202")
     latencies: list[float] = []
     replies = missing = 0
     queue: asyncio.Queue[list] = asyncio.Queue()
@@ -70,8 +133,7 @@ async def run_load(base: str, conversations: int, messages: int, concurrency: in
                 async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
                     body = await response.text()
                 latencies.append(time.perf_counter() - t0)
-                count = len(re.findall(r"<Message[ >]", body))
-                if response.status == 200 and count == 1:
+                if exactly_one_reply(response.status, body):
                     replies += 1
                 else:
                     missing += 1
@@ -104,16 +166,12 @@ async def run_baseline(base: str, requests: int, concurrency: int) -> tuple[list
 
 
 def report(name: str, latencies: list[float], elapsed: float) -> None:
-    print(f"{name:<22} {len(latencies):>6} {len(latencies) / elapsed:>9.0f} {statistics.median(latencies) * 1e3:>8.1f} "
+    print(f"{name:<40} {len(latencies):>6} {len(latencies) / elapsed:>9.0f} {statistics.median(latencies) * 1e3:>8.1f} "
           f"{percentile(latencies, 0.95) * 1e3:>8.1f} {percentile(latencies, 0.99) * 1e3:>8.1f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--conversations", type=int, default=1000)
-    parser.add_argument("--messages", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=64)
-    args = parser.parse_args()
+def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
+    """Start `serve --workers N` on a fresh SQLite database and run every load against it."""
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -122,7 +180,7 @@ def main() -> None:
                     "PUBLIC_BASE_URL": base, "TWILIO_API_BASE": "http://127.0.0.1:9"})
         server = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml",
-             "--port", str(port), "--log-level", "error"], cwd=ROOT, env=env,
+             "--port", str(port), "--log-level", "error", "--workers", str(workers)], cwd=ROOT, env=env,
         )
         try:
             import httpx
@@ -133,20 +191,41 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.05)
-            asyncio.run(run_load(base, 20, 1, 4))  # warm up
-            base_lat, base_elapsed = asyncio.run(run_baseline(base, 2000, args.concurrency))
-            lat, replies, missing, elapsed = asyncio.run(run_load(base, args.conversations, args.messages, args.concurrency))
+            asyncio.run(run_load(base, 20 * workers, 1, 4 * workers))  # warm up every process
+            with no_client_gc_pauses():
+                results = {"baseline": asyncio.run(run_baseline(base, 2000, args.concurrency))}
+                results["sustained"] = asyncio.run(run_sustained(base, args.conversations, args.messages, args.rate))
+                results["capacity"] = asyncio.run(run_load(base, args.conversations, args.messages, args.concurrency))
+            return results
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conversations", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=300.0, help="arrivals per second in the sustained run")
+    parser.add_argument("--concurrency", type=int, default=64, help="people texting at once in the capacity run")
+    parser.add_argument("--workers", default="1,2", help="server process counts to measure, comma-separated")
+    args = parser.parse_args()
     total = args.conversations * args.messages
-    print(f"{args.conversations} conversations x {args.messages} messages, {args.concurrency} people texting at once, "
-          "SQLite, one server process")
-    print(f"{'run':<22} {'reqs':>6} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    report("baseline GET /healthz", base_lat, base_elapsed)
-    report("signed SMS webhooks", lat, elapsed)
-    print(f"exactly one reply: {replies}/{total}; without a reply or with an error: {missing}")
-    print(f"SMS p50 vs baseline p50: {statistics.median(lat) / statistics.median(base_lat):.1f}x")
+    print(f"{args.conversations} conversations x {args.messages} messages, SQLite, "
+          "load generator in this process on the same 2 cores")
+    print(f"{'run':<40} {'reqs':>6} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    for workers in (int(w) for w in args.workers.split(",")):
+        results = against_server(workers, args)
+        base_lat, base_elapsed = results["baseline"]
+        label = f"[{workers} process{'es' if workers > 1 else ''}] "
+        report(label + "baseline GET /healthz", base_lat, base_elapsed)
+        for name, (lat, replies, missing, elapsed) in (
+            (f"sustained, {args.rate:g} arrivals/s", results["sustained"]),
+            (f"capacity, {args.concurrency} texting at once", results["capacity"]),
+        ):
+            report(label + name, lat, elapsed)
+            print(f"{'':<40} exactly one reply: {replies}/{total}; without a reply or with an error: {missing}; "
+                  f"p50 {statistics.median(lat) / statistics.median(base_lat):.1f}x baseline")
 
 
 if __name__ == "__main__":

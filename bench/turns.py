@@ -1,10 +1,12 @@
 """Per-turn latency and throughput of the dialogue engine.
 
 Runs the same scripted restaurant conversations through:
-  baseline   the worker's LangGraph graph with no checkpointer (state carried by hand)
-  sqlite     the graph checkpointed in a SQLite file (the default)
-  postgres   the graph checkpointed in PostgreSQL (a throwaway server is started on loopback)
-  engine     the whole DialogueEngine on SQLite: checkpoint plus transcript events
+  baseline         the worker's LangGraph graph with no checkpointer (state carried by hand)
+  pregel+sqlite    the graph run by LangGraph's own loop (`ainvoke`), checkpointed in SQLite:
+                   how the engine ran turns before it ran the nodes itself
+  engine sqlite    the whole DialogueEngine on SQLite (the default): checkpoint, transcript
+                   events and audit rows, in two database round trips per turn
+  engine postgres  the same on PostgreSQL (a throwaway server is started on loopback)
 
 and prints p50/p95/p99 per turn, turns per second, and the ratio of each median to the
 baseline's, measured in the same process.
@@ -26,11 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dialogue.checkpoints import open_checkpointer  # noqa: E402
 from dialogue.engine import DialogueEngine  # noqa: E402
 from dialogue.events import Turn  # noqa: E402
 from dialogue.graph import build_graph  # noqa: E402
 from dialogue.spec_loader import load_spec  # noqa: E402
+from dialogue.state_store import ConversationSaver  # noqa: E402
+from escalation.handoff import Handoffs  # noqa: E402
+from escalation.notify import Notifier  # noqa: E402
 from transcripts.store import TranscriptStore  # noqa: E402
 
 SCRIPTS = [
@@ -66,10 +70,11 @@ async def run_baseline(spec, n: int) -> list[float]:  # noqa: ANN001
     return samples
 
 
-async def run_checkpointed(spec, url: str, n: int) -> list[float]:  # noqa: ANN001
+async def run_pregel(spec, url: str, n: int) -> list[float]:  # noqa: ANN001
     samples = []
-    async with open_checkpointer(url) as saver:
-        graph = build_graph(spec, checkpointer=saver)
+    store = await TranscriptStore.open(url)
+    try:
+        graph = build_graph(spec, checkpointer=ConversationSaver(store.db))
         for key, lines in conversations(n):
             config = {"configurable": {"thread_id": key}}
             at = START
@@ -79,22 +84,23 @@ async def run_checkpointed(spec, url: str, n: int) -> list[float]:  # noqa: ANN0
                 await graph.ainvoke({"incoming": {"text": text, "time": at.isoformat(), "channel": "console"}},
                                     config, durability="exit")
                 samples.append(time.perf_counter() - t0)
+    finally:
+        await store.close()
     return samples
 
 
-async def run_engine(spec, directory: Path, n: int) -> list[float]:  # noqa: ANN001
+async def run_engine(spec, url: str, n: int) -> list[float]:  # noqa: ANN001
     samples = []
-    store = await TranscriptStore.open(str(directory / "transcripts.sqlite"))
+    store = await TranscriptStore.open(url)
     try:
-        async with open_checkpointer(str(directory / "engine-state.sqlite")) as saver:
-            engine = DialogueEngine(spec, saver, store)
-            for key, lines in conversations(n):
-                at = START
-                for text in lines:
-                    at += timedelta(seconds=3)
-                    t0 = time.perf_counter()
-                    await engine.handle(Turn(conversation_id=key, channel="console", text=text, time=at))
-                    samples.append(time.perf_counter() - t0)
+        engine = DialogueEngine(spec, store, handoffs=Handoffs(spec, store, Notifier(store.db)))
+        for key, lines in conversations(n):
+            at = START
+            for text in lines:
+                at += timedelta(seconds=3)
+                t0 = time.perf_counter()
+                await engine.handle(Turn(conversation_id=key, channel="console", text=text, time=at))
+                samples.append(time.perf_counter() - t0)
     finally:
         await store.close()
     return samples
@@ -102,11 +108,11 @@ async def run_engine(spec, directory: Path, n: int) -> list[float]:  # noqa: ANN
 
 def report(rows: list[tuple[str, list[float]]]) -> None:
     base = statistics.median(rows[0][1])
-    print(f"{'run':<10} {'turns':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'turns/s':>9} {'p50 vs baseline':>16}")
+    print(f"{'run':<16} {'turns':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'turns/s':>9} {'p50 vs baseline':>16}")
     for name, samples in rows:
         p50 = statistics.median(samples)
         print(
-            f"{name:<10} {len(samples):>6} {p50 * 1e3:>8.2f} {percentile(samples, 0.95) * 1e3:>8.2f} "
+            f"{name:<16} {len(samples):>6} {p50 * 1e3:>8.2f} {percentile(samples, 0.95) * 1e3:>8.2f} "
             f"{percentile(samples, 0.99) * 1e3:>8.2f} {len(samples) / sum(samples):>9.0f} {p50 / base:>15.1f}x"
         )
 
@@ -121,8 +127,8 @@ async def main() -> None:
     await run_baseline(spec, 8)  # warm imports and caches before measuring
     rows = [("baseline", await run_baseline(spec, args.conversations))]
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(("sqlite", await run_checkpointed(spec, str(Path(tmp) / "state.sqlite"), args.conversations)))
-        rows.append(("engine", await run_engine(spec, Path(tmp), args.conversations)))
+        rows.append(("pregel+sqlite", await run_pregel(spec, str(Path(tmp) / "pregel.sqlite"), args.conversations)))
+        rows.append(("engine sqlite", await run_engine(spec, str(Path(tmp) / "engine.sqlite"), args.conversations)))
     if not args.no_postgres:
         server = None
         url = args.postgres_url
@@ -132,7 +138,7 @@ async def main() -> None:
             server = start_postgres()
             url = server.url
         try:
-            rows.append(("postgres", await run_checkpointed(spec, url, args.conversations)))
+            rows.append(("engine postgres", await run_engine(spec, url, args.conversations)))
         finally:
             if server is not None:
                 server.stop()

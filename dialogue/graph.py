@@ -3,11 +3,14 @@
     START -> understand -> escalate -> decide -> render -> END
 
 One graph per worker spec, checkpointed by conversation key, so any process that
-shares the checkpointer can take the next turn of any conversation.
+shares the checkpointer can take the next turn of any conversation. The flow is a
+straight line, so the engine runs the same node functions in this order itself and writes
+the checkpoint LangGraph would write (see dialogue/engine.py for why).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -17,16 +20,27 @@ from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 from extraction.rules import RuleExtractor
 
+Node = Callable[[ConversationState], Awaitable[ConversationState]]
 
-def build_graph(spec: WorkerSpec, extractor: Extractor | None = None, checkpointer: Any = None) -> Any:
+
+def make_nodes(spec: WorkerSpec, extractor: Extractor | None = None) -> list[tuple[str, Node]]:
+    """The steps of a turn, in the order they run."""
+    return [
+        ("understand", make_understand(spec, extractor or RuleExtractor(spec.phone_region))),
+        ("escalate", make_escalate(spec)),
+        ("decide", make_decide(spec)),
+        ("render", make_render(spec)),
+    ]
+
+
+def build_graph(spec: WorkerSpec, extractor: Extractor | None = None, checkpointer: Any = None,
+                nodes: list[tuple[str, Node]] | None = None) -> Any:
+    nodes = nodes or make_nodes(spec, extractor)
     builder = StateGraph(ConversationState)
-    builder.add_node("understand", make_understand(spec, extractor or RuleExtractor(spec.phone_region)))
-    builder.add_node("escalate", make_escalate(spec))
-    builder.add_node("decide", make_decide(spec))
-    builder.add_node("render", make_render(spec))
-    builder.add_edge(START, "understand")
-    builder.add_edge("understand", "escalate")
-    builder.add_edge("escalate", "decide")
-    builder.add_edge("decide", "render")
-    builder.add_edge("render", END)
+    previous = START
+    for name, node in nodes:
+        builder.add_node(name, node)
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
     return builder.compile(checkpointer=checkpointer)

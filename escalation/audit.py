@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from dialogue.events import utcnow
-from transcripts.db import Database
+from transcripts.db import Database, Statement
 
 AuditKind = Literal["rule_fired", "action_taken", "action_refused", "handoff", "notification", "queue", "drift"]
 
@@ -41,11 +41,16 @@ class AuditTrail:
 
     async def record_many(self, entries: list[AuditEntry]) -> None:
         if entries:
-            await self.db.batch([
-                ("INSERT INTO audit (time, conversation_id, worker, kind, rule, action, inputs, detail) VALUES (?, ?, ?, ?, ?, ?, J?, ?)",
-                 (e.time, e.conversation_id, e.worker, e.kind, e.rule, e.action, e.inputs, e.detail))
-                for e in entries
-            ])
+            await self.db.batch(self.statements(entries))
+
+    @staticmethod
+    def statements(entries: list[AuditEntry]) -> list[Statement]:
+        """The inserts for `entries`, to commit in the same transaction as what they audit."""
+        return [
+            ("INSERT INTO audit (time, conversation_id, worker, kind, rule, action, inputs, detail) VALUES (?, ?, ?, ?, ?, ?, J?, ?)",
+             (e.time, e.conversation_id, e.worker, e.kind, e.rule, e.action, e.inputs, e.detail))
+            for e in entries
+        ]
 
     async def for_conversation(self, conversation_id: str) -> list[AuditEntry]:
         rows = await self.db.fetchall("SELECT * FROM audit WHERE conversation_id = ? ORDER BY id", (conversation_id,), ("inputs",))

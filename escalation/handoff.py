@@ -14,6 +14,7 @@ from escalation.audit import AuditEntry, AuditTrail
 from escalation.drift import DriftStatus, drift_status
 from escalation.notify import Notifier
 from escalation.queue import Handoff, HumanQueue
+from transcripts.db import Statement
 from transcripts.store import TranscriptStore
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ class Handoffs:
         self.notifier = notifier
         self._drift_checked = float("-inf")
 
-    async def after_turn(self, conversation_id: str, channel: str, state: dict[str, Any]) -> None:
-        """Audit what the turn's rules and actions were, and hand over when a rule said so."""
+    def audit_statements(self, conversation_id: str, channel: str, state: dict[str, Any]) -> list[Statement]:
+        """The audit rows of a turn (every rule that held, every action taken or refused), to
+        commit in the turn's own transaction."""
         worker = self.spec.name
         inputs = {
             "intents": state.get("intents", []),
@@ -58,7 +60,11 @@ class Handoffs:
                 conversation_id=conversation_id, worker=worker, kind="action_refused", rule=refused.get("rule"),
                 action=refused.get("kind"), inputs={"action": refused}, detail="not authorised by allowed_actions",
             ))
-        await self.audit.record_many(entries)
+        return AuditTrail.statements(entries)
+
+    async def after_turn(self, conversation_id: str, channel: str, state: dict[str, Any]) -> None:
+        """Hand over when a rule said so; now and then, check the escalation rate for drift.
+        Runs after the turn is stored, so the packet's transcript ends with what the person was told."""
         actions = {a["kind"]: a for a in state.get("actions") or []}
         if "transfer" in actions or "notify" in actions:
             action = actions.get("transfer") or actions["notify"]

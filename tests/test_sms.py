@@ -92,7 +92,7 @@ def reply_of(response: httpx.Response) -> str | None:
 
 
 def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
-    path = Path(server.log).parent / "var" / "transcripts.sqlite"
+    path = server.var / "transcripts.sqlite"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         return conn.execute(sql, params).fetchall()
 
@@ -168,6 +168,70 @@ def test_overlapping_deliveries_get_exactly_one_reply(sms_server: WorkerServer) 
     assert sum(r is not None for r in replies) == 1
     [(turns,)] = db_rows(sms_server, "SELECT turns FROM conversations WHERE id = ?", (f"sms:{phone.number}:{WORKER_NUMBER}",))
     assert turns == 1
+
+
+def test_two_server_processes_on_one_database_answer_every_message_exactly_once(
+    tmp_path: Path, fake_twilio: FakeTwilio,
+) -> None:
+    env = {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url}
+    # Two processes on one SQLite file, as behind a load balancer: each delivery of a message
+    # goes to both of them at once.
+    servers = [WorkerServer("examples/restaurant_booking.yaml", env, tmp_path / "var") for _ in range(2)]
+    try:
+        for server in servers:
+            server.wait_ready()
+        phones = [Phone(servers[0]) for _ in range(12)]
+        script = ["a table for 4 tomorrow at 7pm", "Maria Lopez", "yes"]
+
+        async def converse(client: httpx.AsyncClient, phone: Phone) -> list[int]:
+            replies_per_message = []
+            for line in script:
+                params = phone.params(line)
+                deliveries = []
+                for server in servers:
+                    url = server.base_url + "/twilio/sms"
+                    signature = phone.validator.compute_signature(url, params)
+                    deliveries.append(client.post(url, data=params, headers={"X-Twilio-Signature": signature}))
+                pair = await asyncio.gather(*deliveries)
+                assert all(r.status_code == 200 for r in pair)
+                replies_per_message.append(sum(reply_of(r) is not None for r in pair))
+            return replies_per_message
+
+        async def everyone() -> list[list[int]]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                return list(await asyncio.gather(*(converse(client, p) for p in phones)))
+
+        assert asyncio.run(everyone()) == [[1, 1, 1]] * len(phones)
+        outcomes = db_rows(servers[0], "SELECT outcome, turns FROM conversations WHERE channel = 'sms'")
+        assert outcomes == [("completed", 3)] * len(phones)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_serve_workers_starts_several_processes_that_share_the_port(tmp_path: Path, fake_twilio: FakeTwilio) -> None:
+    server = WorkerServer("examples/restaurant_booking.yaml", {
+        "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
+    }, tmp_path / "var", args=("--workers", "2"))
+    try:
+        server.wait_ready()
+        children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _parent_of(p) == server.process.pid]
+        workers = [p for p in children if b"spawn_main" in (p / "cmdline").read_bytes()
+                   and b"resource_tracker" not in (p / "cmdline").read_bytes()]
+        assert len(workers) == 2
+        phone = Phone(server)
+        assert "first name" in phone.text("a table for 2 tomorrow at 8pm")
+        assert "last name" in phone.text("Ana")
+    finally:
+        server.stop()
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        # /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces.
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def test_stop_help_and_start(sms_server: WorkerServer) -> None:
@@ -309,11 +373,11 @@ async def test_a_message_left_unanswered_by_a_crash_is_answered_once(restaurant,
         try:
             # A: recorded, then the process died before the turn ran.
             a, a_sid = person(), sid()
-            assert await store.claim_inbound(a_sid, f"sms:{a}:{WORKER_NUMBER}", a, WORKER_NUMBER, "table for 2 tomorrow at 8pm", [])
+            assert (await store.claim_inbound(a_sid, f"sms:{a}:{WORKER_NUMBER}", a, WORKER_NUMBER, "table for 2 tomorrow at 8pm", [])).won
             # B: the turn ran and its reply was stored, then the process died before sending it.
             b, b_sid = person(), sid()
             key_b = f"sms:{b}:{WORKER_NUMBER}"
-            assert await store.claim_inbound(b_sid, key_b, b, WORKER_NUMBER, "table for 3 on friday at 7pm", [])
+            assert (await store.claim_inbound(b_sid, key_b, b, WORKER_NUMBER, "table for 3 on friday at 7pm", [])).won
             made = await engine.handle(Turn(conversation_id=key_b, channel="sms", text="table for 3 on friday at 7pm",
                                             metadata={"message_sid": b_sid}))
             assert await recover_unanswered(engine, store, sender, 3, stale_after=0) == 2

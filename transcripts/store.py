@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from transcripts.db import Database
+from transcripts.db import Database, Statement
 from transcripts.migrations import migrate
 
 _JSON_EVENT = ("fields", "escalation", "actions", "metadata")
@@ -66,7 +66,12 @@ class TranscriptStore:
 
     async def append(self, event: Event, worker: str) -> None:
         """Record one event and keep the conversation's summary row in step with it."""
-        await self.db.batch([
+        await self.db.batch(self.append_statements(event, worker))
+
+    @staticmethod
+    def append_statements(event: Event, worker: str) -> list[Statement]:
+        """What `append` runs, for callers that commit the event with other writes."""
+        return [
             ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
              "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
              (event.conversation_id, worker, event.channel, event.time, event.time, {})),
@@ -78,7 +83,7 @@ class TranscriptStore:
              "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
              (event.time, event.fields, event.outcome, event.escalation,
               1 if event.direction == "in" and event.text is not None else 0, event.conversation_id)),
-        ])
+        ]
 
     async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
         """The worker's reply to the inbound turn whose metadata has `metadata_key == value`, if

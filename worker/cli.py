@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -190,6 +191,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port and the database (SQLite or PostgreSQL); about one per CPU core.")] = 1,
 ) -> None:
     """Run the HTTP server (/healthz, /queue, /metrics) and every channel configured by environment variables (SMS: TWILIO_*; email: IMAP_*/SMTP_*); also delivers team notifications."""
     import logging
@@ -202,8 +204,18 @@ def serve(
     spec = _load(worker)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvloop and httptools: the fast event loop and HTTP parser (about a third more requests per second here).
-    uvicorn.run(create_app(spec, Settings.from_env()), host=host, port=port, log_level=log_level, lifespan="on",
-                loop="uvloop", http="httptools", access_log=False)
+    options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, lifespan="on", loop="uvloop",
+                                   http="httptools", access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(spec, Settings.from_env()), **options)
+        return
+    # Several processes: each builds its own app. Turns of one conversation taken by two
+    # processes at once are settled by the checkpoint's one-child rule (dialogue/state_store.py);
+    # messages by their channel's claims (SMS MessageSid, email Message-ID).
+    from worker.asgi import SPEC_ENV
+
+    os.environ[SPEC_ENV] = str(worker.resolve())
+    uvicorn.run("worker.asgi:app_from_env", factory=True, workers=workers, **options)
 
 
 def _queue_run(worker: Path, op):  # noqa: ANN001, ANN202

@@ -20,11 +20,8 @@ class Settings(BaseModel):
         )
 
     @property
-    def checkpoint_url(self) -> str:
-        return self.database_url or str(self.var_dir / "state.sqlite")
-
-    @property
     def transcripts_url(self) -> str:
+        """Transcripts and conversation state share one database, so a turn commits as a whole."""
         return self.database_url or str(self.var_dir / "transcripts.sqlite")
 
     def describe(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from dialogue.checkpoints import open_checkpointer
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
 from escalation.handoff import Handoffs
@@ -20,9 +19,8 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None) -> Asy
     settings = settings or Settings.from_env()
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
-        async with open_checkpointer(settings.checkpoint_url) as saver:
-            notifier = Notifier(store.db, SmtpSettings.from_env())
-            handoffs = Handoffs(spec, store, notifier)
-            yield DialogueEngine(spec, saver, store, extractor=build_extractor(spec), handoffs=handoffs)
+        notifier = Notifier(store.db, SmtpSettings.from_env())
+        handoffs = Handoffs(spec, store, notifier)
+        yield DialogueEngine(spec, store, extractor=build_extractor(spec), handoffs=handoffs)
     finally:
         await store.close()

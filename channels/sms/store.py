@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dialogue.events import utcnow
-from transcripts.db import Database
+from transcripts.db import Database, Statement
 
 
 class OutboxItem(BaseModel):
@@ -27,33 +27,44 @@ class OutboxItem(BaseModel):
     message_sid: str | None = None
 
 
+class Claim(BaseModel):
+    """The outcome of recording an inbound message."""
+
+    won: bool  # this delivery is the one to answer it
+    opted_out: bool  # the sender is on the opt-out list
+
+
 class SmsStore:
     def __init__(self, db: Database):
         self.db = db
 
     async def claim_inbound(self, sid: str, conversation_id: str, from_number: str, to_number: str, body: str,
-                            media: list[dict[str, Any]]) -> bool:
-        """Record an inbound message; True if this delivery is the one to answer it.
+                            media: list[dict[str, Any]]) -> Claim:
+        """Record an inbound message and say whether this delivery is the one to answer it.
 
         The insert is the claim: of two deliveries of one MessageSid, even overlapping ones,
         exactly one inserts the row. A delivery whose earlier attempt failed may claim it again."""
         now = utcnow()
         claim = f"processing:{uuid.uuid4().hex}"
-        # One transaction: record, claim (only from 'new' or 'failed'), and read who holds it.
+        # One transaction: record, claim (only from 'new' or 'failed'), read who holds it and
+        # whether the sender opted out.
         rows = await self.db.batch([
             ("INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, media, state, "
              "created_at, updated_at) VALUES (?, ?, 'in', ?, ?, ?, J?, 'new', ?, ?) ON CONFLICT (sid) DO NOTHING",
              (sid, conversation_id, from_number, to_number, body, media, now, now)),
             ("UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state IN ('new', 'failed')",
              (claim, now, sid)),
-            ("SELECT state FROM sms_messages WHERE sid = ?", (sid,)),
+            ("SELECT state, EXISTS (SELECT 1 FROM sms_optouts WHERE number = ? AND service_number = ?) AS opted_out "
+             "FROM sms_messages WHERE sid = ?", (from_number, to_number, sid)),
         ])
-        return bool(rows) and rows[0]["state"] == claim
+        return Claim(won=bool(rows) and rows[0]["state"] == claim, opted_out=bool(rows and rows[0]["opted_out"]))
 
     async def finish_inbound(self, sid: str, state: str, reply: str | None = None) -> None:
-        await self.db.execute(
-            "UPDATE sms_messages SET state = ?, reply = ?, updated_at = ? WHERE sid = ?", (state, reply, utcnow(), sid)
-        )
+        await self.db.batch([self.finish_statement(sid, state, reply)])
+
+    @staticmethod
+    def finish_statement(sid: str, state: str, reply: str | None = None) -> Statement:
+        return ("UPDATE sms_messages SET state = ?, reply = ?, updated_at = ? WHERE sid = ?", (state, reply, utcnow(), sid))
 
     async def message(self, sid: str) -> dict[str, Any] | None:
         return await self.db.fetchone("SELECT * FROM sms_messages WHERE sid = ?", (sid,), ("media",))
@@ -105,8 +116,13 @@ class SmsStore:
 
     async def enqueue(self, conversation_id: str, to_number: str, from_number: str, body: str,
                       dedupe_key: str | None = None) -> None:
+        await self.db.batch([self.enqueue_statement(conversation_id, to_number, from_number, body, dedupe_key)])
+
+    @staticmethod
+    def enqueue_statement(conversation_id: str, to_number: str, from_number: str, body: str,
+                          dedupe_key: str | None = None) -> Statement:
         now = utcnow()
-        await self.db.execute(
+        return (
             "INSERT INTO sms_outbox (conversation_id, to_number, from_number, body, dedupe_key, state, attempts, "
             "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) "
             "ON CONFLICT (dedupe_key) DO NOTHING",

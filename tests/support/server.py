@@ -16,16 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class WorkerServer:
-    def __init__(self, worker: str, env: dict[str, str], var: Path):
+    def __init__(self, worker: str, env: dict[str, str], var: Path, args: tuple[str, ...] = ()):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",) and not k.startswith(("TWILIO_", "LLM_"))}
         full_env.update({"CHANNEL_WORKER_VAR": str(var), "PUBLIC_BASE_URL": self.base_url, **env})
         self.log = var.parent / f"server-{self.port}.log"
+        self.var = var
         var.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "serve", "--worker", worker, "--port", str(self.port), "--log-level", "warning"],
+            [sys.executable, "-m", "worker.cli", "serve", "--worker", worker, "--port", str(self.port), "--log-level", "warning", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 

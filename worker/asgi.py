@@ -1,0 +1,19 @@
+"""The ASGI app as uvicorn's worker processes build it: `serve --workers N` starts N
+processes that each import this and read the worker spec path from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from dialogue.spec_loader import load_spec
+from worker.app import create_app
+from worker.config import Settings
+
+SPEC_ENV = "CHANNEL_WORKER_SPEC"
+
+
+def app_from_env() -> FastAPI:
+    return create_app(load_spec(Path(os.environ[SPEC_ENV])), Settings.from_env())
