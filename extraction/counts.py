@@ -8,6 +8,7 @@ a group described in words is the whole description.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -100,12 +101,20 @@ def _category_counts(text: str, kids: bool) -> list[CountReading]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_patterns(units: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], str]:
+    """The unit-word patterns of one field, built once (they cost more than the rest of a turn)."""
+    alternatives = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    loose = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + alternatives + r")\b", re.I)
+    direct = re.compile(r"^(\s*(?:" + alternatives + r"))\b", re.I)
+    return loose, direct, alternatives
+
+
 def find_counts(text: str, requested: bool, units: list[str] | None = None) -> list[CountReading]:
     people_mode = not units  # the party-size reading: groups described in words count
     units = units or PEOPLE_UNITS
     personal = people_mode or any(u in ("adult", "adults", "people", "person", "persons") for u in units)
-    unit_re = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r")\b", re.I)
-    unit_direct = re.compile(r"^(\s*(?:" + "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True)) + r"))\b", re.I)
+    unit_re, unit_direct, unit_alt = _unit_patterns(tuple(units))
     out: list[CountReading] = []
 
     def add(value: int, start: int, end: int, conf: float) -> None:
@@ -124,7 +133,6 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(_group_size(m.group(key)), m.start(key), m.end(key), 0.9)
         for m in _PLUS.finditer(text):
             add(_group_size(re.sub(r"(?i)\s+plus\s+", " and ", m.group(0))), m.start(), m.end(), 0.8)
-    unit_alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
     if not people_mode:
         for m in re.finditer(rf"\b(?:no|zero|without(?:\s+any)?|not\s+any)\s+(?:[a-z\-]+\s+)?(?:{unit_alt})\b", text, re.I):
             add(0, m.start(), m.end(), 0.8)

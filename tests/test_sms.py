@@ -20,6 +20,7 @@ from channels.sms.segments import segment_count, shape
 from channels.sms.sender import SmsSender
 from channels.sms.settings import TwilioSettings
 from channels.sms.store import SmsStore
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.server import WorkerServer
 from transcripts.db import Database
@@ -285,22 +286,25 @@ def test_delivery_status_callbacks_update_the_message(sms_server: WorkerServer) 
 
 
 def test_a_slow_turn_is_answered_through_the_rest_api(tmp_path: Path, fake_twilio: FakeTwilio) -> None:
-    server = WorkerServer("examples/restaurant_booking.yaml", {
-        "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
-        "SMS_REPLY_BUDGET_SECONDS": "0",
-    }, tmp_path / "var")
-    try:
-        server.wait_ready()
-        phone = Phone(server)
-        assert phone.text("table for 2 tomorrow at 7pm") is None  # nothing in the webhook response...
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not [m for m in fake_twilio.sent if m["To"] == phone.number]:
-            time.sleep(0.05)
-        [sent] = [m for m in fake_twilio.sent if m["To"] == phone.number]  # ...the reply came by REST
-        assert sent["From"] == WORKER_NUMBER and "first name" in sent["Body"]
-        assert sent["StatusCallback"] == server.base_url + "/twilio/sms/status"
-    finally:
-        server.stop()
+    with FakeOpenAI() as slow_model:
+        slow_model.delay = 1.5  # the turn waits on a language model longer than the webhook may
+        server = WorkerServer("examples/restaurant_booking.yaml", {
+            "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
+            "SMS_REPLY_BUDGET_SECONDS": "0.3", "LLM_BASE_URL": slow_model.base_url, "LLM_MODEL": "slow-model",
+        }, tmp_path / "var")
+        try:
+            server.wait_ready()
+            phone = Phone(server)
+            assert phone.text("table for 2 tomorrow at 7pm") is None  # nothing in the webhook response...
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not [m for m in fake_twilio.sent if m["To"] == phone.number]:
+                time.sleep(0.05)
+            [sent] = [m for m in fake_twilio.sent if m["To"] == phone.number]  # ...the reply came by REST
+            assert sent["From"] == WORKER_NUMBER and "first name" in sent["Body"]
+            assert sent["StatusCallback"] == server.base_url + "/twilio/sms/status"
+            assert slow_model.requests  # the turn did wait on the model
+        finally:
+            server.stop()
 
 
 async def test_the_outbox_retries_429_and_5xx_and_records_4xx(tmp_path: Path, fake_twilio: FakeTwilio) -> None:

@@ -146,6 +146,8 @@ class Database:
         self._path: str | None = None
         self._writer_lock: Any = None
         self._wal: _WalCheckpoints | None = None
+        self._inline: sqlite3.Connection | None = None
+        self._queued = 0  # calls handed to the database thread and not yet finished
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -187,10 +189,46 @@ class Database:
             if path != ":memory:":
                 db._writer_lock = open(f"{path}.writer-lock", "a+b")  # noqa: SIM115 - held while open
                 db._wal = _WalCheckpoints(path)
+                # A second connection for work that cannot wait: it never waits for a lock
+                # (busy_timeout 0), so running it on the event loop costs microseconds, not a
+                # thread hop. Anything that would wait goes to the database thread instead.
+                db._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                db._inline.row_factory = sqlite3.Row
+                db._inline.execute("PRAGMA synchronous=NORMAL")
+                db._inline.execute("PRAGMA wal_autocheckpoint=0")
+                db._inline.execute("PRAGMA busy_timeout=0")
         return db
 
     async def _on_thread(self, fn: Any) -> Any:
-        return await self._thread.call(fn)
+        self._queued += 1
+        try:
+            return await self._thread.call(fn)
+        finally:
+            self._queued -= 1
+
+    def _try_inline(self, fn: Any, write: bool) -> tuple[bool, Any]:
+        """Run `fn(connection)` on the event loop if that cannot block: nothing is queued for
+        the database thread (order is kept), and for writes the writer lock is free this very
+        moment. Returns (ran, result)."""
+        conn = self._inline
+        if conn is None or self._queued:
+            return False, None
+        import fcntl
+
+        if write:
+            try:
+                fcntl.flock(self._writer_lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False, None  # another process is writing: wait for it on the thread
+        try:
+            return True, fn(conn)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False, None  # someone outside our lock holds the database: wait on the thread
+        finally:
+            if write:
+                fcntl.flock(self._writer_lock.fileno(), fcntl.LOCK_UN)
 
     @contextlib.asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[None]:
@@ -234,6 +272,9 @@ class Database:
             fcntl.flock(self._writer_lock.fileno(), fcntl.LOCK_UN)
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._sqlite is not None:
             conn = self._sqlite
             await self._on_thread(conn.close)
@@ -287,13 +328,7 @@ class Database:
         batch is rolled back and `WriteConflict` raised."""
         prepared = [(self._sql(sql), self._params(params)) for sql, params in statements]
         if self._sqlite is not None:
-            conn = self._sqlite
-
-            def run() -> list[dict[str, Any]]:
-                with self._writing():
-                    return transaction()
-
-            def transaction() -> list[dict[str, Any]]:
+            def transaction(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     cursor = None
@@ -305,10 +340,18 @@ class Database:
                     conn.execute("COMMIT")
                     return rows
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
 
-            return self._decode(await self._on_thread(run), json_columns)
+            ran, rows = self._try_inline(transaction, write=True)
+            if not ran:
+                def run() -> list[dict[str, Any]]:
+                    with self._writing():
+                        return transaction(self._sqlite)
+
+                rows = await self._on_thread(run)
+            return self._decode(rows, json_columns)
         async with self._pool.connection() as conn:
             async with conn.transaction():
                 cursor = None
@@ -325,10 +368,14 @@ class Database:
     async def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement and return how many rows it changed (for optimistic claims)."""
         if self._sqlite is not None:
-            conn, prepared = self._sqlite, (self._sql(sql), self._params(params))
+            prepared = (self._sql(sql), self._params(params))
+            ran, count = self._try_inline(lambda conn: conn.execute(*prepared).rowcount, write=True)
+            if ran:
+                return count
+
             def run_one() -> int:
                 with self._writing():
-                    return conn.execute(*prepared).rowcount
+                    return self._sqlite.execute(*prepared).rowcount
 
             return await self._on_thread(run_one)
         async with self._pool.connection() as conn:
@@ -349,8 +396,11 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = (), json_columns: Iterable[str] = ()) -> list[dict[str, Any]]:
         if self._sqlite is not None:
-            conn, prepared = self._sqlite, (self._sql(sql), self._params(params))
-            rows = await self._on_thread(lambda: [dict(r) for r in conn.execute(*prepared).fetchall()])
+            prepared = (self._sql(sql), self._params(params))
+            ran, rows = self._try_inline(lambda conn: [dict(r) for r in conn.execute(*prepared).fetchall()], write=False)
+            if not ran:
+                conn = self._sqlite
+                rows = await self._on_thread(lambda: [dict(r) for r in conn.execute(*prepared).fetchall()])
         else:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(self._sql(sql), self._params(params))

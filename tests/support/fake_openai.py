@@ -7,6 +7,7 @@ proposals the "model" answers with; every request is recorded for inspection.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from tests.support.http_stub import HttpStub, JsonHandler
@@ -18,6 +19,7 @@ class _Handler(JsonHandler):
         body = json.loads(self.read_body())
         stub.requests.append(body)
         stub.headers.append(dict(self.headers))
+        time.sleep(stub.delay)  # a model that takes its time
         if self.path != "/v1/chat/completions":
             return self.send_json(404, {"error": {"message": "not found"}})
         if stub.status != 200:
@@ -38,6 +40,7 @@ class FakeOpenAI(HttpStub):
         self.headers: list[dict[str, str]] = []
         self.proposals: list[dict[str, Any]] = []
         self.status = 200
+        self.delay = 0.0
         super().__init__()
 
     @property
