@@ -186,6 +186,57 @@ def extract(
 
 
 @app.command()
+def transcribe(
+    file: Annotated[Path, typer.Argument(help="A WAV file (16-bit PCM, any rate, mono or stereo).")],
+    telephone: Annotated[bool, typer.Option("--telephone", help="Hear it as a caller would be heard: through 8 kHz G.711 mu-law, as on a call.")] = False,
+    worker: Annotated[Optional[Path], typer.Option("--worker", "-w", help="Worker spec YAML; with --field, read that field from what was heard.")] = None,
+    field: Annotated[Optional[str], typer.Option(help="The field to read (the one the worker just asked for).")] = None,
+) -> None:
+    """Print what the speech recogniser heard in FILE, through the same audio path as a call with --telephone. With --worker and --field, print one JSON object {"text", "field", "value", "confidence"} instead: tune models and prompts with it."""
+    from channels.voice.audio import AudioError, for_recogniser, read_wav
+    from channels.voice.audio import telephone as through_telephone
+
+    if (worker is None) != (field is None):
+        err.print("[red]error[/red] give --worker and --field together", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    spec = _load(worker) if worker else None
+    if spec is not None and field not in {f.name for f in spec.fields}:
+        err.print(f"[red]error[/red] --field {field!r} is not a field of {spec.name}; fields: {', '.join(f.name for f in spec.fields)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    try:
+        samples, rate = read_wav(file)
+    except FileNotFoundError:
+        err.print(f"[red]error[/red] {file}: no such file", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except AudioError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if telephone:
+        samples, rate = through_telephone(samples, rate), 8000
+    from channels.voice.recogniser import Recogniser
+
+    with err.status("loading the speech model and listening..."):
+        heard = Recogniser().hear_now(for_recogniser(samples, rate))
+    if spec is None:
+        sys.stdout.write(heard.text + "\n")
+        return
+    from channels.voice.digits import spoken_digits
+    from extraction.cli_io import ExtractRequest, run_one
+    from extraction.factory import build_extractor
+    from extraction.fields import FieldType
+
+    target = next(f for f in spec.fields if f.name == field)
+    text = spoken_digits(heard.text) if target.type in (FieldType.digits, FieldType.phone) else heard.text
+    found = run_one(build_extractor(spec), spec, ExtractRequest(text=text, requested=[field]))["fields"].get(field)
+    result = {
+        "text": heard.text, "field": field, "value": found["value"] if found else None,
+        # How sure both steps are: the recogniser of its words, the extractor of its reading.
+        "confidence": round(heard.confidence * found["confidence"], 3) if found else 0.0,
+    }
+    sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+
+
+@app.command()
 def serve(
     worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
