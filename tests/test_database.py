@@ -1,0 +1,61 @@
+"""The worker's database handle: SQLite work never stalls the event loop, even when another
+process holds the database."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from transcripts.db import Database, WriteConflict
+from transcripts.migrations import migrate
+
+
+async def test_a_write_that_must_wait_for_another_writer_waits_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "worker.sqlite"
+    db = await Database.open(str(path))
+    await migrate(db)
+    try:
+        # Another program holds SQLite's write lock for 0.4 s.
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.4, lambda: other.execute("COMMIT")).start()
+
+        ticks = 0
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(heartbeat())
+        started = time.perf_counter()
+        await db.execute("INSERT INTO conversations (id, worker, channel, started_at, updated_at) "
+                         "VALUES ('c1', 'w', 'sms', '2026-11-22', '2026-11-22')")
+        waited = time.perf_counter() - started
+        beat.cancel()
+        other.close()
+        assert waited >= 0.3  # it did wait for the other writer...
+        assert ticks >= 15  # ...while the event loop kept running
+        assert (await db.fetchone("SELECT id FROM conversations"))["id"] == "c1"
+    finally:
+        await db.close()
+
+
+async def test_a_guarded_batch_that_loses_is_rolled_back_whole(tmp_path: Path) -> None:
+    db = await Database.open(str(tmp_path / "worker.sqlite"))
+    await migrate(db)
+    try:
+        insert = ("INSERT INTO conversations (id, worker, channel, started_at, updated_at) "
+                  "VALUES ('c1', 'w', 'sms', '2026-11-22', '2026-11-22') ON CONFLICT DO NOTHING", ())
+        await db.batch([insert], guard=0)
+        with pytest.raises(WriteConflict):  # the insert changes no row the second time
+            await db.batch([("UPDATE conversations SET turns = 5", ()), insert], guard=1)
+        assert (await db.fetchone("SELECT turns FROM conversations"))["turns"] == 0
+    finally:
+        await db.close()
