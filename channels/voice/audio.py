@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -18,22 +19,26 @@ class AudioError(ValueError):
     """The file is not audio this channel can read; the message says why."""
 
 
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
+def read_wav(path: Path | BinaryIO) -> tuple[np.ndarray, int]:
     """Mono 16-bit samples and the sample rate of a PCM WAV file (stereo is mixed down)."""
     try:
-        with wave.open(str(path), "rb") as wav:
+        with wave.open(str(path) if isinstance(path, (str, Path)) else path, "rb") as wav:
             channels, width, rate, frames = wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getnframes()
             raw = wav.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise AudioError(f"{path}: not a PCM WAV file ({exc})") from None
+        raise AudioError(f"{_name(path)}: not a PCM WAV file ({exc})") from None
     if width != 2:
-        raise AudioError(f"{path}: {8 * width}-bit samples; 16-bit PCM WAV is needed (sox in.wav -b 16 out.wav)")
+        raise AudioError(f"{_name(path)}: {8 * width}-bit samples; 16-bit PCM WAV is needed (sox in.wav -b 16 out.wav)")
     samples = np.frombuffer(raw, dtype="<i2").astype(np.int16)
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
     if samples.size == 0:
-        raise AudioError(f"{path}: no audio in the file")
+        raise AudioError(f"{_name(path)}: no audio in the file")
     return samples, rate
+
+
+def _name(source: Path | BinaryIO) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "audio"
 
 
 def resample(samples: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
