@@ -93,6 +93,18 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
                 tasks.append(asyncio.create_task(send_sms_forever()))
                 log.info("SMS channel on: POST %s/twilio/sms", twilio.public_base_url or "")
+            voice = None
+            if twilio is not None and os.environ.get("TWILIO_VOICE", "off").lower() == "on":
+                # Imported only here: pipecat and the speech models are for voice alone.
+                from channels.voice.recogniser import Recogniser
+                from channels.voice.tts import PiperServer
+                from channels.voice.webhook import build_router as build_voice_router
+
+                voice = PiperServer()
+                await voice.__aenter__()
+                recogniser = await asyncio.to_thread(Recogniser)
+                app.include_router(build_voice_router(engine, twilio, recogniser, voice))
+                log.info("voice channel on: POST %s/twilio/voice", twilio.public_base_url or "")
             email = EmailSettings.from_env() if spec.channels.email.enabled else None
             email_channel = None
             if email is not None:
@@ -112,6 +124,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                         await task
                 if sms is not None:
                     await sms.close()
+                if voice is not None:
+                    await voice.__aexit__()
 
     # FastAPI's native OpenTelemetry looks up the global providers on every request; keep it
     # for deployments that export traces, skip its cost for everyone else.

@@ -1,0 +1,73 @@
+"""One phone call: Twilio Media Streams in, a pipecat pipeline, the dialogue engine, speech out.
+
+    transport in -> Silero VAD -> local Whisper -> dialogue bridge -> Piper -> transport out
+
+The Twilio serializer decodes the caller's 8 kHz mu-law to the pipeline's 16 kHz and encodes
+the worker's speech back to 8 kHz mu-law. Models are shared by all calls of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fastapi import WebSocket
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.audio.vad_processor import VADProcessor
+from pipecat.runner.utils import parse_telephony_websocket
+from pipecat.serializers.twilio import TwilioFrameSerializer
+from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
+from pipecat.workers.runner import WorkerRunner
+
+from channels.voice.bridge import DialogueBridge
+from channels.voice.recogniser import Recogniser
+from channels.voice.services import LocalWhisperSTT, PiperVoice
+from channels.voice.tts import PiperServer
+from dialogue.engine import DialogueEngine
+
+log = logging.getLogger(__name__)
+END_OF_TURN_SECONDS = float(os.environ.get("VOICE_END_OF_TURN_SECONDS", "0.7"))
+
+
+async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Recogniser, voice: PiperServer) -> DialogueBridge:
+    kind, call = await parse_telephony_websocket(websocket)
+    if kind != "twilio":
+        await websocket.close(code=1003)
+        raise ValueError(f"not a Twilio Media Stream (looks like {kind})")
+    stream_sid, call_sid = call["stream_id"], call["call_id"]
+    parameters = dict(call.get("body") or {})
+    caller, service = parameters.get("from", ""), parameters.get("to", "")
+    serializer = TwilioFrameSerializer(
+        stream_sid=stream_sid, call_sid=call_sid,
+        # Hanging up is the worker's decision, through its own Calls API client.
+        params=TwilioFrameSerializer.InputParams(auto_hang_up=False),
+    )
+    transport = FastAPIWebsocketTransport(
+        websocket=websocket,
+        params=FastAPIWebsocketParams(audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False,
+                                      serializer=serializer),
+    )
+    bridge = DialogueBridge(engine, conversation_id=f"voice:{call_sid}",
+                            metadata={"call_sid": call_sid, "from": caller, "to": service})
+    pipeline = Pipeline([
+        transport.input(),
+        # A caller reading out a booking pauses between words; 0.2 s (the default) cut one
+        # request into several turns. END_OF_TURN_SECONDS of quiet ends the caller's turn.
+        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=END_OF_TURN_SECONDS))),
+        LocalWhisperSTT(recogniser),
+        bridge,
+        PiperVoice(voice),
+        transport.output(),
+    ])
+    worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=8000))
+
+    @transport.event_handler("on_client_disconnected")
+    async def hung_up(_transport: object, _ws: object) -> None:
+        await worker.cancel()
+
+    await WorkerRunner(handle_sigint=False).run(worker)
+    log.info("call %s ended after %d turns", call_sid, len(bridge.results))
+    return bridge

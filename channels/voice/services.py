@@ -1,0 +1,65 @@
+"""pipecat services over the worker's own speech parts: the shared local recogniser and the
+Piper server in its own process. (pipecat's own Whisper service loads a model per instance
+in its constructor, and its Piper module imports the GPL-licensed piper package.)"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import numpy as np
+from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
+from pipecat.services.settings import STTSettings, TTSSettings
+from pipecat.services.stt_service import SegmentedSTTService
+from pipecat.services.tts_service import TTSService
+from pipecat.utils.time import time_now_iso8601
+
+from channels.voice.recogniser import Recogniser
+from channels.voice.tts import PiperServer, SpeechUnavailable
+
+
+class LocalWhisperSTT(SegmentedSTTService):
+    """One transcription per caller utterance (the VAD decides where utterances end)."""
+
+    def __init__(self, recogniser: Recogniser, **kwargs: object):
+        super().__init__(settings=STTSettings(model="whisper-local", language="en"), **kwargs)
+        self._recogniser = recogniser
+        self.last_confidence = 0.0
+
+    @property
+    def wants_wav_segments(self) -> bool:
+        return False  # raw 16-bit PCM at the pipeline's input rate (16 kHz)
+
+    async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
+        samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        heard = await self._recogniser.hear(samples)
+        self.last_confidence = heard.confidence
+        if heard.text:
+            yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601())
+
+
+class PiperVoice(TTSService):
+    """Speech from the Piper server; pipecat resamples it to the call's 8 kHz."""
+
+    def __init__(self, server: PiperServer, **kwargs: object):
+        super().__init__(settings=TTSSettings(model="piper", voice=server.voice.stem, language="en"), **kwargs)
+        self._server = server
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        try:
+            samples, rate = await self._server.speak(text)
+        except SpeechUnavailable as exc:
+            yield ErrorFrame(error=str(exc))
+            return
+
+        async def chunks() -> AsyncIterator[bytes]:
+            data = samples.tobytes()
+            step = rate * 2 // 10  # 100 ms
+            for start in range(0, len(data), step):
+                yield data[start:start + step]
+
+        async for frame in self._stream_audio_frames_from_iterator(chunks(), in_sample_rate=rate, context_id=context_id):
+            await self.stop_ttfb_metrics()
+            yield frame

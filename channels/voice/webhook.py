@@ -1,0 +1,53 @@
+"""Twilio Voice: the call webhook answers with TwiML that connects a bidirectional Media
+Stream to this worker; the stream itself is `WS /twilio/media` (channels/voice/call.py)."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import APIRouter, Request, Response, WebSocket
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
+
+from channels.sms.settings import TwilioSettings
+from channels.voice.call import run_call
+from channels.voice.recogniser import Recogniser
+from channels.voice.tts import PiperServer
+from dialogue.engine import DialogueEngine
+
+log = logging.getLogger(__name__)
+
+
+def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: Recogniser, voice: PiperServer) -> APIRouter:
+    router = APIRouter()
+    validator = RequestValidator(settings.auth_token)
+
+    @router.post("/twilio/voice")
+    async def incoming_call(request: Request) -> Response:
+        params = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+        url = settings.public_url(request.url.path, request.url.query) if settings.public_base_url else str(request.url)
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not validator.validate(url, params, signature):
+            log.warning("rejected /twilio/voice: missing or invalid X-Twilio-Signature")
+            return Response("invalid Twilio signature", status_code=403, media_type="text/plain")
+        base = urlsplit(settings.public_base_url or str(request.base_url))
+        scheme = "wss" if base.scheme == "https" else "ws"
+        stream = Stream(url=f"{scheme}://{base.netloc}/twilio/media")
+        stream.parameter(name="from", value=params.get("From", ""))
+        stream.parameter(name="to", value=params.get("To", ""))
+        connect = Connect()
+        connect.append(stream)
+        response = VoiceResponse()
+        response.append(connect)
+        return Response(content=str(response), media_type="application/xml")
+
+    @router.websocket("/twilio/media")
+    async def media(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await run_call(websocket, engine, recogniser, voice)
+        except Exception:
+            log.exception("call failed")
+
+    return router

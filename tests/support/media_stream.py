@@ -1,0 +1,108 @@
+"""A caller's phone as Twilio Media Streams presents it to the worker: a WebSocket carrying
+`connected`, `start`, `media` (20 ms of 8 kHz mu-law each, sent at real-time pace), `dtmf`,
+`mark` and `stop` messages, and receiving the worker's `media`, `mark` and `clear`."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import websockets
+
+from channels.voice.audio import for_recogniser, resample, ulaw_decode, ulaw_encode
+
+FRAME_BYTES = 160  # 20 ms at 8 kHz, one byte per mu-law sample
+
+
+class Caller:
+    def __init__(self, url: str, caller: str = "+12025550123", service: str = "+15005550006"):
+        self.url = url
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.call_sid = "CA" + uuid.uuid4().hex
+        self.caller, self.service = caller, service
+        self.heard = bytearray()  # the worker's speech, mu-law
+        self.last_audio_at = 0.0
+        self.events: list[dict[str, Any]] = []
+        self._ws: Any = None
+        self._sequence = 0
+        self._chunk = 0
+        self._receiver: asyncio.Task[None] | None = None
+        self._silence: asyncio.Task[None] | None = None
+        self._talking = asyncio.Lock()
+
+    async def __aenter__(self) -> Caller:
+        self._ws = await websockets.connect(self.url)
+        await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self._send({"event": "start", "start": {
+            "accountSid": "AC" + "0" * 32, "streamSid": self.stream_sid, "callSid": self.call_sid,
+            "tracks": ["inbound"], "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": {"from": self.caller, "to": self.service},
+        }})
+        self._receiver = asyncio.create_task(self._receive())
+        self._silence = asyncio.create_task(self._room_tone())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in (self._silence, self._receiver):
+            if task:
+                task.cancel()
+        try:
+            await self._send({"event": "stop", "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.call_sid}})
+            await self._ws.close()
+        except websockets.ConnectionClosed:
+            pass
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self._sequence += 1
+        await self._ws.send(json.dumps({"sequenceNumber": str(self._sequence), "streamSid": self.stream_sid, **message}))
+
+    async def _frame(self, payload: bytes) -> None:
+        self._chunk += 1
+        await self._send({"event": "media", "media": {
+            "track": "inbound", "chunk": str(self._chunk), "timestamp": str(self._chunk * 20),
+            "payload": base64.b64encode(payload).decode()}})
+
+    async def _room_tone(self) -> None:
+        """A phone line is never silent on the wire: frames of silence between utterances."""
+        quiet = ulaw_encode(np.zeros(FRAME_BYTES, dtype=np.int16))
+        while True:
+            async with self._talking:
+                await self._frame(quiet)
+            await asyncio.sleep(0.02)
+
+    async def _receive(self) -> None:
+        async for raw in self._ws:
+            message = json.loads(raw)
+            self.events.append(message)
+            if message.get("event") == "media":
+                self.heard += base64.b64decode(message["media"]["payload"])
+                self.last_audio_at = time.monotonic()
+
+    async def say(self, samples: np.ndarray, rate: int) -> None:
+        """Speak, at the pace of real time, as 20 ms mu-law frames."""
+        audio = ulaw_encode(resample(samples, rate, 8000))
+        async with self._talking:
+            start = time.monotonic()
+            for n, offset in enumerate(range(0, len(audio), FRAME_BYTES)):
+                await self._frame(audio[offset:offset + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
+                await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+
+    async def hung_up(self, timeout: float = 10.0) -> None:
+        """Wait until the worker closes the stream (on a real call, Twilio then hangs up)."""
+        assert self._receiver is not None
+        await asyncio.wait_for(asyncio.shield(self._receiver), timeout)
+
+    async def listen(self, timeout: float = 30.0, quiet_for: float = 0.8) -> np.ndarray:
+        """Wait for the worker to speak and then fall quiet; what it said, as 16 kHz float."""
+        self.heard.clear()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.heard and time.monotonic() - self.last_audio_at > quiet_for:
+                return for_recogniser(ulaw_decode(bytes(self.heard)), 8000)
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"the worker said nothing for {timeout} s; events: {[e.get('event') for e in self.events[-5:]]}")

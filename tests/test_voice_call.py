@@ -1,0 +1,84 @@
+"""A phone call end to end: Twilio's webhook and Media Stream against the real server, the
+caller's speech made with espeak-ng, the worker's speech transcribed back."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from channels.voice.audio import read_wav
+from channels.voice.recogniser import Recogniser
+from tests.support.media_stream import Caller
+from tests.support.server import WorkerServer
+
+TOKEN = "voice-token-0123456789abcdef0123"
+ACCOUNT = "AC" + "c" * 32
+
+
+@pytest.fixture(scope="module")
+def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
+    var = tmp_path_factory.mktemp("voice") / "var"
+    server = WorkerServer("examples/restaurant_booking.yaml", {
+        "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_VOICE": "on",
+        "TWILIO_API_BASE": "http://127.0.0.1:9",
+    }, var)
+    try:
+        server.wait_ready(timeout=120)
+        yield server
+    finally:
+        server.stop()
+
+
+def speech(text: str, tmp_path: Path) -> tuple:
+    path = tmp_path / f"{abs(hash(text))}.wav"
+    subprocess.run([shutil.which("espeak-ng") or "espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+    return read_wav(path)
+
+
+def test_the_call_webhook_connects_a_media_stream(voice_server: WorkerServer) -> None:
+    url = voice_server.base_url + "/twilio/voice"
+    params = {"CallSid": "CA" + "1" * 32, "AccountSid": ACCOUNT, "From": "+12025550123", "To": "+15005550006"}
+    signed = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)}
+    response = httpx.post(url, data=params, headers=signed)
+    assert response.status_code == 200
+    stream = ElementTree.fromstring(response.text).find("./Connect/Stream")
+    assert stream is not None and stream.get("url") == voice_server.base_url.replace("http", "ws") + "/twilio/media"
+    assert {p.get("name"): p.get("value") for p in stream.iter("Parameter")} == {"from": "+12025550123", "to": "+15005550006"}
+    forged = httpx.post(url, data=params, headers={"X-Twilio-Signature": "AAAA"})
+    assert forged.status_code == 403
+
+
+async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerServer, tmp_path: Path) -> None:
+    recogniser = Recogniser()
+    media_url = voice_server.base_url.replace("http", "ws") + "/twilio/media"
+    async with Caller(media_url) as caller:
+        greeting = await recogniser.hear(await caller.listen())
+        assert "sam" in greeting.text.lower() and "day" in greeting.text.lower()
+        await caller.say(*speech("A table for four people tomorrow at seven p m please", tmp_path))
+        assert "first name" in (await recogniser.hear(await caller.listen())).text.lower()
+        await caller.say(*speech("My name is Maria Lopez", tmp_path))
+        confirmation = (await recogniser.hear(await caller.listen())).text.lower()
+        assert "table for 4" in confirmation.replace("four", "4") and "is that right" in confirmation
+        await caller.say(*speech("Yes, that's right", tmp_path))
+        goodbye = (await recogniser.hear(await caller.listen())).text.lower()
+        assert "see you on" in goodbye  # "You're booked, Maria. See you on ..."
+        await caller.hung_up(timeout=10)  # the worker ends the call after its closing line
+    [(outcome, fields)] = db_rows(voice_server, "SELECT outcome, fields FROM conversations WHERE id = ?",
+                                  (f"voice:{caller.call_sid}",))
+    assert outcome == "completed"
+    booked = {name: value["value"] for name, value in json.loads(fields).items()}
+    assert booked["people"] == 4 and booked["time"] == "19:00" and booked["last_name"] == "Lopez"
+
+
+def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(f"file:{server.var / 'transcripts.sqlite'}?mode=ro", uri=True) as conn:
+        return conn.execute(sql, params).fetchall()
