@@ -70,7 +70,7 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
         assert "table for 4" in confirmation.replace("four", "4") and "is that right" in confirmation
         await caller.say(*speech("Yes, that's right", tmp_path))
         goodbye = (await recogniser.hear(await caller.listen())).text.lower()
-        assert "see you on" in goodbye  # "You're booked, Maria. See you on ..."
+        assert "see you on" in goodbye and "at 7 pm" in goodbye.replace("p.m.", "pm")  # said as a person would
         await caller.hung_up(timeout=10)  # the worker ends the call after its closing line
     [(outcome, fields)] = db_rows(voice_server, "SELECT outcome, fields FROM conversations WHERE id = ?",
                                   (f"voice:{caller.call_sid}",))

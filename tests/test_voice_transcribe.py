@@ -111,3 +111,15 @@ def test_unreadable_audio_is_a_clear_error(tmp_path: Path, content: bytes | None
 def test_field_needs_a_worker(tmp_path: Path) -> None:
     done = cli("transcribe", str(tmp_path / "x.wav"), "--field", "account_number")
     assert done.returncode == 2 and "--worker and --field together" in done.stderr
+
+
+@pytest.mark.parametrize(("written", "spoken"), [
+    ("a table for 4 on Monday 23 November at 19:00.", "a table for 4 on Monday 23 November at 7 pm."),
+    ("at 19:30, or 12:00, or 00:00, or 09:05", "at 7:30 pm, or noon, or midnight, or 9:05 am"),
+    ("your account 457190 and phone 2025550143", "your account 4 5 7, 1 9 0 and phone 2 0 2, 5 5 5, 0 1 4 3"),
+    ("party of 12 in 2026", "party of 12 in 2026"),  # a year is said as a year
+])
+def test_replies_are_said_as_a_person_would_say_them(written: str, spoken: str) -> None:
+    from channels.voice.speakable import speakable
+
+    assert speakable(written) == spoken

@@ -10,6 +10,7 @@ from typing import Any
 from pipecat.frames.frames import EndWorkerFrame, Frame, StartFrame, TranscriptionFrame, TTSSpeakFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from channels.voice.speakable import speakable
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
 
@@ -41,7 +42,7 @@ class DialogueBridge(FrameProcessor):
         result = await self._engine.handle(turn)
         self.results.append(result)
         if result.reply:
-            await self.push_frame(TTSSpeakFrame(result.reply))
+            await self.push_frame(TTSSpeakFrame(speakable(result.reply)))
         if result.outcome is not None and any(a.kind == "end" for a in result.actions):
             # Downstream, behind the closing line: the call ends once it has been said.
             await self.push_frame(EndWorkerFrame())
