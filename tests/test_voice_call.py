@@ -24,15 +24,19 @@ TOKEN = "voice-token-0123456789abcdef0123"
 ACCOUNT = "AC" + "c" * 32
 
 
-@pytest.fixture(scope="module")
-def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
-    var = tmp_path_factory.mktemp("voice") / "var"
-    server = WorkerServer("examples/restaurant_booking.yaml", {
+def start_voice_server(worker: str, var: Path) -> WorkerServer:
+    server = WorkerServer(worker, {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_VOICE": "on",
         "TWILIO_API_BASE": "http://127.0.0.1:9",
     }, var)
+    server.wait_ready(timeout=120)
+    return server
+
+
+@pytest.fixture(scope="module")
+def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
+    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path_factory.mktemp("voice") / "var")
     try:
-        server.wait_ready(timeout=120)
         yield server
     finally:
         server.stop()
@@ -82,3 +86,22 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
 def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
     with sqlite3.connect(f"file:{server.var / 'transcripts.sqlite'}?mode=ro", uri=True) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) -> None:
+    server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
+    try:
+        recogniser = Recogniser()
+        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+            greeting = (await recogniser.hear(await caller.listen())).text.lower()
+            assert "account number" in greeting
+            await caller.press("9*45719023#")  # a slip, star to start again, then the number and hash
+            reply = (await recogniser.hear(await caller.listen())).text.lower()
+            assert "billing" in reply and "account number" not in reply  # on to the next question
+        [(text, metadata)] = db_rows(server, "SELECT text, metadata FROM events WHERE direction = 'in' AND text IS NOT NULL")
+        assert text == "45719023" and json.loads(metadata)["input"] == "dtmf"
+        [(fields,)] = db_rows(server, "SELECT fields FROM events WHERE direction = 'out' ORDER BY id DESC LIMIT 1")
+        assert json.loads(fields)["account_number"]["value"] == "45719023"
+    finally:
+        server.stop()
+

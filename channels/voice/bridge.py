@@ -1,13 +1,20 @@
 """The bridge between a call's pipeline and the dialogue engine: one `Turn` per caller
-utterance; the graph's actions come back as speech (and, later, call control)."""
+utterance or keyed-in number; the graph's actions come back as speech (and, later, call
+control).
+
+Key presses: digits collect until `#` (or a pause of DTMF_PAUSE_SECONDS), then count as one
+turn whose text is the digits, as if said; `*` starts the number again. This is how callers
+give account numbers that the recogniser would mishear."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from datetime import datetime, timezone
 from typing import Any
 
-from pipecat.frames.frames import EndWorkerFrame, Frame, StartFrame, TranscriptionFrame, TTSSpeakFrame
+from pipecat.frames.frames import EndWorkerFrame, Frame, InputDTMFFrame, StartFrame, TranscriptionFrame, TTSSpeakFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from channels.voice.speakable import speakable
@@ -15,6 +22,7 @@ from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
 
 log = logging.getLogger(__name__)
+DTMF_PAUSE_SECONDS = float(os.environ.get("VOICE_DTMF_PAUSE_SECONDS", "3"))
 
 
 class DialogueBridge(FrameProcessor):
@@ -24,6 +32,8 @@ class DialogueBridge(FrameProcessor):
         self._conversation_id = conversation_id
         self._metadata = metadata
         self.results: list[TurnResult] = []
+        self._keys = ""
+        self._keys_pause: asyncio.Task[None] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -34,11 +44,37 @@ class DialogueBridge(FrameProcessor):
         if isinstance(frame, TranscriptionFrame):
             await self._take_turn(frame.text)
             return
+        if isinstance(frame, InputDTMFFrame):
+            await self._key(str(frame.button.value))
+            return
         await self.push_frame(frame, direction)
 
-    async def _take_turn(self, text: str | None) -> None:
+    async def _key(self, key: str) -> None:
+        if self._keys_pause is not None:
+            self._keys_pause.cancel()
+            self._keys_pause = None
+        if key == "*":
+            self._keys = ""
+        elif key == "#":
+            await self._keys_done()
+        else:
+            self._keys += key
+            self._keys_pause = self.create_task(self._keys_after_pause())
+
+    async def _keys_after_pause(self) -> None:
+        await asyncio.sleep(DTMF_PAUSE_SECONDS)
+        self._keys_pause = None
+        await self._keys_done()
+
+    async def _keys_done(self) -> None:
+        keys, self._keys = self._keys, ""
+        if keys:
+            await self._take_turn(keys, keyed=True)
+
+    async def _take_turn(self, text: str | None, keyed: bool = False) -> None:
+        metadata = {**self._metadata, "input": "dtmf"} if keyed else self._metadata
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
-                    time=datetime.now(timezone.utc), metadata=self._metadata)
+                    time=datetime.now(timezone.utc), metadata=metadata)
         result = await self._engine.handle(turn)
         self.results.append(result)
         if result.reply:

@@ -92,6 +92,12 @@ class Caller:
                 await self._frame(audio[offset:offset + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
 
+    async def press(self, keys: str) -> None:
+        """Key presses, as Twilio reports them: one `dtmf` message per key."""
+        for key in keys:
+            await self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
+            await asyncio.sleep(0.15)
+
     async def hung_up(self, timeout: float = 10.0) -> None:
         """Wait until the worker closes the stream (on a real call, Twilio then hangs up)."""
         assert self._receiver is not None
