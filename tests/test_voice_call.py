@@ -3,6 +3,7 @@ caller's speech made with espeak-ng, the worker's speech transcribed back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -104,4 +105,18 @@ async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) ->
         assert json.loads(fields)["account_number"]["value"] == "45719023"
     finally:
         server.stop()
+
+
+async def test_talking_over_the_worker_stops_its_speech_at_once(voice_server: WorkerServer, tmp_path: Path) -> None:
+    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+        while not caller.heard:  # the greeting has started
+            await asyncio.sleep(0.02)
+        await caller.say(*speech("Sorry, can I book a table for two tonight", tmp_path))
+        clears = [e for e in caller.events if e.get("event") == "clear"]
+        assert clears, "Twilio was not told to drop the worker's queued speech"
+        reply = (await Recogniser().hear(await caller.listen())).text.lower()
+        assert "time" in reply  # the caller's words were heard and answered
+    [(metadata,)] = db_rows(voice_server, "SELECT metadata FROM events WHERE conversation_id = ? AND direction = 'in' "
+                            "AND text IS NOT NULL", (f"voice:{caller.call_sid}",))
+    assert json.loads(metadata)["talked_over"][0].startswith("Hi, this is Sam")
 

@@ -14,7 +14,17 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from pipecat.frames.frames import EndWorkerFrame, Frame, InputDTMFFrame, StartFrame, TranscriptionFrame, TTSSpeakFrame
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndWorkerFrame,
+    Frame,
+    InputDTMFFrame,
+    StartFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from channels.voice.speakable import speakable
@@ -34,6 +44,9 @@ class DialogueBridge(FrameProcessor):
         self.results: list[TurnResult] = []
         self._keys = ""
         self._keys_pause: asyncio.Task[None] | None = None
+        self._speaking = False
+        self._last_said = ""
+        self.unheard: list[str] = []  # lines the caller talked over
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -46,6 +59,19 @@ class DialogueBridge(FrameProcessor):
             return
         if isinstance(frame, InputDTMFFrame):
             await self._key(str(frame.button.value))
+            return
+        if isinstance(frame, BotStartedSpeakingFrame):
+            self._speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self._speaking = False
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._speaking:
+            # Barge-in: the caller talks over the worker. Its speech stops at once (Twilio is
+            # told to drop what it has queued) and the cut-off line is remembered as unheard.
+            self._speaking = False
+            self.unheard.append(self._last_said)
+            log.info("%s: caller spoke over %r", self._conversation_id, self._last_said)
+            await self.push_frame(frame, direction)
+            await self.broadcast_interruption()
             return
         await self.push_frame(frame, direction)
 
@@ -72,12 +98,18 @@ class DialogueBridge(FrameProcessor):
             await self._take_turn(keys, keyed=True)
 
     async def _take_turn(self, text: str | None, keyed: bool = False) -> None:
-        metadata = {**self._metadata, "input": "dtmf"} if keyed else self._metadata
+        metadata = {**self._metadata, "input": "dtmf"} if keyed else dict(self._metadata)
+        if self.unheard:
+            # Stored with the caller's next turn: what they talked over, so a reviewer (and a
+            # later turn) knows which line they never heard to the end.
+            metadata["talked_over"] = list(self.unheard)
+            self.unheard.clear()
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
                     time=datetime.now(timezone.utc), metadata=metadata)
         result = await self._engine.handle(turn)
         self.results.append(result)
         if result.reply:
+            self._last_said = result.reply
             await self.push_frame(TTSSpeakFrame(speakable(result.reply)))
         if result.outcome is not None and any(a.kind == "end" for a in result.actions):
             # Downstream, behind the closing line: the call ends once it has been said.
