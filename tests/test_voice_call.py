@@ -25,10 +25,10 @@ TOKEN = "voice-token-0123456789abcdef0123"
 ACCOUNT = "AC" + "c" * 32
 
 
-def start_voice_server(worker: str, var: Path) -> WorkerServer:
+def start_voice_server(worker: str, var: Path, **env: str) -> WorkerServer:
     server = WorkerServer(worker, {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_VOICE": "on",
-        "TWILIO_API_BASE": "http://127.0.0.1:9",
+        "TWILIO_API_BASE": "http://127.0.0.1:9", **env,
     }, var)
     server.wait_ready(timeout=120)
     return server
@@ -119,4 +119,21 @@ async def test_talking_over_the_worker_stops_its_speech_at_once(voice_server: Wo
     [(metadata,)] = db_rows(voice_server, "SELECT metadata FROM events WHERE conversation_id = ? AND direction = 'in' "
                             "AND text IS NOT NULL", (f"voice:{caller.call_sid}",))
     assert json.loads(metadata)["talked_over"][0].startswith("Hi, this is Sam")
+
+
+async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) -> None:
+    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path / "var", VOICE_SILENCE_SECONDS="2")
+    try:
+        recogniser = Recogniser()
+        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+            await caller.listen()  # the greeting; then the caller says nothing at all
+            again = (await recogniser.hear(await caller.listen(timeout=15))).text.lower()
+            assert "still there" in again and "what day" in again
+            goodbye = (await recogniser.hear(await caller.listen(timeout=15))).text.lower()
+            assert "goodbye" in goodbye
+            await caller.hung_up(timeout=10)
+        [(outcome,)] = db_rows(server, "SELECT outcome FROM conversations WHERE id = ?", (f"voice:{caller.call_sid}",))
+        assert outcome == "abandoned"
+    finally:
+        server.stop()
 

@@ -30,8 +30,11 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from channels.voice.speakable import speakable
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
+from transcripts.store import Event
 
 log = logging.getLogger(__name__)
+SILENCE_SECONDS = float(os.environ.get("VOICE_SILENCE_SECONDS", "8"))
+SILENCE_PROMPTS = int(os.environ.get("VOICE_SILENCE_PROMPTS", "1"))
 DTMF_PAUSE_SECONDS = float(os.environ.get("VOICE_DTMF_PAUSE_SECONDS", "3"))
 
 
@@ -45,6 +48,9 @@ class DialogueBridge(FrameProcessor):
         self._keys = ""
         self._keys_pause: asyncio.Task[None] | None = None
         self._speaking = False
+        self._silence: asyncio.Task[None] | None = None
+        self._reprompts = 0
+        self._ending = False
         self._last_said = ""
         self.unheard: list[str] = []  # lines the caller talked over
 
@@ -55,16 +61,23 @@ class DialogueBridge(FrameProcessor):
             await self._take_turn(None)  # the greeting, as soon as the stream starts
             return
         if isinstance(frame, TranscriptionFrame):
+            self._heard_something()
             await self._take_turn(frame.text)
             return
         if isinstance(frame, InputDTMFFrame):
+            self._heard_something()
             await self._key(str(frame.button.value))
             return
         if isinstance(frame, BotStartedSpeakingFrame):
             self._speaking = True
+            self._heard_something()
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._speaking = False
-        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._speaking:
+            if not self._ending:
+                self._silence = self.create_task(self._wait_for_the_caller())
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            self._heard_something()
+        if isinstance(frame, VADUserStartedSpeakingFrame) and self._speaking:
             # Barge-in: the caller talks over the worker. Its speech stops at once (Twilio is
             # told to drop what it has queued) and the cut-off line is remembered as unheard.
             self._speaking = False
@@ -74,6 +87,31 @@ class DialogueBridge(FrameProcessor):
             await self.broadcast_interruption()
             return
         await self.push_frame(frame, direction)
+
+    def _heard_something(self) -> None:
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
+
+    async def _wait_for_the_caller(self) -> None:
+        """Silence never hangs: after SILENCE_SECONDS the question is asked again, and after
+        SILENCE_PROMPTS re-prompts the worker says goodbye and hangs up."""
+        await asyncio.sleep(SILENCE_SECONDS)
+        self._silence = None
+        if self._reprompts < SILENCE_PROMPTS:
+            self._reprompts += 1
+            await self.push_frame(TTSSpeakFrame(speakable(f"Are you still there? {self._last_said}")))
+            return
+        self._ending = True
+        goodbye = "I can't hear anything, so I'll let you go. Please call again any time. Goodbye."
+        await self._engine.store.append(
+            Event(conversation_id=self._conversation_id, channel="voice", direction="out", text=goodbye,
+                  time=datetime.now(timezone.utc), outcome="abandoned",
+                  metadata={"event": "caller silent", "reprompts": self._reprompts}),
+            worker=self._engine.spec.name,
+        )
+        await self.push_frame(TTSSpeakFrame(goodbye))
+        await self.push_frame(EndWorkerFrame())
 
     async def _key(self, key: str) -> None:
         if self._keys_pause is not None:
@@ -108,9 +146,12 @@ class DialogueBridge(FrameProcessor):
                     time=datetime.now(timezone.utc), metadata=metadata)
         result = await self._engine.handle(turn)
         self.results.append(result)
+        if text is not None:
+            self._reprompts = 0  # the caller is there: a later silence gets its re-prompt again
         if result.reply:
             self._last_said = result.reply
             await self.push_frame(TTSSpeakFrame(speakable(result.reply)))
         if result.outcome is not None and any(a.kind == "end" for a in result.actions):
             # Downstream, behind the closing line: the call ends once it has been said.
+            self._ending = True
             await self.push_frame(EndWorkerFrame())
