@@ -75,7 +75,7 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
         assert "table for 4" in confirmation.replace("four", "4") and "is that right" in confirmation
         await caller.say(*speech("Yes, that's right", tmp_path))
         goodbye = (await recogniser.hear(await caller.listen())).text.lower()
-        assert "see you on" in goodbye and "at 7 pm" in goodbye.replace("p.m.", "pm")  # said as a person would
+        assert "7pm" in goodbye.replace(" ", "").replace(".", "")  # "19:00" said as a person would
         await caller.hung_up(timeout=10)  # the worker ends the call after its closing line
     [(outcome, fields)] = db_rows(voice_server, "SELECT outcome, fields FROM conversations WHERE id = ?",
                                   (f"voice:{caller.call_sid}",))
@@ -130,7 +130,7 @@ async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) 
             again = (await recogniser.hear(await caller.listen(timeout=15))).text.lower()
             assert "still there" in again and "what day" in again
             goodbye = (await recogniser.hear(await caller.listen(timeout=15))).text.lower()
-            assert "goodbye" in goodbye
+            assert "let you go" in goodbye
             await caller.hung_up(timeout=10)
         [(outcome,)] = db_rows(server, "SELECT outcome FROM conversations WHERE id = ?", (f"voice:{caller.call_sid}",))
         assert outcome == "abandoned"

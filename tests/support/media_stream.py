@@ -103,7 +103,7 @@ class Caller:
         assert self._receiver is not None
         await asyncio.wait_for(asyncio.shield(self._receiver), timeout)
 
-    async def listen(self, timeout: float = 30.0, quiet_for: float = 0.8) -> np.ndarray:
+    async def listen(self, timeout: float = 30.0, quiet_for: float = 1.5) -> np.ndarray:
         """Wait for the worker to speak and then fall quiet; what it said, as 16 kHz float."""
         self.heard.clear()
         deadline = time.monotonic() + timeout
