@@ -4,13 +4,14 @@ Stream to this worker; the stream itself is `WS /twilio/media` (channels/voice/c
 from __future__ import annotations
 
 import logging
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response, WebSocket
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from channels.sms.settings import TwilioSettings
+from channels.twilio_signature import signed_params
 from channels.voice.call import run_call
 from channels.voice.recogniser import Recogniser
 from channels.voice.tts import PiperServer
@@ -25,11 +26,8 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
 
     @router.post("/twilio/voice")
     async def incoming_call(request: Request) -> Response:
-        params = dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
-        url = settings.public_url(request.url.path, request.url.query) if settings.public_base_url else str(request.url)
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not validator.validate(url, params, signature):
-            log.warning("rejected /twilio/voice: missing or invalid X-Twilio-Signature")
+        params = await signed_params(request, settings, validator)
+        if params is None:
             return Response("invalid Twilio signature", status_code=403, media_type="text/plain")
         base = urlsplit(settings.public_base_url or str(request.base_url))
         scheme = "wss" if base.scheme == "https" else "ws"
