@@ -98,7 +98,7 @@ async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) ->
             assert "account number" in greeting
             await caller.press("9*45719023#")  # a slip, star to start again, then the number and hash
             reply = (await recogniser.hear(await caller.listen())).text.lower()
-            assert "billing" in reply and "account number" not in reply  # on to the next question
+            assert "fraud" in reply and "account number" not in reply  # on to the next question (the reason)
         [(text, metadata)] = db_rows(server, "SELECT text, metadata FROM events WHERE direction = 'in' AND text IS NOT NULL")
         assert text == "45719023" and json.loads(metadata)["input"] == "dtmf"
         [(fields,)] = db_rows(server, "SELECT fields FROM events WHERE direction = 'out' ORDER BY id DESC LIMIT 1")
