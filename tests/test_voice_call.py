@@ -62,26 +62,45 @@ def test_the_call_webhook_connects_a_media_stream(voice_server: WorkerServer) ->
     assert forged.status_code == 403
 
 
+# What a caller says to each question, as a person would answer a receptionist. The caller answers
+# what is asked, so a word the recogniser misses is asked for again and the test still checks the
+# conversation rather than one recognition.
+BOOKING_ANSWERS = [
+    ("is that right", "Yes, that's right"),
+    ("last name", "Lopez"),
+    ("name", "My name is Maria Lopez"),
+    ("time", "At seven p m"),
+    ("how many", "Four people"),
+    ("day", "Tomorrow please"),
+]
+
+
 async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerServer, tmp_path: Path) -> None:
     recogniser = Recogniser()
     media_url = voice_server.base_url.replace("http", "ws") + "/twilio/media"
+    said: list[str] = []
     async with Caller(media_url) as caller:
         greeting = await recogniser.hear(await caller.listen())
-        assert "sam" in greeting.text.lower() and "day" in greeting.text.lower()
+        assert "sam" in greeting.text.lower() and "table" in greeting.text.lower()
         await caller.say(*speech("A table for four people tomorrow at seven p m please", tmp_path))
-        assert "first name" in (await recogniser.hear(await caller.listen())).text.lower()
-        await caller.say(*speech("My name is Maria Lopez", tmp_path))
-        confirmation = (await recogniser.hear(await caller.listen())).text.lower()
-        assert "table for 4" in confirmation.replace("four", "4") and "is that right" in confirmation
-        await caller.say(*speech("Yes, that's right", tmp_path))
-        goodbye = (await recogniser.hear(await caller.listen())).text.lower()
-        assert "7pm" in goodbye.replace(" ", "").replace(".", "")  # "19:00" said as a person would
+        for _ in range(8):
+            said.append((await recogniser.hear(await caller.listen(quiet_for=2.0))).text.lower())
+            if "booked" in said[-1] or caller.ended:
+                break
+            answer = next((a for question, a in BOOKING_ANSWERS if question in said[-1]), "Sorry, say that again?")
+            await caller.say(*speech(answer, tmp_path))
         await caller.hung_up(timeout=10)  # the worker ends the call after its closing line
+    heard = db_rows(voice_server, "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' "
+                    "AND text IS NOT NULL ORDER BY id", (f"voice:{caller.call_sid}",))
+    transcript = f"worker said {said}; worker heard {heard}"
+    confirmation = next((s for s in said if "is that right" in s), "")
+    assert "table for 4" in confirmation.replace("four", "4"), transcript
+    assert "7pm" in said[-1].replace(" ", "").replace(".", ""), transcript  # "19:00" said as a person would
     [(outcome, fields)] = db_rows(voice_server, "SELECT outcome, fields FROM conversations WHERE id = ?",
                                   (f"voice:{caller.call_sid}",))
-    assert outcome == "completed"
+    assert outcome == "completed", transcript
     booked = {name: value["value"] for name, value in json.loads(fields).items()}
-    assert booked["people"] == 4 and booked["time"] == "19:00" and booked["last_name"] == "Lopez"
+    assert booked["people"] == 4 and booked["time"] == "19:00" and booked["last_name"] == "Lopez", transcript
 
 
 def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
@@ -115,7 +134,9 @@ async def test_talking_over_the_worker_stops_its_speech_at_once(voice_server: Wo
         clears = [e for e in caller.events if e.get("event") == "clear"]
         assert clears, "Twilio was not told to drop the worker's queued speech"
         reply = (await Recogniser().hear(await caller.listen())).text.lower()
-        assert "time" in reply  # the caller's words were heard and answered
+        # answered with the next question (which one depends on what the recogniser caught), not the greeting again
+        assert any(question in reply for question in ("time", "day", "how many", "name")), reply
+        assert "trattoria" not in reply
     [(metadata,)] = db_rows(voice_server, "SELECT metadata FROM events WHERE conversation_id = ? AND direction = 'in' "
                             "AND text IS NOT NULL", (f"voice:{caller.call_sid}",))
     assert json.loads(metadata)["talked_over"][0].startswith("Hi, this is Sam")

@@ -98,6 +98,11 @@ class Caller:
             await self._send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
             await asyncio.sleep(0.15)
 
+    @property
+    def ended(self) -> bool:
+        """The worker has closed the stream."""
+        return self._receiver is not None and self._receiver.done()
+
     async def hung_up(self, timeout: float = 10.0) -> None:
         """Wait until the worker closes the stream (on a real call, Twilio then hangs up)."""
         assert self._receiver is not None
