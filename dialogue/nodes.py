@@ -295,7 +295,9 @@ def make_render(spec: WorkerSpec):
                 template = script.changed
             elif key in ("handoff", "goodbye") and line.get("say"):
                 template = line["say"]
-            elif key == "handoff" and state.get("channel") in ("sms", "email"):
+            elif key == "handoff" and (state.get("channel") in ("sms", "email")
+                                       or (state.get("channel") == "voice" and not (state.get("escalation") or {}).get("to"))):
+                # A person replies later: on text channels always, on a call when there is no one to put it through to.
                 template = script.follow_up
             else:
                 template = getattr(script, key)

@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.voice.audio import read_wav
 from channels.voice.recogniser import Recogniser
+from tests.support.fake_twilio import FakeTwilio
 from tests.support.media_stream import Caller
 from tests.support.server import WorkerServer
 
@@ -35,8 +36,15 @@ def start_voice_server(worker: str, var: Path, **env: str) -> WorkerServer:
 
 
 @pytest.fixture(scope="module")
-def voice_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
-    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path_factory.mktemp("voice") / "var")
+def fake_twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def voice_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio) -> Iterator[WorkerServer]:
+    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path_factory.mktemp("voice") / "var",
+                                TWILIO_API_BASE=fake_twilio.base_url)
     try:
         yield server
     finally:
@@ -158,3 +166,28 @@ async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) 
     finally:
         server.stop()
 
+
+
+async def test_a_caller_asking_for_a_person_is_told_then_put_through(
+    voice_server: WorkerServer, fake_twilio: FakeTwilio, tmp_path: Path,
+) -> None:
+    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media", caller="+12025550188") as caller:
+        await caller.listen()  # the greeting
+        await caller.say(*speech("Can I speak to a real person please", tmp_path))
+        told = (await Recogniser().hear(await caller.listen())).text.lower()
+        assert "colleague" in told
+        await caller.hung_up(timeout=15)  # the stream ends: from here Twilio carries the call
+    [update] = [u for u in fake_twilio.call_updates if u["CallSid"] == caller.call_sid]
+    dial = ElementTree.fromstring(update["Twiml"]).find("./Dial")
+    assert dial is not None and dial.get("callerId") == "+12025550188"  # the person answering sees who is calling
+    assert dial.findtext("Number") == "+441632960000"  # the rule's number
+    conversation = f"voice:{caller.call_sid}"
+    [(metadata,)] = db_rows(voice_server, "SELECT metadata FROM events WHERE conversation_id = ? "
+                            "AND json_extract(metadata, '$.event') = 'transfer'", (conversation,))
+    transfer = json.loads(metadata)
+    [(handoff_id, rule, packet)] = db_rows(voice_server, "SELECT id, rule, packet FROM handoffs WHERE conversation_id = ?",
+                                           (conversation,))
+    assert transfer["ok"] and transfer["handoff_id"] == handoff_id and rule == "asks_for_human"
+    assert "speak" in json.dumps(json.loads(packet)).lower()  # the packet carries what the caller said
+    [(outcome,)] = db_rows(voice_server, "SELECT outcome FROM conversations WHERE id = ?", (conversation,))
+    assert outcome == "escalated"

@@ -97,13 +97,15 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
             if twilio is not None and os.environ.get("TWILIO_VOICE", "off").lower() == "on":
                 # Imported only here: pipecat and the speech models are for voice alone.
                 from channels.voice.recogniser import Recogniser
+                from channels.voice.transfer import CallControl
                 from channels.voice.tts import PiperServer
                 from channels.voice.webhook import build_router as build_voice_router
 
                 voice = PiperServer()
                 await voice.__aenter__()
                 recogniser = await asyncio.to_thread(Recogniser)
-                app.include_router(build_voice_router(engine, twilio, recogniser, voice))
+                calls = CallControl(twilio)
+                app.include_router(build_voice_router(engine, twilio, recogniser, voice, calls))
                 log.info("voice channel on: POST %s/twilio/voice", twilio.public_base_url or "")
             email = EmailSettings.from_env() if spec.channels.email.enabled else None
             email_channel = None
@@ -126,6 +128,7 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                     await sms.close()
                 if voice is not None:
                     await voice.__aexit__()
+                    await calls.close()
 
     # FastAPI's native OpenTelemetry looks up the global providers on every request; keep it
     # for deployments that export traces, skip its cost for everyone else.

@@ -8,32 +8,16 @@ recipient). Numbers on the opt-out list are never sent to; their items are 'supp
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from channels.sms.settings import TwilioSettings
 from channels.sms.store import OutboxItem, SmsStore
+from channels.twilio_rest import close_client, rest_client
 from dialogue.events import utcnow
 from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
-
-
-class _RedirectingHttpClient(AsyncTwilioHttpClient):
-    """Twilio's own async HTTP client, sending to another base URL (a Twilio-compatible test server)."""
-
-    def __init__(self, api_base: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.api_base = api_base.rstrip("/")
-
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        for origin in ("https://api.twilio.com", "https://messaging.twilio.com"):
-            if url.startswith(origin):
-                url = self.api_base + url[len(origin):]
-        return await super().request(method, url, *args, **kwargs)
 
 
 class SmsSender:
@@ -46,14 +30,12 @@ class SmsSender:
     def client(self) -> Client:
         # Created lazily inside the running loop: the async HTTP client binds to it.
         if self._client is None:
-            http = (_RedirectingHttpClient(self.settings.api_base, timeout=10) if self.settings.api_base
-                    else AsyncTwilioHttpClient(timeout=10))
-            self._client = Client(self.settings.account_sid, self.settings.auth_token, http_client=http)
+            self._client = rest_client(self.settings)
         return self._client
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.http_client.close()  # type: ignore[attr-defined]
+            await close_client(self._client)
             self._client = None
 
     async def send_due(self) -> int:

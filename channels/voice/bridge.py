@@ -1,6 +1,6 @@
 """The bridge between a call's pipeline and the dialogue engine: one `Turn` per caller
-utterance or keyed-in number; the graph's actions come back as speech (and, later, call
-control).
+utterance or keyed-in number; the graph's actions come back as speech and call control
+(hang up after the closing line; put the call through to a person after the handoff line).
 
 Key presses: digits collect until `#` (or a pause of DTMF_PAUSE_SECONDS), then count as one
 turn whose text is the digits, as if said; `*` starts the number again. This is how callers
@@ -28,8 +28,10 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from channels.voice.speakable import speakable
+from channels.voice.transfer import CallControl
 from dialogue.engine import DialogueEngine
-from dialogue.events import Turn, TurnResult
+from dialogue.events import Transfer, Turn, TurnResult
+from escalation.queue import HumanQueue
 from transcripts.store import Event
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,16 @@ SILENCE_PROMPTS = int(os.environ.get("VOICE_SILENCE_PROMPTS", "1"))
 DTMF_PAUSE_SECONDS = float(os.environ.get("VOICE_DTMF_PAUSE_SECONDS", "3"))
 
 
+TRANSFER_GRACE_SECONDS = 0.5  # Twilio plays what it has buffered before the handoff line ends
+
+
 class DialogueBridge(FrameProcessor):
-    def __init__(self, engine: DialogueEngine, conversation_id: str, metadata: dict[str, Any]):
+    def __init__(self, engine: DialogueEngine, conversation_id: str, metadata: dict[str, Any],
+                 calls: CallControl | None = None):
         super().__init__()
         self._engine = engine
+        self._calls = calls
+        self._transfer: Transfer | None = None
         self._conversation_id = conversation_id
         self._metadata = metadata
         self.results: list[TurnResult] = []
@@ -73,7 +81,10 @@ class DialogueBridge(FrameProcessor):
             self._heard_something()
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._speaking = False
-            if not self._ending:
+            if self._transfer is not None:
+                transfer, self._transfer = self._transfer, None
+                self.create_task(self._put_through(transfer))
+            elif not self._ending:
                 self._silence = self.create_task(self._wait_for_the_caller())
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             self._heard_something()
@@ -151,7 +162,38 @@ class DialogueBridge(FrameProcessor):
         if result.reply:
             self._last_said = result.reply
             await self.push_frame(TTSSpeakFrame(speakable(result.reply)))
+        transfer = next((a for a in result.actions if isinstance(a, Transfer)), None)
+        if transfer is not None:
+            self._ending = True
+            if transfer.to and self._calls is not None:
+                # Put through once the handoff line has been heard (BotStoppedSpeaking).
+                self._transfer = transfer
+                if not result.reply:
+                    self.create_task(self._put_through(transfer))
+                return
+            await self.push_frame(EndWorkerFrame())  # no one to dial: the handoff line said a person will call back
+            return
         if result.outcome is not None and any(a.kind == "end" for a in result.actions):
             # Downstream, behind the closing line: the call ends once it has been said.
             self._ending = True
             await self.push_frame(EndWorkerFrame())
+
+    async def _put_through(self, transfer: Transfer) -> None:
+        """Update the live call to dial the rule's number; the handoff packet is linked by id."""
+        assert self._calls is not None and transfer.to
+        await asyncio.sleep(TRANSFER_GRACE_SECONDS)
+        handoff = await HumanQueue(self._engine.store.db).open_for(self._conversation_id)
+        outcome = await self._calls.transfer(self._metadata.get("call_sid", ""), transfer.to,
+                                             caller_id=self._metadata.get("from") or None)
+        apology = None if outcome.ok else "I'm sorry, I couldn't put you through. We have your details and will call you back."
+        await self._engine.store.append(
+            Event(conversation_id=self._conversation_id, channel="voice", direction="system", text=apology,
+                  time=datetime.now(timezone.utc),
+                  metadata={"event": "transfer", "rule": transfer.rule, "handoff_id": handoff.id if handoff else None,
+                            **outcome.model_dump()}),
+            worker=self._engine.spec.name,
+        )
+        if apology:
+            await self.push_frame(TTSSpeakFrame(apology))
+        # Twilio ends the stream itself once the call is updated; ending here also covers a refusal.
+        await self.push_frame(EndWorkerFrame())

@@ -25,6 +25,7 @@ from pipecat.workers.runner import WorkerRunner
 from channels.voice.bridge import DialogueBridge
 from channels.voice.recogniser import Recogniser
 from channels.voice.services import LocalWhisperSTT, PiperVoice
+from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
 from dialogue.engine import DialogueEngine
 
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 END_OF_TURN_SECONDS = float(os.environ.get("VOICE_END_OF_TURN_SECONDS", "0.7"))
 
 
-async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Recogniser, voice: PiperServer) -> DialogueBridge:
+async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Recogniser, voice: PiperServer,
+                   calls: CallControl | None = None) -> DialogueBridge:
     kind, call = await parse_telephony_websocket(websocket)
     if kind != "twilio":
         await websocket.close(code=1003)
@@ -51,7 +53,7 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
                                       serializer=serializer),
     )
     bridge = DialogueBridge(engine, conversation_id=f"voice:{call_sid}",
-                            metadata={"call_sid": call_sid, "from": caller, "to": service})
+                            metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls)
     pipeline = Pipeline([
         transport.input(),
         # A caller reading out a booking pauses between words; 0.2 s (the default) cut one

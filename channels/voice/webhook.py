@@ -14,13 +14,15 @@ from channels.sms.settings import TwilioSettings
 from channels.twilio_signature import signed_params
 from channels.voice.call import run_call
 from channels.voice.recogniser import Recogniser
+from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
 from dialogue.engine import DialogueEngine
 
 log = logging.getLogger(__name__)
 
 
-def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: Recogniser, voice: PiperServer) -> APIRouter:
+def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: Recogniser, voice: PiperServer,
+                 calls: CallControl) -> APIRouter:
     router = APIRouter()
     validator = RequestValidator(settings.auth_token)
 
@@ -44,7 +46,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
     async def media(websocket: WebSocket) -> None:
         await websocket.accept()
         try:
-            await run_call(websocket, engine, recogniser, voice)
+            await run_call(websocket, engine, recogniser, voice, calls)
         except Exception:
             log.exception("call failed")
 

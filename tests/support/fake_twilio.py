@@ -1,8 +1,8 @@
-"""A local HTTP server speaking the wire format of Twilio's Messages REST API.
+"""A local HTTP server speaking the wire format of Twilio's Messages and Calls REST APIs.
 
 Twilio's REST API is a paid cloud service that cannot be reached from here; this stands in
 for it. Tests script the status codes it answers with (e.g. 429, 500, then 201) and read the
-messages it was asked to send.
+messages it was asked to send and the call updates (transfers) it was asked to make.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class _Handler(JsonHandler):
         match = re.fullmatch(r"/2010-04-01/Accounts/(AC\w+)/Messages\.json", self.path)
         form = {k: v[0] for k, v in parse_qs(self.read_body().decode()).items()}
         stub.requests.append({"path": self.path, "form": form, "auth": self.headers.get("Authorization")})
+        call = re.fullmatch(r"/2010-04-01/Accounts/(AC\w+)/Calls/(CA\w+)\.json", self.path)
+        if call:
+            return self._update_call(stub, call.group(1), call.group(2), form)
         if not match:
             return self.send_json(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
         status = stub.script.pop(0) if stub.script else 201
@@ -41,6 +44,20 @@ class _Handler(JsonHandler):
         })
 
 
+    def _update_call(self, stub: FakeTwilio, account: str, call_sid: str, form: dict[str, str]) -> None:
+        status = stub.script.pop(0) if stub.script else 200
+        if status != 200:
+            code, message = _ERRORS.get(status, (20000 + status, "Error"))
+            return self.send_json(status, {"code": code, "message": message, "status": status,
+                                           "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+        stub.call_updates.append({**form, "CallSid": call_sid})
+        self.send_json(200, {
+            "sid": call_sid, "account_sid": account, "status": "in-progress", "direction": "inbound",
+            "api_version": "2010-04-01", "date_created": "Sun, 22 Nov 2026 10:00:00 +0000",
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{call_sid}.json",
+        })
+
+
 class FakeTwilio(HttpStub):
     handler_class = _Handler
 
@@ -48,6 +65,7 @@ class FakeTwilio(HttpStub):
         self.script: list[int] = []  # status codes to answer with, in order; then 201
         self.requests: list[dict[str, Any]] = []
         self.sent: list[dict[str, str]] = []
+        self.call_updates: list[dict[str, str]] = []
         super().__init__()
 
     @property

@@ -1,0 +1,87 @@
+"""The dialogue bridge on its own, driven with pipecat's test utilities: frames in, frames out,
+against a real engine on a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipecat.audio.dtmf.types import KeypadEntry
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    EndFrame,
+    InputDTMFFrame,
+    InterruptionFrame,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    VADUserStartedSpeakingFrame,
+)
+from pipecat.tests.utils import SleepFrame, run_test
+
+from channels.sms.settings import TwilioSettings
+from channels.voice.bridge import DialogueBridge
+from channels.voice.transfer import CallControl
+from dialogue.spec import WorkerSpec
+from tests.support.fake_twilio import FakeTwilio
+from worker.config import Settings
+from worker.runtime import open_engine
+
+CALL = "CA" + "f" * 32
+
+
+def said(frames: list) -> list[str]:
+    return [f.text for f in frames if isinstance(f, TTSSpeakFrame)]
+
+
+def heard(text: str) -> TranscriptionFrame:
+    return TranscriptionFrame(text=text, user_id="caller", timestamp="2026-11-22T10:00:00Z")
+
+
+async def test_the_greeting_is_spoken_as_soon_as_the_call_starts(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        down, _ = await run_test(DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}), frames_to_send=[])
+    [greeting] = said(down)
+    assert greeting.startswith("Hi, this is Sam at Trattoria Luigi")
+
+
+async def test_keyed_digits_up_to_the_hash_are_one_answer(account_support: WorkerSpec, tmp_path: Path) -> None:
+    keys = [InputDTMFFrame(button=KeypadEntry(k)) for k in "7*45719023#"]
+    async with open_engine(account_support, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+        down, _ = await run_test(bridge, frames_to_send=[*keys, SleepFrame(sleep=0.2)])
+        [turn] = [r for r in bridge.results[1:]]
+    assert turn.fields["account_number"].value == "45719023"  # the 7 before the star was dropped
+    assert len(said(down)) == 2  # the greeting, then the next question: one turn for the whole number
+
+
+async def test_the_caller_talking_over_the_worker_interrupts_it(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+        down, up = await run_test(bridge, frames_to_send=[
+            BotStartedSpeakingFrame(), SleepFrame(sleep=0.05), VADUserStartedSpeakingFrame(),
+            SleepFrame(sleep=0.05), heard("a table for two tomorrow"), SleepFrame(sleep=0.2),
+        ])
+        rows = await engine.store.db.fetchall(
+            "SELECT metadata FROM events WHERE direction = 'in' AND text IS NOT NULL", (), ("metadata",))
+    assert any(isinstance(f, InterruptionFrame) for f in [*down, *up])
+    assert rows[0]["metadata"]["talked_over"][0].startswith("Hi, this is Sam")
+
+
+async def test_a_transfer_twilio_refuses_is_apologised_for_and_the_call_ends(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    with FakeTwilio() as fake:
+        fake.script = [404]
+        calls = CallControl(TwilioSettings(account_sid="AC" + "a" * 32, auth_token="t" * 32, api_base=fake.base_url))
+        async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+            bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL, "from": "+12025550123"}, calls=calls)
+            down, _ = await run_test(bridge, send_end_frame=False, frames_to_send=[
+                heard("I want to talk to a person"), SleepFrame(sleep=0.2),
+                BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), SleepFrame(sleep=1.0),
+            ])
+            [row] = await engine.store.db.fetchall(
+                "SELECT text, metadata FROM events WHERE direction = 'system' AND text IS NOT NULL", (), ("metadata",))
+        await calls.close()
+    assert "colleague" in said(down)[1] and "couldn't put you through" in said(down)[2]
+    assert isinstance(down[-1], EndFrame)  # the worker's EndWorkerFrame, as the pipeline ends (the test sent no end)
+    assert row["metadata"]["event"] == "transfer" and not row["metadata"]["ok"]
+    assert json.dumps(row["metadata"]["error"]).startswith('"404')
