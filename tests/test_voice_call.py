@@ -8,6 +8,7 @@ import json
 import shutil
 import sqlite3
 import subprocess
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -43,8 +44,9 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 
 @pytest.fixture(scope="module")
 def voice_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio) -> Iterator[WorkerServer]:
-    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path_factory.mktemp("voice") / "var",
-                                TWILIO_API_BASE=fake_twilio.base_url)
+    var = tmp_path_factory.mktemp("voice") / "var"
+    server = start_voice_server("examples/restaurant_booking.yaml", var, TWILIO_API_BASE=fake_twilio.base_url,
+                                VOICE_RECORDINGS_DIR=str(var / "recordings"))
     try:
         yield server
     finally:
@@ -109,6 +111,17 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
     assert outcome == "completed", transcript
     booked = {name: value["value"] for name, value in json.loads(fields).items()}
     assert booked["people"] == 4 and booked["time"] == "19:00" and booked["last_name"] == "Lopez", transcript
+    ended = call_ended(voice_server, caller.call_sid)
+    assert ended["ended_by"] == "worker" and ended["duration_seconds"] > 10
+    spoken = [t for t in ended["turns"] if t["input"] == "speech"]
+    assert len(spoken) == len(said)  # every answer the caller gave, timed stage by stage
+    assert all(t["stt_ms"] > 0 and t["dialogue_ms"] >= 0 and t["tts_first_audio_ms"] > 0 for t in spoken)
+
+
+def call_ended(server: WorkerServer, call_sid: str) -> dict:
+    [(metadata,)] = db_rows(server, "SELECT metadata FROM events WHERE conversation_id = ? "
+                            "AND json_extract(metadata, '$.event') = 'call ended'", (f"voice:{call_sid}",))
+    return json.loads(metadata)
 
 
 def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
@@ -191,3 +204,28 @@ async def test_a_caller_asking_for_a_person_is_told_then_put_through(
     assert "speak" in json.dumps(json.loads(packet)).lower()  # the packet carries what the caller said
     [(outcome,)] = db_rows(voice_server, "SELECT outcome FROM conversations WHERE id = ?", (conversation,))
     assert outcome == "escalated"
+
+
+async def test_a_caller_hanging_up_mid_sentence_leaves_an_abandoned_call_and_its_recording(
+    voice_server: WorkerServer, tmp_path: Path,
+) -> None:
+    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+        await caller.listen()  # the greeting
+        samples, rate = speech("I would like a table for six people on Friday evening", tmp_path)
+        await caller.say(samples[: len(samples) // 2], rate)
+    # the caller is gone; the worker notices, stores what it knows and stays up for the next call
+    for _ in range(100):
+        if db_rows(voice_server, "SELECT 1 FROM events WHERE conversation_id = ? AND json_extract(metadata, '$.event') "
+                   "= 'call ended'", (f"voice:{caller.call_sid}",)):
+            break
+        await asyncio.sleep(0.1)
+    ended = call_ended(voice_server, caller.call_sid)
+    assert ended["ended_by"] == "caller"
+    [(outcome,)] = db_rows(voice_server, "SELECT outcome FROM conversations WHERE id = ?", (f"voice:{caller.call_sid}",))
+    assert outcome == "abandoned"
+    audio, _ = read_wav(ended["recording"])
+    assert abs(audio.astype(int)).max() > 1000  # not silence: both sides are in it
+    with wave.open(ended["recording"]) as recorded:
+        assert recorded.getnchannels() == 2 and recorded.getframerate() == 8000  # caller left, worker right
+        assert recorded.getnframes() / 8000 > 3  # the greeting and the half sentence
+    assert httpx.get(voice_server.base_url + "/healthz").status_code == 200

@@ -24,7 +24,9 @@ class Event(BaseModel):
     direction: str = Field(pattern="^(in|out|system)$")
     text: str | None
     time: datetime | str
-    fields: dict[str, Any] = Field(default_factory=dict)
+    # None: this event says nothing about the fields (a notice, a hang-up), so the
+    # conversation keeps the ones it has; a dict (even empty) is the state after the turn.
+    fields: dict[str, Any] | None = None
     outcome: str | None = None
     escalation: dict[str, Any] | None = None
     actions: list[dict[str, Any]] = Field(default_factory=list)
@@ -77,9 +79,9 @@ class TranscriptStore:
              (event.conversation_id, worker, event.channel, event.time, event.time, {})),
             ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, metadata) "
              "VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?)",
-             (event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields,
+             (event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields or {},
               event.outcome, event.escalation, event.actions, event.metadata)),
-            ("UPDATE conversations SET updated_at = ?, fields = J?, outcome = COALESCE(?, outcome), "
+            ("UPDATE conversations SET updated_at = ?, fields = COALESCE(J?, fields), outcome = COALESCE(?, outcome), "
              "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
              (event.time, event.fields, event.outcome, event.escalation,
               1 if event.direction == "in" and event.text is not None else 0, event.conversation_id)),

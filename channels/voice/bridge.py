@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,6 +25,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSSpeakFrame,
     VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
@@ -61,6 +63,13 @@ class DialogueBridge(FrameProcessor):
         self._ending = False
         self._last_said = ""
         self.unheard: list[str] = []  # lines the caller talked over
+        self._call_started = time.monotonic()
+        # Per turn, where the time between the caller's last word and the worker's first went:
+        # the VAD's quiet period, recognition, the dialogue turn, and speech synthesis to first audio.
+        self.timings: list[dict[str, Any]] = []
+        self._vad_stopped: VADUserStoppedSpeakingFrame | None = None
+        self._vad_stopped_at = 0.0
+        self._awaiting_audio: tuple[float, dict[str, Any]] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -70,8 +79,16 @@ class DialogueBridge(FrameProcessor):
             return
         if isinstance(frame, TranscriptionFrame):
             self._heard_something()
-            await self._take_turn(frame.text)
+            timing: dict[str, Any] = {"input": "speech"}
+            if self._vad_stopped is not None:
+                timing["vad_wait_ms"] = round(self._vad_stopped.stop_secs * 1000)
+                timing["stt_ms"] = round((time.monotonic() - self._vad_stopped_at) * 1000)
+                self._vad_stopped = None
+            confidence = (frame.result or {}).get("confidence") if isinstance(frame.result, dict) else None
+            await self._take_turn(frame.text, timing=timing, confidence=confidence)
             return
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._vad_stopped, self._vad_stopped_at = frame, time.monotonic()
         if isinstance(frame, InputDTMFFrame):
             self._heard_something()
             await self._key(str(frame.button.value))
@@ -79,6 +96,10 @@ class DialogueBridge(FrameProcessor):
         if isinstance(frame, BotStartedSpeakingFrame):
             self._speaking = True
             self._heard_something()
+            if self._awaiting_audio is not None:
+                asked_at, timing = self._awaiting_audio
+                timing["tts_first_audio_ms"] = round((time.monotonic() - asked_at) * 1000)
+                self._awaiting_audio = None
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self._speaking = False
             if self._transfer is not None:
@@ -144,10 +165,13 @@ class DialogueBridge(FrameProcessor):
     async def _keys_done(self) -> None:
         keys, self._keys = self._keys, ""
         if keys:
-            await self._take_turn(keys, keyed=True)
+            await self._take_turn(keys, keyed=True, timing={"input": "dtmf"})
 
-    async def _take_turn(self, text: str | None, keyed: bool = False) -> None:
+    async def _take_turn(self, text: str | None, keyed: bool = False, timing: dict[str, Any] | None = None,
+                         confidence: float | None = None) -> None:
         metadata = {**self._metadata, "input": "dtmf"} if keyed else dict(self._metadata)
+        if confidence is not None:
+            metadata["confidence"] = round(confidence, 3)
         if self.unheard:
             # Stored with the caller's next turn: what they talked over, so a reviewer (and a
             # later turn) knows which line they never heard to the end.
@@ -155,12 +179,17 @@ class DialogueBridge(FrameProcessor):
             self.unheard.clear()
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
                     time=datetime.now(timezone.utc), metadata=metadata)
+        began = time.monotonic()
         result = await self._engine.handle(turn)
         self.results.append(result)
+        timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
+                  "dialogue_ms": round((time.monotonic() - began) * 1000)}
+        self.timings.append(timing)
         if text is not None:
             self._reprompts = 0  # the caller is there: a later silence gets its re-prompt again
         if result.reply:
             self._last_said = result.reply
+            self._awaiting_audio = (time.monotonic(), timing)
             await self.push_frame(TTSSpeakFrame(speakable(result.reply)))
         transfer = next((a for a in result.actions if isinstance(a, Transfer)), None)
         if transfer is not None:
@@ -197,3 +226,22 @@ class DialogueBridge(FrameProcessor):
             await self.push_frame(TTSSpeakFrame(apology))
         # Twilio ends the stream itself once the call is updated; ending here also covers a refusal.
         await self.push_frame(EndWorkerFrame())
+
+    async def call_ended(self, recording: str | None = None) -> None:
+        """Stored with the transcript once the stream is gone: how long the call lasted, who
+        ended it, the per-turn timings, and the recording's path. A caller who hangs up before
+        the conversation reached an outcome has abandoned it."""
+        ended_by = "worker" if self._ending else "caller"
+        outcome = None
+        if not self._ending:
+            row = await self._engine.store.db.fetchone("SELECT outcome FROM conversations WHERE id = ?",
+                                                       (self._conversation_id,))
+            outcome = "abandoned" if row is not None and row["outcome"] is None else None
+        await self._engine.store.append(
+            Event(conversation_id=self._conversation_id, channel="voice", direction="system", text=None,
+                  time=datetime.now(timezone.utc), outcome=outcome,
+                  metadata={"event": "call ended", "ended_by": ended_by,
+                            "duration_seconds": round(time.monotonic() - self._call_started, 2),
+                            "turns": self.timings, "recording": recording}),
+            worker=self._engine.spec.name,
+        )

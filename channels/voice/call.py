@@ -8,14 +8,18 @@ the worker's speech back to 8 kHz mu-law. Models are shared by all calls of the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import wave
+from pathlib import Path
 
 from fastapi import WebSocket
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.runner.utils import parse_telephony_websocket
 from pipecat.serializers.twilio import TwilioFrameSerializer
@@ -31,6 +35,22 @@ from dialogue.engine import DialogueEngine
 
 log = logging.getLogger(__name__)
 END_OF_TURN_SECONDS = float(os.environ.get("VOICE_END_OF_TURN_SECONDS", "0.7"))
+
+
+def recordings_dir() -> Path | None:
+    """Recording both sides of each call is off unless VOICE_RECORDINGS_DIR names a folder
+    (callers may need to be told they are recorded; that is the operator's decision)."""
+    folder = os.environ.get("VOICE_RECORDINGS_DIR")
+    return Path(folder) if folder else None
+
+
+def write_wav(path: Path, audio: bytes, sample_rate: int, channels: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(audio)
 
 
 async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Recogniser, voice: PiperServer,
@@ -54,6 +74,20 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
     )
     bridge = DialogueBridge(engine, conversation_id=f"voice:{call_sid}",
                             metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls)
+    recording: Path | None = None
+    recorder: list[AudioBufferProcessor] = []
+    folder = recordings_dir()
+    if folder is not None:
+        recording = folder / f"{call_sid}.wav"
+        # Caller on the left channel, worker on the right, at the telephone's 8 kHz.
+        buffer = AudioBufferProcessor(sample_rate=8000, num_channels=2, auto_start_recording=True)
+
+        @buffer.event_handler("on_audio_data")
+        async def save(_buffer: object, audio: bytes, sample_rate: int, channels: int) -> None:
+            assert recording is not None
+            await asyncio.to_thread(write_wav, recording, audio, sample_rate, channels)
+
+        recorder.append(buffer)
     pipeline = Pipeline([
         transport.input(),
         # A caller reading out a booking pauses between words; 0.2 s (the default) cut one
@@ -63,6 +97,7 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
         bridge,
         PiperVoice(voice),
         transport.output(),
+        *recorder,
     ])
     worker = PipelineWorker(pipeline, params=PipelineParams(audio_in_sample_rate=16000, audio_out_sample_rate=8000))
 
@@ -71,5 +106,7 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
         await worker.cancel()
 
     await WorkerRunner(handle_sigint=False).run(worker)
+    saved = str(recording) if recording is not None and recording.exists() else None
+    await bridge.call_ended(recording=saved)
     log.info("call %s ended after %d turns", call_sid, len(bridge.results))
     return bridge

@@ -34,7 +34,7 @@ class LocalWhisperSTT(SegmentedSTTService):
         heard = await self._recogniser.hear(samples)
         self.last_confidence = heard.confidence
         if heard.text:
-            yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601())
+            yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
 
 
 class PiperVoice(TTSService):
