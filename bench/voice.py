@@ -1,6 +1,16 @@
-"""The voice channel's speech path, measured. So far: spoken digits.
+"""The voice channel, measured: latency, concurrency, memory and spoken digits.
 
-    .venv/bin/python bench/voice.py [--numbers 100] [--data ../shared/data] [--seed 7]
+    .venv/bin/python bench/voice.py [--only latency,concurrency,memory,digits] [--turns 21]
+                                    [--calls 1,2,4,6,8] [--numbers 100] [--data ../shared/data]
+
+Latency, concurrency and memory run real calls against `channel-worker serve` on loopback
+(restaurant_booking.yaml, TWILIO_VOICE=on): a caller speaking Twilio Media Streams at real-time
+pace says espeak-ng sentences. Voice-to-voice latency is from the last voiced frame the caller
+sent to the first frame of the worker's reply that arrived; its stages (the VAD's quiet period,
+recognition, the dialogue turn, synthesis to first audio) come from the per-turn timings the
+worker stores with each call. Concurrency runs N calls at once and reports the largest N whose
+p95 stays under 2 s. Memory is the resident size of the server and its Piper child, idle and
+at each concurrency level.
 
 Spoken digits: 6-digit account numbers made by joining real recordings of single digits from
 the Free Spoken Digit Dataset (two speakers, 8 kHz), with a short pause between digits, put
@@ -18,10 +28,14 @@ and the recogniser's time per number. Same audio, same model, same run.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import random
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +50,9 @@ from channels.voice.recogniser import Recogniser  # noqa: E402
 from dialogue.spec_loader import load_spec  # noqa: E402
 from extraction.cli_io import ExtractRequest, run_one  # noqa: E402
 from extraction.factory import build_extractor  # noqa: E402
+from tests.support.media_stream import Caller  # noqa: E402
+from tests.support.server import WorkerServer  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 
 def joined_number(recordings: dict[int, list[Path]], digits: list[int], rng: random.Random) -> np.ndarray:
@@ -51,12 +68,7 @@ def word_map(text: str) -> str:
     return "".join(t if t.isdigit() else DIGIT_WORDS.get(t, "") for t in re.findall(r"\d|[a-z]+", text.lower()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--numbers", type=int, default=100)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+def bench_digits(args: argparse.Namespace) -> None:
     files = sorted((args.data / "fsdd").glob("*.wav"))
     if not files:
         sys.exit(f"no recordings in {args.data / 'fsdd'}")
@@ -89,6 +101,149 @@ def main() -> None:
     print(f"recogniser time per number: median {statistics.median(seconds) * 1e3:.0f} ms, "
           f"p95 {sorted(seconds)[int(0.95 * (n - 1))] * 1e3:.0f} ms")
     print("some misses (truth: heard):", "; ".join(f"{t}: {h!r}" for t, h in misses[:6]))
+
+
+
+# --- calls against a real server ---------------------------------------------------------
+
+CALLER_LINES = ["A table for four people tomorrow at seven p m please", "My name is Maria Lopez", "Yes, that's right"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the Piper server), in MB."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def caller_audio(folder: Path) -> list[tuple[np.ndarray, int]]:
+    lines = []
+    for n, text in enumerate(CALLER_LINES):
+        path = folder / f"line{n}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+        lines.append(read_wav(path))
+    return lines
+
+
+async def one_call(url: str, lines: list[tuple[np.ndarray, int]]) -> tuple[str, list[float]]:
+    """A booking call; the latency of each of the worker's answers, in seconds."""
+    latencies = []
+    async with Caller(url) as caller:
+        await caller.listen(timeout=60)  # the greeting
+        for samples, rate in lines:
+            if caller.ended:
+                break
+            spoke_until = await caller.say(samples, rate)
+            await caller.listen(timeout=60, quiet_for=1.2)
+            answered = caller.first_audio_after(spoke_until)
+            if answered is not None:
+                latencies.append(answered - spoke_until)
+    return caller.call_sid, latencies
+
+
+def stored_stages(server: WorkerServer, call_sids: list[str]) -> list[dict]:
+    import sqlite3
+
+    time.sleep(1.0)  # the call-ended record is written as the stream closes
+    with sqlite3.connect(f"file:{server.var / 'transcripts.sqlite'}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT conversation_id, metadata FROM events WHERE json_extract(metadata, '$.event') = 'call ended'").fetchall()
+    wanted = {f"voice:{sid}" for sid in call_sids}
+    return [t for cid, m in rows if cid in wanted for t in json.loads(m)["turns"] if t.get("input") == "speech"]
+
+
+def print_latency(label: str, latencies: list[float], stages: list[dict]) -> None:
+    print(f"{label}: {len(latencies)} turns, voice-to-voice p50 {statistics.median(latencies) * 1e3:.0f} ms, "
+          f"p95 {percentile(latencies, 0.95) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms")
+    names = ["vad_wait_ms", "stt_ms", "dialogue_ms", "tts_first_audio_ms"]
+    medians = {n: statistics.median([t.get(n, 0) for t in stages]) for n in names} if stages else {}
+    total = sum(medians.values()) or 1
+    if medians:
+        print("  stage medians (worker side): " + ", ".join(
+            f"{n.removesuffix('_ms')} {medians[n]:.0f} ms ({medians[n] / total:.0%})" for n in names))
+
+
+async def calls_at_once(url: str, lines: list, n: int) -> tuple[list[str], list[float]]:
+    results = await asyncio.gather(*(one_call(url, lines) for _ in range(n)))
+    return [sid for sid, _ in results], [x for _, lat in results for x in lat]
+
+
+def bench_calls(args: argparse.Namespace, parts: set[str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        lines = caller_audio(folder)
+        server = WorkerServer("examples/restaurant_booking.yaml", {
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-0123456789abcdef01",
+            "TWILIO_VOICE": "on", "TWILIO_API_BASE": "http://127.0.0.1:9"}, folder / "var")
+        try:
+            server.wait_ready(timeout=180)
+            url = server.base_url.replace("http", "ws") + "/twilio/media"
+            asyncio.run(one_call(url, lines))  # warm-up: first inference and first synthesis
+            idle = resident_mb(server.process.pid)
+            if "latency" in parts:
+                sids, latencies = [], []
+                progress = tqdm(total=args.turns, desc="latency turns", unit="turn", file=sys.stderr)
+                while len(latencies) < args.turns:
+                    sid, got = asyncio.run(one_call(url, lines))
+                    sids.append(sid)
+                    latencies += got
+                    progress.update(len(got))
+                progress.close()
+                print_latency("one call at a time", latencies, stored_stages(server, sids))
+            if "concurrency" in parts or "memory" in parts:
+                best = 0
+                print(f"memory: server + Piper idle after warm-up {idle:.0f} MB")
+                for n in args.calls:
+                    peak = [idle]
+
+                    async def measured() -> tuple[list[str], list[float]]:
+                        async def sample() -> None:
+                            while True:
+                                peak.append(resident_mb(server.process.pid))
+                                await asyncio.sleep(0.5)
+                        sampler = asyncio.create_task(sample())
+                        try:
+                            return await calls_at_once(url, lines, n)
+                        finally:
+                            sampler.cancel()
+
+                    sids, latencies = asyncio.run(measured())
+                    p95 = percentile(latencies, 0.95)
+                    best = n if p95 < 2.0 else best
+                    print_latency(f"{n} calls at once", latencies, stored_stages(server, sids))
+                    print(f"  memory peak {max(peak):.0f} MB, {(max(peak) - idle) / n:.1f} MB per call")
+                print(f"concurrency: largest number of calls at once with p95 < 2 s: {best} (target >= 6)")
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="latency,concurrency,memory,digits",
+                        help="comma-separated parts to run (default: all)")
+    parser.add_argument("--turns", type=int, default=21, help="caller turns for the latency figures")
+    parser.add_argument("--calls", default="1,2,4,6,8", help="concurrency levels to try")
+    parser.add_argument("--numbers", type=int, default=100, help="six-digit numbers for the digits figure")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    args.calls = [int(n) for n in args.calls.split(",")]
+    parts = set(args.only.split(","))
+    if parts & {"latency", "concurrency", "memory"}:
+        bench_calls(args, parts)
+    if "digits" in parts:
+        bench_digits(args)
 
 
 if __name__ == "__main__":

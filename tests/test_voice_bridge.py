@@ -16,6 +16,7 @@ from pipecat.frames.frames import (
     TranscriptionFrame,
     TTSSpeakFrame,
     VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
@@ -36,6 +37,11 @@ def said(frames: list) -> list[str]:
 
 def heard(text: str) -> TranscriptionFrame:
     return TranscriptionFrame(text=text, user_id="caller", timestamp="2026-11-22T10:00:00Z")
+
+
+def spoken(text: str) -> list:
+    """What the VAD and the recogniser send for one stretch of speech."""
+    return [VADUserStartedSpeakingFrame(), SleepFrame(sleep=0.05), VADUserStoppedSpeakingFrame(), heard(text)]
 
 
 async def test_the_greeting_is_spoken_as_soon_as_the_call_starts(restaurant: WorkerSpec, tmp_path: Path) -> None:
@@ -59,8 +65,7 @@ async def test_the_caller_talking_over_the_worker_interrupts_it(restaurant: Work
     async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
         bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
         down, up = await run_test(bridge, frames_to_send=[
-            BotStartedSpeakingFrame(), SleepFrame(sleep=0.05), VADUserStartedSpeakingFrame(),
-            SleepFrame(sleep=0.05), heard("a table for two tomorrow"), SleepFrame(sleep=0.2),
+            BotStartedSpeakingFrame(), SleepFrame(sleep=0.05), *spoken("a table for two tomorrow"), SleepFrame(sleep=0.8),
         ])
         rows = await engine.store.db.fetchall(
             "SELECT metadata FROM events WHERE direction = 'in' AND text IS NOT NULL", (), ("metadata",))
@@ -75,7 +80,7 @@ async def test_a_transfer_twilio_refuses_is_apologised_for_and_the_call_ends(res
         async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
             bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL, "from": "+12025550123"}, calls=calls)
             down, _ = await run_test(bridge, send_end_frame=False, frames_to_send=[
-                heard("I want to talk to a person"), SleepFrame(sleep=0.2),
+                *spoken("I want to talk to a person"), SleepFrame(sleep=0.8),
                 BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), SleepFrame(sleep=1.0),
             ])
             [row] = await engine.store.db.fetchall(
@@ -85,3 +90,23 @@ async def test_a_transfer_twilio_refuses_is_apologised_for_and_the_call_ends(res
     assert isinstance(down[-1], EndFrame)  # the worker's EndWorkerFrame, as the pipeline ends (the test sent no end)
     assert row["metadata"]["event"] == "transfer" and not row["metadata"]["ok"]
     assert json.dumps(row["metadata"]["error"]).startswith('"404')
+
+
+async def test_a_pause_mid_sentence_does_not_cut_the_callers_turn_in_two(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+        down, _ = await run_test(bridge, frames_to_send=[
+            *spoken("A table for four"), SleepFrame(sleep=0.15),  # a breath, shorter than the hold
+            *spoken("tomorrow at seven pm"), SleepFrame(sleep=0.8),
+        ])
+        rows = await engine.store.db.fetchall("SELECT text FROM events WHERE direction = 'in' AND text IS NOT NULL")
+    assert [r["text"] for r in rows] == ["A table for four tomorrow at seven pm"]
+    assert len(said(down)) == 2  # the greeting and one answer
+    assert bridge.timings[-1]["hold_ms"] >= 400 and bridge.timings[-1]["vad_wait_ms"] == 0
+
+
+async def test_nothing_recognised_is_not_a_turn(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+        down, _ = await run_test(bridge, frames_to_send=[*spoken(""), SleepFrame(sleep=0.8)])
+    assert len(said(down)) == 1 and len(bridge.results) == 1  # a cough: the greeting only, no "sorry?"

@@ -104,6 +104,9 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                 voice = PiperServer()
                 await voice.__aenter__()
                 recogniser = await asyncio.to_thread(Recogniser)
+                from channels.voice.speakable import fixed_lines
+
+                tasks.append(asyncio.create_task(voice.warm(fixed_lines(spec))))  # the script's lines, ready before callers need them
                 calls = CallControl(twilio)
                 app.include_router(build_voice_router(engine, twilio, recogniser, voice, calls))
                 log.info("voice channel on: POST %s/twilio/voice", twilio.public_base_url or "")

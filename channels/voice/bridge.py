@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 SILENCE_SECONDS = float(os.environ.get("VOICE_SILENCE_SECONDS", "8"))
 SILENCE_PROMPTS = int(os.environ.get("VOICE_SILENCE_PROMPTS", "1"))
 DTMF_PAUSE_SECONDS = float(os.environ.get("VOICE_DTMF_PAUSE_SECONDS", "3"))
+TURN_HOLD_SECONDS = float(os.environ.get("VOICE_TURN_HOLD_SECONDS", "0.4"))
 
 
 TRANSFER_GRACE_SECONDS = 0.5  # Twilio plays what it has buffered before the handoff line ends
@@ -67,8 +68,18 @@ class DialogueBridge(FrameProcessor):
         # Per turn, where the time between the caller's last word and the worker's first went:
         # the VAD's quiet period, recognition, the dialogue turn, and speech synthesis to first audio.
         self.timings: list[dict[str, Any]] = []
-        self._vad_stopped: VADUserStoppedSpeakingFrame | None = None
-        self._vad_stopped_at = 0.0
+        # The caller's turn ends after TURN_HOLD_SECONDS more quiet beyond the VAD's pause, when
+        # every segment is recognised. Recognition runs during the hold, not after it.
+        self._said: list[str] = []
+        self._confidences: list[float] = []
+        self._timing: dict[str, Any] | None = None
+        self._caller_talking = False
+        self._segments_in_flight = 0
+        self._paused_at = 0.0
+        self._pause_secs = 0.0
+        self._recognised_ms = 0
+        self._end_of_turn: asyncio.Task[None] | None = None
+        self._turns = asyncio.Lock()
         self._awaiting_audio: tuple[float, dict[str, Any]] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -78,17 +89,29 @@ class DialogueBridge(FrameProcessor):
             await self._take_turn(None)  # the greeting, as soon as the stream starts
             return
         if isinstance(frame, TranscriptionFrame):
-            self._heard_something()
-            timing: dict[str, Any] = {"input": "speech"}
-            if self._vad_stopped is not None:
-                timing["vad_wait_ms"] = round(self._vad_stopped.stop_secs * 1000)
-                timing["stt_ms"] = round((time.monotonic() - self._vad_stopped_at) * 1000)
-                self._vad_stopped = None
-            confidence = (frame.result or {}).get("confidence") if isinstance(frame.result, dict) else None
-            await self._take_turn(frame.text, timing=timing, confidence=confidence)
+            self._segments_in_flight = max(0, self._segments_in_flight - 1)
+            self._recognised_ms = round((time.monotonic() - self._paused_at) * 1000)
+            if frame.text.strip():
+                self._heard_something()
+                self._said.append(frame.text.strip())
+                if self._timing is None:
+                    self._timing = {"input": "speech"}
+                if isinstance(frame.result, dict) and "confidence" in frame.result:
+                    self._confidences.append(float(frame.result["confidence"]))
+            self._schedule_end_of_turn()
             return
         if isinstance(frame, VADUserStoppedSpeakingFrame):
-            self._vad_stopped, self._vad_stopped_at = frame, time.monotonic()
+            # A pause: recognition of the segment starts now, while the caller may yet go on.
+            self._caller_talking = False
+            self._segments_in_flight += 1
+            self._paused_at = time.monotonic()
+            self._pause_secs = frame.stop_secs
+            self._schedule_end_of_turn()
+        elif isinstance(frame, VADUserStartedSpeakingFrame):
+            self._caller_talking = True  # the caller goes on: what was heard so far waits for the rest
+            if self._end_of_turn is not None:
+                self._end_of_turn.cancel()
+                self._end_of_turn = None
         if isinstance(frame, InputDTMFFrame):
             self._heard_something()
             await self._key(str(frame.button.value))
@@ -119,6 +142,24 @@ class DialogueBridge(FrameProcessor):
             await self.broadcast_interruption()
             return
         await self.push_frame(frame, direction)
+
+    def _schedule_end_of_turn(self) -> None:
+        if self._end_of_turn is None and not self._caller_talking and self._said:
+            self._end_of_turn = self.create_task(self._turn_ends())
+
+    async def _turn_ends(self) -> None:
+        await asyncio.sleep(max(0.0, self._paused_at + TURN_HOLD_SECONDS - time.monotonic()))
+        self._end_of_turn = None
+        if self._caller_talking or self._segments_in_flight or not self._said:
+            return  # the caller went on, or a segment is still being recognised (its arrival reschedules)
+        text = " ".join(self._said)
+        # stt_ms runs inside hold_ms (pause to turn): the hold costs the caller only what
+        # recognition does not already take.
+        timing = {**(self._timing or {"input": "speech"}), "vad_wait_ms": round(self._pause_secs * 1000),
+                  "stt_ms": self._recognised_ms, "hold_ms": round((time.monotonic() - self._paused_at) * 1000)}
+        confidence = min(self._confidences) if self._confidences else None
+        self._said, self._confidences, self._timing = [], [], None
+        await self._take_turn(text, timing=timing, confidence=confidence)
 
     def _heard_something(self) -> None:
         if self._silence is not None:
@@ -180,7 +221,8 @@ class DialogueBridge(FrameProcessor):
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
                     time=datetime.now(timezone.utc), metadata=metadata)
         began = time.monotonic()
-        result = await self._engine.handle(turn)
+        async with self._turns:
+            result = await self._engine.handle(turn)
         self.results.append(result)
         timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
                   "dialogue_ms": round((time.monotonic() - began) * 1000)}

@@ -34,7 +34,10 @@ from channels.voice.tts import PiperServer
 from dialogue.engine import DialogueEngine
 
 log = logging.getLogger(__name__)
-END_OF_TURN_SECONDS = float(os.environ.get("VOICE_END_OF_TURN_SECONDS", "0.7"))
+# A pause this long starts recognition; the bridge ends the turn after VOICE_TURN_HOLD_SECONDS
+# more quiet (0.3 + 0.4: a caller reading out a booking pauses between words; 0.2 s of quiet,
+# pipecat's default, cut one request into several turns).
+PAUSE_SECONDS = float(os.environ.get("VOICE_PAUSE_SECONDS", "0.3"))
 
 
 def recordings_dir() -> Path | None:
@@ -90,9 +93,7 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
         recorder.append(buffer)
     pipeline = Pipeline([
         transport.input(),
-        # A caller reading out a booking pauses between words; 0.2 s (the default) cut one
-        # request into several turns. END_OF_TURN_SECONDS of quiet ends the caller's turn.
-        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=END_OF_TURN_SECONDS))),
+        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=PAUSE_SECONDS))),
         LocalWhisperSTT(recogniser),
         bridge,
         PiperVoice(voice),

@@ -4,6 +4,7 @@ in its constructor, and its Piper module imports the GPL-licensed piper package.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
@@ -14,7 +15,7 @@ from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
 
 from channels.voice.recogniser import Recogniser
-from channels.voice.tts import PiperServer, SpeechUnavailable
+from channels.voice.tts import PiperServer, SpeechUnavailable, sentences
 
 
 class LocalWhisperSTT(SegmentedSTTService):
@@ -33,8 +34,8 @@ class LocalWhisperSTT(SegmentedSTTService):
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         heard = await self._recogniser.hear(samples)
         self.last_confidence = heard.confidence
-        if heard.text:
-            yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
+        # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
+        yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
 
 
 class PiperVoice(TTSService):
@@ -48,18 +49,22 @@ class PiperVoice(TTSService):
         return True
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
-        try:
-            samples, rate = await self._server.speak(text)
-        except SpeechUnavailable as exc:
-            yield ErrorFrame(error=str(exc))
-            return
+        parts = sentences(text)
+        # The next sentence is made while this one plays.
+        upcoming = asyncio.ensure_future(self._server.speak(parts[0])) if parts else None
+        for n in range(len(parts)):
+            assert upcoming is not None
+            try:
+                samples, rate = await upcoming
+            except SpeechUnavailable as exc:
+                yield ErrorFrame(error=str(exc))
+                return
+            upcoming = asyncio.ensure_future(self._server.speak(parts[n + 1])) if n + 1 < len(parts) else None
 
-        async def chunks() -> AsyncIterator[bytes]:
-            data = samples.tobytes()
-            step = rate * 2 // 10  # 100 ms
-            for start in range(0, len(data), step):
-                yield data[start:start + step]
+            async def chunks(data: bytes = samples.tobytes(), step: int = rate * 2 // 10) -> AsyncIterator[bytes]:
+                for start in range(0, len(data), step):  # 100 ms pieces
+                    yield data[start:start + step]
 
-        async for frame in self._stream_audio_frames_from_iterator(chunks(), in_sample_rate=rate, context_id=context_id):
-            await self.stop_ttfb_metrics()
-            yield frame
+            async for frame in self._stream_audio_frames_from_iterator(chunks(), in_sample_rate=rate, context_id=context_id):
+                await self.stop_ttfb_metrics()
+                yield frame

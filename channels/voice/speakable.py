@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from dialogue.spec import WorkerSpec
+
 _TIME = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b")
 _DIGITS = re.compile(r"\b\d{5,}\b")  # account and phone numbers; not years
 
@@ -32,3 +34,12 @@ def _digits(match: re.Match[str]) -> str:
 
 def speakable(text: str) -> str:
     return _DIGITS.sub(_digits, _TIME.sub(_time, text))
+
+
+def fixed_lines(spec: WorkerSpec) -> list[str]:
+    """The lines of a worker's script that never change (no {placeholders}), as spoken: the
+    greeting, each question, the acknowledgement. Made into speech before the first call."""
+    script = spec.script
+    lines = [spec.channel("voice").greeting or script.greeting, script.acknowledge,
+             *(f.prompt for f in spec.fields), *(f.reask or "" for f in spec.fields)]
+    return [speakable(line) for line in lines if line and "{" not in line]

@@ -13,15 +13,27 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from channels.voice.audio import AudioError, read_wav
+
+
+CACHED_LINES = 512  # about 100 KB each at 22 kHz: a worker's whole script fits
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+
+
+def sentences(text: str) -> list[str]:
+    """A reply split where a speaker would breathe: the first sentence can play while the
+    rest is made, and each sentence is cached on its own ("Lovely." recurs; a whole reply rarely)."""
+    return [part for part in _SENTENCE_END.split(text.strip()) if part]
 
 
 class SpeechUnavailable(RuntimeError):
@@ -58,6 +70,7 @@ class PiperServer:
         self.start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.AsyncClient | None = None
+        self._spoken: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
 
     async def __aenter__(self) -> PiperServer:
         env = {**os.environ, "ORT_DISABLE_TELEMETRY": "1"}
@@ -97,7 +110,26 @@ class PiperServer:
             self._process = None
 
     async def speak(self, text: str) -> tuple[np.ndarray, int]:
-        """16-bit mono samples of `text` spoken, and their sample rate (22,050 Hz for joe)."""
+        """16-bit mono samples of `text` spoken, and their sample rate (22,050 Hz for joe).
+        Lines a worker says again and again (its prompts, "Lovely.") come from a cache shared
+        by every call, so they start playing at once."""
+        cached = self._spoken.get(text)
+        if cached is not None:
+            self._spoken.move_to_end(text)
+            return cached
+        spoken = await self._synthesize(text)
+        self._spoken[text] = spoken
+        if len(self._spoken) > CACHED_LINES:
+            self._spoken.popitem(last=False)
+        return spoken
+
+    async def warm(self, lines: list[str]) -> None:
+        """Synthesize lines ahead of the first call that needs them."""
+        for line in lines:
+            for sentence in sentences(line):
+                await self.speak(sentence)
+
+    async def _synthesize(self, text: str) -> tuple[np.ndarray, int]:
         assert self._client is not None, "use `async with PiperServer()`"
         try:
             response = await self._client.post("/synthesize", json={"text": text})

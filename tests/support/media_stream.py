@@ -17,6 +17,7 @@ import websockets
 from channels.voice.audio import for_recogniser, resample, ulaw_decode, ulaw_encode
 
 FRAME_BYTES = 160  # 20 ms at 8 kHz, one byte per mu-law sample
+VOICED_LEVEL = 600  # peak sample level (of 32767) above which a frame counts as speech, not room tone
 
 
 class Caller:
@@ -27,6 +28,7 @@ class Caller:
         self.caller, self.service = caller, service
         self.heard = bytearray()  # the worker's speech, mu-law
         self.last_audio_at = 0.0
+        self.audio_arrivals: list[float] = []  # when each of the worker's media frames arrived
         self.events: list[dict[str, Any]] = []
         self._ws: Any = None
         self._sequence = 0
@@ -82,15 +84,29 @@ class Caller:
             if message.get("event") == "media":
                 self.heard += base64.b64decode(message["media"]["payload"])
                 self.last_audio_at = time.monotonic()
+                self.audio_arrivals.append(self.last_audio_at)
 
-    async def say(self, samples: np.ndarray, rate: int) -> None:
-        """Speak, at the pace of real time, as 20 ms mu-law frames."""
-        audio = ulaw_encode(resample(samples, rate, 8000))
+    async def say(self, samples: np.ndarray, rate: int) -> float:
+        """Speak, at the pace of real time, as 20 ms mu-law frames. Returns when (monotonic)
+        the last voiced frame went out: where the caller's speech really ended."""
+        pcm = resample(samples, rate, 8000)
+        audio = ulaw_encode(pcm)
+        voiced = [n for n, offset in enumerate(range(0, len(pcm), FRAME_BYTES))
+                  if np.abs(pcm[offset:offset + FRAME_BYTES].astype(np.int32)).max(initial=0) > VOICED_LEVEL]
+        last_voiced = voiced[-1] if voiced else -1
+        last_voiced_at = 0.0
         async with self._talking:
             start = time.monotonic()
             for n, offset in enumerate(range(0, len(audio), FRAME_BYTES)):
                 await self._frame(audio[offset:offset + FRAME_BYTES].ljust(FRAME_BYTES, b"\xff"))
+                if n == last_voiced:
+                    last_voiced_at = time.monotonic()
                 await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+        return last_voiced_at
+
+    def first_audio_after(self, moment: float) -> float | None:
+        """When the first of the worker's audio frames after `moment` arrived."""
+        return next((t for t in self.audio_arrivals if t > moment), None)
 
     async def press(self, keys: str) -> None:
         """Key presses, as Twilio reports them: one `dtmf` message per key."""
