@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -145,8 +146,11 @@ async def one_call(url: str, lines: list[tuple[np.ndarray, int]]) -> tuple[str, 
         for samples, rate in lines:
             if caller.ended:
                 break
-            spoke_until = await caller.say(samples, rate)
-            await caller.listen(timeout=60, quiet_for=1.2)
+            try:
+                spoke_until = await caller.say(samples, rate)
+                await caller.listen(timeout=60, quiet_for=1.2)
+            except (websockets.ConnectionClosed, TimeoutError):
+                break  # the worker ended the call (it mis-heard, or finished early)
             answered = caller.first_audio_after(spoke_until)
             if answered is not None:
                 latencies.append(answered - spoke_until)
@@ -166,12 +170,17 @@ def stored_stages(server: WorkerServer, call_sids: list[str]) -> list[dict]:
 def print_latency(label: str, latencies: list[float], stages: list[dict]) -> None:
     print(f"{label}: {len(latencies)} turns, voice-to-voice p50 {statistics.median(latencies) * 1e3:.0f} ms, "
           f"p95 {percentile(latencies, 0.95) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms")
-    names = ["vad_wait_ms", "stt_ms", "dialogue_ms", "tts_first_audio_ms"]
-    medians = {n: statistics.median([t.get(n, 0) for t in stages]) for n in names} if stages else {}
-    total = sum(medians.values()) or 1
-    if medians:
-        print("  stage medians (worker side): " + ", ".join(
-            f"{n.removesuffix('_ms')} {medians[n]:.0f} ms ({medians[n] / total:.0%})" for n in names))
+    if not stages:
+        return
+    median = {n: statistics.median([t.get(n, 0) for t in stages])
+              for n in ("vad_wait_ms", "hold_ms", "stt_ms", "dialogue_ms", "tts_first_audio_ms")}
+    total = statistics.median(latencies) * 1e3
+    # Recognition runs inside the hold (pause to turn), so the caller waits for the longer of the two.
+    parts = {"VAD pause": median["vad_wait_ms"], "hold (recognition inside)": median["hold_ms"],
+             "dialogue": median["dialogue_ms"], "TTS first audio": median["tts_first_audio_ms"]}
+    parts["VAD frames, transport, jitter"] = max(0.0, total - sum(parts.values()))
+    print("  stages (medians): " + ", ".join(f"{k} {v:.0f} ms ({v / total:.0%})" for k, v in parts.items())
+          + f"; recognition itself {median['stt_ms']:.0f} ms")
 
 
 async def calls_at_once(url: str, lines: list, n: int) -> tuple[list[str], list[float]]:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SILENCE_SECONDS = float(os.environ.get("VOICE_SILENCE_SECONDS", "8"))
 SILENCE_PROMPTS = int(os.environ.get("VOICE_SILENCE_PROMPTS", "1"))
 DTMF_PAUSE_SECONDS = float(os.environ.get("VOICE_DTMF_PAUSE_SECONDS", "3"))
-TURN_HOLD_SECONDS = float(os.environ.get("VOICE_TURN_HOLD_SECONDS", "0.4"))
+TURN_HOLD_SECONDS = float(os.environ.get("VOICE_TURN_HOLD_SECONDS", "0.3"))
 
 
 TRANSFER_GRACE_SECONDS = 0.5  # Twilio plays what it has buffered before the handoff line ends

@@ -35,7 +35,7 @@ from dialogue.engine import DialogueEngine
 
 log = logging.getLogger(__name__)
 # A pause this long starts recognition; the bridge ends the turn after VOICE_TURN_HOLD_SECONDS
-# more quiet (0.3 + 0.4: a caller reading out a booking pauses between words; 0.2 s of quiet,
+# more quiet (0.3 + 0.3: a caller reading out a booking pauses between words; 0.2 s of quiet,
 # pipecat's default, cut one request into several turns).
 PAUSE_SECONDS = float(os.environ.get("VOICE_PAUSE_SECONDS", "0.3"))
 
