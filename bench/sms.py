@@ -199,7 +199,7 @@ def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("TWILIO_")}
-        env.update({"CHANNEL_WORKER_VAR": tmp, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT,
+        env.update({"CHANNEL_WORKER_VAR": tmp, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_VOICE": "off",
                     "PUBLIC_BASE_URL": base, "TWILIO_API_BASE": "http://127.0.0.1:9"})
         server = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml",

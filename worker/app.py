@@ -69,8 +69,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
             tasks = [asyncio.create_task(deliver_forever())]
             sms = None
-            twilio = TwilioSettings.from_env() if spec.channels.sms.enabled else None
-            if twilio is not None:
+            twilio = TwilioSettings.from_env() if (spec.channels.sms.enabled or spec.channels.voice.enabled) else None
+            if twilio is not None and spec.channels.sms.enabled:
                 sms_store = SmsStore(engine.store.db)
                 sms = SmsSender(twilio, sms_store)
                 app.include_router(build_sms_router(engine, twilio, sms_store, sms))
@@ -94,7 +94,10 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                 tasks.append(asyncio.create_task(send_sms_forever()))
                 log.info("SMS channel on: POST %s/twilio/sms", twilio.public_base_url or "")
             voice = None
-            if twilio is not None and os.environ.get("TWILIO_VOICE", "off").lower() == "on":
+            # Voice comes with the Twilio settings, as SMS does; TWILIO_VOICE=off leaves the speech
+            # models unloaded (600 MB and a few seconds at start) on a text-only deployment.
+            if (twilio is not None and spec.channels.voice.enabled
+                    and os.environ.get("TWILIO_VOICE", "on").lower() not in ("off", "0", "false", "no")):
                 # Imported only here: pipecat and the speech models are for voice alone.
                 from channels.voice.recogniser import Recogniser
                 from channels.voice.transfer import CallControl

@@ -169,7 +169,7 @@ class DialogueBridge(FrameProcessor):
     async def _wait_for_the_caller(self) -> None:
         """Silence never hangs: after SILENCE_SECONDS the question is asked again, and after
         SILENCE_PROMPTS re-prompts the worker says goodbye and hangs up."""
-        await asyncio.sleep(SILENCE_SECONDS)
+        await asyncio.sleep(self._engine.spec.channels.voice.silence_timeout_seconds or SILENCE_SECONDS)
         self._silence = None
         if self._reprompts < SILENCE_PROMPTS:
             self._reprompts += 1
