@@ -163,4 +163,5 @@ class DialogueEngine:
             outcome=state.get("outcome"),
             escalation=Escalation(rule=esc["rule"], reason=esc["reason"], action=esc["action"], to=esc.get("to")) if esc else None,
             phase=state.get("phase", "new"),
+            requested=state.get("requested"),
         )

@@ -81,6 +81,7 @@ class TurnResult(BaseModel):
     outcome: str | None
     escalation: Escalation | None
     phase: str
+    requested: str | None = None  # the field the worker has just asked for, if any
 
     @property
     def reply(self) -> str:

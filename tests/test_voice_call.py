@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
+import numpy as np
 import pytest
 from twilio.request_validator import RequestValidator
 
@@ -232,3 +233,33 @@ async def test_a_caller_hanging_up_mid_sentence_leaves_an_abandoned_call_and_its
         assert recorded.getnchannels() == 2 and recorded.getframerate() == 8000  # caller left, worker right
         assert recorded.getnframes() / 8000 > 3  # the greeting and the half sentence
     assert httpx.get(voice_server.base_url + "/healthz").status_code == 200
+
+
+async def test_an_account_number_said_digit_by_digit_by_a_real_speaker(tmp_path: Path) -> None:
+    from tests.conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "fsdd"
+    if not any(folder.glob("*.wav")):
+        pytest.skip(f"FSDD recordings not found in {folder}")
+    number = "40729135"
+    # One speaker's recordings, one per digit, with the short pauses of someone reading a card.
+    parts = [np.zeros(1600, dtype=np.int16)]
+    for d in number:
+        samples, rate = read_wav(folder / f"{d}_jackson_{(7 * int(d) + 3) % 50}.wav")
+        parts += [samples, np.zeros(int(0.15 * rate), dtype=np.int16)]
+    server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
+    try:
+        recogniser = Recogniser()
+        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+            greeting = (await recogniser.hear(await caller.listen())).text.lower()
+            assert "account number" in greeting
+            await caller.say(np.concatenate(parts), 8000)
+            reply = (await recogniser.hear(await caller.listen())).text.lower()
+        [(text, metadata)] = db_rows(server, "SELECT text, metadata FROM events WHERE direction = 'in' AND text IS NOT NULL")
+        assert text == number, (text, metadata, reply)
+        assert "transcribed" in json.loads(metadata)  # what plain transcription made of it, kept for review
+        [(fields,)] = db_rows(server, "SELECT fields FROM events WHERE direction = 'out' ORDER BY id DESC LIMIT 1")
+        assert json.loads(fields)["account_number"]["value"] == number
+        assert "account number" not in reply  # on to the next question
+    finally:
+        server.stop()

@@ -215,17 +215,23 @@ def transcribe(
         samples, rate = through_telephone(samples, rate), 8000
     from channels.voice.recogniser import Recogniser
 
+    from extraction.fields import FieldType
+
+    target = next((f for f in spec.fields if f.name == field), None) if spec is not None else None
     with err.status("loading the speech model and listening..."):
-        heard = Recogniser().hear_now(for_recogniser(samples, rate))
-    if spec is None:
+        audio = for_recogniser(samples, rate)
+        if target is not None and target.type is FieldType.digits:
+            # As on a call when the worker has asked for this field: read digit by digit.
+            heard = Recogniser().hear_digits_now(audio, (target.constraints.min_length or 1, target.constraints.max_length or 20))
+        else:
+            heard = Recogniser().hear_now(audio)
+    if spec is None or target is None:
         sys.stdout.write(heard.text + "\n")
         return
     from channels.voice.digits import spoken_digits
     from extraction.cli_io import ExtractRequest, run_one
     from extraction.factory import build_extractor
-    from extraction.fields import FieldType
 
-    target = next(f for f in spec.fields if f.name == field)
     text = spoken_digits(heard.text) if target.type in (FieldType.digits, FieldType.phone) else heard.text
     found = run_one(build_extractor(spec), spec, ExtractRequest(text=text, requested=[field]))["fields"].get(field)
     result = {

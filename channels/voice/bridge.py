@@ -29,11 +29,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from channels.voice.recogniser import Heard
+from channels.voice.services import LocalWhisperSTT
 from channels.voice.speakable import speakable
 from channels.voice.transfer import CallControl
 from dialogue.engine import DialogueEngine
 from dialogue.events import Transfer, Turn, TurnResult
 from escalation.queue import HumanQueue
+from extraction.fields import FieldType
 from transcripts.store import Event
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,10 @@ TRANSFER_GRACE_SECONDS = 0.5  # Twilio plays what it has buffered before the han
 
 class DialogueBridge(FrameProcessor):
     def __init__(self, engine: DialogueEngine, conversation_id: str, metadata: dict[str, Any],
-                 calls: CallControl | None = None):
+                 calls: CallControl | None = None, stt: LocalWhisperSTT | None = None):
         super().__init__()
         self._engine = engine
+        self._stt = stt
         self._calls = calls
         self._transfer: Transfer | None = None
         self._conversation_id = conversation_id
@@ -159,7 +163,25 @@ class DialogueBridge(FrameProcessor):
                   "stt_ms": self._recognised_ms, "hold_ms": round((time.monotonic() - self._paused_at) * 1000)}
         confidence = min(self._confidences) if self._confidences else None
         self._said, self._confidences, self._timing = [], [], None
-        await self._take_turn(text, timing=timing, confidence=confidence)
+        transcribed = None
+        if self._stt is not None and self._stt.digit_lengths is not None:
+            began = time.monotonic()
+            read = await self._stt.read_digits(Heard(text, confidence or 0.0))
+            timing["digits_ms"] = round((time.monotonic() - began) * 1000)
+            if read.text != text:
+                transcribed, text, confidence = text, read.text, read.confidence
+        await self._take_turn(text, timing=timing, confidence=confidence, transcribed=transcribed)
+
+    def _listen_for(self, requested: str | None) -> None:
+        """Tell the recogniser when the next answer is a digit field, so that a number said
+        digit by digit is read digit by digit when the turn ends."""
+        if self._stt is None:
+            return
+        field = next((f for f in self._engine.spec.fields if f.name == requested), None)
+        if field is None or field.type is not FieldType.digits:
+            self._stt.expect_digits(None)
+        else:
+            self._stt.expect_digits((field.constraints.min_length or 1, field.constraints.max_length or 20))
 
     def _heard_something(self) -> None:
         if self._silence is not None:
@@ -209,10 +231,12 @@ class DialogueBridge(FrameProcessor):
             await self._take_turn(keys, keyed=True, timing={"input": "dtmf"})
 
     async def _take_turn(self, text: str | None, keyed: bool = False, timing: dict[str, Any] | None = None,
-                         confidence: float | None = None) -> None:
+                         confidence: float | None = None, transcribed: str | None = None) -> None:
         metadata = {**self._metadata, "input": "dtmf"} if keyed else dict(self._metadata)
         if confidence is not None:
             metadata["confidence"] = round(confidence, 3)
+        if transcribed is not None:
+            metadata["transcribed"] = transcribed  # what plain transcription made of the digits, for reviewers
         if self.unheard:
             # Stored with the caller's next turn: what they talked over, so a reviewer (and a
             # later turn) knows which line they never heard to the end.
@@ -224,6 +248,7 @@ class DialogueBridge(FrameProcessor):
         async with self._turns:
             result = await self._engine.handle(turn)
         self.results.append(result)
+        self._listen_for(result.requested)
         timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
                   "dialogue_ms": round((time.monotonic() - began) * 1000)}
         self.timings.append(timing)

@@ -75,8 +75,9 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
         params=FastAPIWebsocketParams(audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False,
                                       serializer=serializer),
     )
+    stt = LocalWhisperSTT(recogniser)
     bridge = DialogueBridge(engine, conversation_id=f"voice:{call_sid}",
-                            metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls)
+                            metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls, stt=stt)
     recording: Path | None = None
     recorder: list[AudioBufferProcessor] = []
     folder = recordings_dir()
@@ -94,7 +95,7 @@ async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Rec
     pipeline = Pipeline([
         transport.input(),
         VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=PAUSE_SECONDS))),
-        LocalWhisperSTT(recogniser),
+        stt,
         bridge,
         PiperVoice(voice),
         transport.output(),

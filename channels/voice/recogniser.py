@@ -21,11 +21,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # onnxruntime (used by the VAD) otherwise looks up a telemetry host when it loads.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from channels.voice.digit_reader import DigitReader
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Recogniser:
         self._tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual,  # type: ignore[attr-defined]
                                     task="transcribe", language="en")
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._digit_reader: DigitReader | None = None
 
     def hear_now(self, audio: np.ndarray) -> Heard:
         if self.context_seconds and len(audio) < (SHORT_PATH_LIMIT_SECONDS * SAMPLE_RATE):
@@ -113,3 +118,30 @@ class Recogniser:
 
     async def hear(self, audio: np.ndarray) -> Heard:
         return await asyncio.to_thread(self.hear_now, audio)
+
+    def hear_digits_now(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20)) -> Heard:
+        """What was heard when the worker has asked for a digit field: see `read_digits_now`."""
+        return self.read_digits_now(audio, self.hear_now(audio), lengths)
+
+    def read_digits_now(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
+        """`heard` read again as a digit field: when the transcription is mostly digits and the
+        audio has about one voiced stretch per digit, the number is read digit by digit
+        (channels/voice/digit_reader.py) and comes back as a digit string; anything else
+        ("hold on", "it's on my card") comes back as heard."""
+        from channels.voice.digit_reader import digits_heard
+
+        count = digits_heard(heard.text)
+        if not count:
+            return heard
+        reading = self.digit_reader().read(audio, lengths, heard=count)
+        return heard if reading is None else Heard(reading.digits, reading.confidence)
+
+    async def read_digits(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
+        return await asyncio.to_thread(self.read_digits_now, audio, heard, lengths)
+
+    def digit_reader(self) -> "DigitReader":
+        if self._digit_reader is None:
+            from channels.voice.digit_reader import DigitReader
+
+            self._digit_reader = DigitReader(self)
+        return self._digit_reader

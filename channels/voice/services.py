@@ -14,7 +14,7 @@ from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
 
-from channels.voice.recogniser import Recogniser
+from channels.voice.recogniser import Heard, Recogniser
 from channels.voice.tts import PiperServer, SpeechUnavailable, sentences
 
 
@@ -25,6 +25,11 @@ class LocalWhisperSTT(SegmentedSTTService):
         super().__init__(settings=STTSettings(model="whisper-local", language="en"), **kwargs)
         self._recogniser = recogniser
         self.last_confidence = 0.0
+        # Set by the bridge while the worker waits for a digit field (the fewest and most
+        # digits the answer may hold): the turn's audio is then kept, so that the whole answer,
+        # however the VAD cut it, can be read digit by digit when the turn ends.
+        self.digit_lengths: tuple[int, int] | None = None
+        self._turn_audio: list[np.ndarray] = []
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -32,10 +37,24 @@ class LocalWhisperSTT(SegmentedSTTService):
 
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
+        if self.digit_lengths is not None:
+            self._turn_audio.append(samples)
         heard = await self._recogniser.hear(samples)
         self.last_confidence = heard.confidence
         # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
         yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
+
+
+    def expect_digits(self, lengths: tuple[int, int] | None) -> None:
+        self.digit_lengths = lengths
+        self._turn_audio = []
+
+    async def read_digits(self, heard: Heard) -> Heard:
+        """The turn that was heard as `heard`, read again as digits (or as it was)."""
+        audio, self._turn_audio = self._turn_audio, []
+        if self.digit_lengths is None or not audio:
+            return heard
+        return await self._recogniser.read_digits(np.concatenate(audio), heard, self.digit_lengths)
 
 
 class PiperVoice(TTSService):
