@@ -17,12 +17,14 @@ the Free Spoken Digit Dataset (two speakers, 8 kHz), with a short pause between 
 through the telephone path of a call (8 kHz G.711 mu-law, up to 16 kHz) and recognised by the
 bundled Whisper tiny.en. Prints the share of numbers read exactly right:
 
-  baseline   the recogniser's text with each digit word mapped to its digit
-  worker     what `channel-worker transcribe --field account_number` does: sound-alikes
-             beside digits count as digits ("to" 2, "for" 4, "oh" 0), "double five" is 55,
-             then the account_support worker's digits extractor
+  baseline     the recogniser's text with each digit word mapped to its digit
+  rules        that text with sound-alikes beside digits counted as digits ("to" 2, "for" 4,
+               "oh" 0) and "double five" as 55, then the account_support digits extractor
+  worker       what a call does once a digit field is asked (and `channel-worker transcribe
+               --field`): the digit reader (channels/voice/digit_reader.py), then the extractor
 
-and the recogniser's time per number. Same audio, same model, same run.
+and each reading's time per number. Same audio, same model, same run. The reader is never
+told how many digits there are.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def bench_digits(args: argparse.Namespace) -> None:
     print(f"{n} six-digit numbers from {len(files)} FSDD recordings, telephone path, Whisper tiny.en (bundled), seed {args.seed}")
     print(f"{'reading':<34} {'exactly right':>14} {'median ms':>10} {'p95 ms':>8}")
     rows = [("baseline: transcript, word map", baseline_right, seconds),
-            ("transcript, spoken-digit rules", worker_right, seconds),
+            ("rules: transcript, spoken-digit rules", worker_right, seconds),
             ("worker: digit reader", reader_right, reader_seconds)]
     for name, right, times in rows:
         print(f"{name:<34} {right / n:>13.1%} {statistics.median(times) * 1e3:>10.0f} "
@@ -256,8 +258,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=21, help="caller turns for the latency figures")
     parser.add_argument("--calls", default="1,2,4,6,8", help="concurrency levels to try")
     parser.add_argument("--numbers", type=int, default=100, help="six-digit numbers for the digits figure")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder holding fsdd/ (default ../shared/data)")
+    parser.add_argument("--seed", type=int, default=7, help="which numbers and recordings are drawn for the digits figure")
     args = parser.parse_args()
     args.calls = [int(n) for n in args.calls.split(",")]
     parts = set(args.only.split(","))

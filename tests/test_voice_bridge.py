@@ -110,3 +110,19 @@ async def test_nothing_recognised_is_not_a_turn(restaurant: WorkerSpec, tmp_path
         bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
         down, _ = await run_test(bridge, frames_to_send=[*spoken(""), SleepFrame(sleep=0.8)])
     assert len(said(down)) == 1 and len(bridge.results) == 1  # a cough: the greeting only, no "sorry?"
+
+
+async def test_the_recogniser_listens_for_digits_only_while_a_digit_field_is_asked(
+        account_support: WorkerSpec, tmp_path: Path) -> None:
+    from channels.voice.recogniser import Recogniser
+    from channels.voice.services import LocalWhisperSTT
+
+    stt = LocalWhisperSTT(Recogniser())
+    async with open_engine(account_support, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}, stt=stt)
+        await run_test(bridge, frames_to_send=[])
+        assert bridge.results[0].requested == "account_number"
+        assert stt.digit_lengths == (8, 8)  # the spec's account number: exactly 8 digits
+        await run_test(bridge, frames_to_send=[*spoken("45719023"), SleepFrame(sleep=TURN_HOLD_SECONDS + 0.3)])
+        assert bridge.results[-1].requested == "reason"
+        assert stt.digit_lengths is None  # a free-text answer is transcribed as it is

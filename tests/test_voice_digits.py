@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from channels.voice.audio import for_recogniser, read_wav, telephone
-from channels.voice.digit_reader import digits_heard
+from channels.voice.digit_reader import digits_heard, one_digit_per_stretch
 from channels.voice.recogniser import Recogniser
 from channels.voice.word_spans import word_spans
 from tests.conftest import SHARED_DATA
@@ -60,6 +60,18 @@ def test_a_recording_too_short_to_measure_has_no_spans() -> None:
 ])
 def test_a_transcription_counts_as_digits_when_it_is_mostly_digits(heard: str, count: int) -> None:
     assert digits_heard(heard) == count
+
+
+@pytest.mark.parametrize(("heard", "stretches", "read"), [
+    ("4 0 7 2 9 1", 6, True),
+    ("7 0 2 8 3 7 0 2 8 3", 6, True),  # tiny.en repeating a run of digits
+    ("2 2 0 2", 6, True),  # and dropping some
+    ("seven peaks zero five five", 6, True),  # one misheard digit
+    ("My account number is 4 5 7 1 9 0", 10, False),  # a sentence around the number
+    ("hold on, let me look", 4, False),
+])
+def test_stretches_are_read_as_digits_only_when_the_transcription_allows_it(heard: str, stretches: int, read: bool) -> None:
+    assert one_digit_per_stretch(heard, stretches) is read
 
 
 @pytest.fixture(scope="module")

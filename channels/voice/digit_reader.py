@@ -11,8 +11,8 @@ and the two are combined:
    heard in a few renderings (as is, 10% slower, with a longer lead-in) and after a few priming
    "previous texts" (digit lists), and the log-probabilities are averaged: an ensemble over
    views of the same audio, with no training and nothing specific to a speaker.
-2. The whole utterance, decoded with only digit tokens allowed, one position per stretch:
-   this view hears coarticulation and the context the isolated cuts lose.
+2. The whole utterance, after the spelt-out digit primer, one digit token per stretch: this
+   view hears the context and coarticulation the isolated cuts lose.
 
 A beam search over positions adds the two views' log-probabilities (the isolated view
 weighted by ISOLATED_WEIGHT). On the bench (bench/voice.py digits) this is what moves 6-digit
@@ -50,6 +50,7 @@ PRIMERS = (
 )
 ISOLATED_WEIGHT = 3.0  # bench/voice.py digits: 2 and 4 each lose about a point against 3
 BEAM = 5
+WHOLE_PRIMER = 1  # the digits spelt out: a point better than no primer on the bench, never worse
 CONTEXT_SECONDS = 10  # what the encoder is given per piece; shorter contexts lose accuracy
 SOT_PREV = "<|startofprev|>"
 
@@ -60,10 +61,9 @@ class DigitReading:
     confidence: float  # probability of the least certain digit, 0..1
 
 
-def digits_heard(text: str) -> int:
-    """How many digits a transcription seems to hold when it is mostly spoken digits ("457 to
-    die in one": 5), or 0 when it is mostly other words ("hold on, let me look", "it is my
-    card number 1234" counts 4 digits against 5 words)."""
+def tally(text: str) -> tuple[int, int]:
+    """(digits, other words) in a transcription: numerals count a digit per character, digit
+    words and sound-alikes one each ("457 to die in one": 5 digits, 2 other words)."""
     digits = others = 0
     for word in re.findall(r"\d+|[A-Za-z']+", text.lower()):
         if word.isdigit():
@@ -74,7 +74,25 @@ def digits_heard(text: str) -> int:
             digits += REPEATS[word] - 1  # "double five": the five counts itself
         else:
             others += 1
+    return digits, others
+
+
+def digits_heard(text: str) -> int:
+    """How many digits a transcription seems to hold when it is mostly spoken digits, or 0
+    when it is mostly other words ("hold on, let me look"; "it is my card number 1234" has 4
+    digits against 5 words)."""
+    digits, others = tally(text)
     return digits if digits >= others else 0
+
+
+def one_digit_per_stretch(text: str, stretches: int) -> bool:
+    """Whether `stretches` voiced stretches can be the digits of a transcription that is mostly
+    digits. The transcription's own count is no guide on its own: tiny.en repeats a run of
+    digits ("7 0 2 8 3 7 0 2 8 3" for six) and drops some ("2 2 0 2" for 722022). But several
+    other words and more stretches than digits is a sentence around a number ("my account
+    number is 4 5 7 1 9 0"), whose words would be read as digits."""
+    digits, others = tally(text)
+    return digits >= others and (others <= 1 or stretches <= digits + 1)
 
 
 def _pad_seconds(audio: np.ndarray, lead: float, tail: float = 0.3, peak: float = 0.5) -> np.ndarray:
@@ -123,14 +141,14 @@ class DigitReader:
         sot_prev = tokenizer.tokenizer.token_to_id(SOT_PREV)
         self._primers = [[sot_prev, *tokenizer.encode(text)] for text in PRIMERS]
 
-    def read(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20), heard: int | None = None) -> DigitReading | None:
+    def read(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20), heard: str | None = None) -> DigitReading | None:
         """The digits said in `audio` (16 kHz float), one per voiced stretch; None when that is
-        not a count within `lengths`, or is more than one away from the `heard` digits of an
-        ordinary transcription (then the stretches are not one digit each: "my number is...")."""
+        not a count within `lengths`, or when the ordinary transcription `heard` says the
+        stretches are not one digit each (`one_digit_per_stretch`)."""
         spans = word_spans(audio) or [(0, len(audio))]
         if not lengths[0] <= len(spans) <= lengths[1]:
             return None
-        if heard is not None and abs(len(spans) - heard) > 1:
+        if heard is not None and not one_digit_per_stretch(heard, len(spans)):
             return None
         isolated = self._isolated(audio, spans)
         whole = self._encode([self._features(audio)])
@@ -179,17 +197,22 @@ class DigitReader:
             return_logits_vocab=True, suppress_blank=False, suppress_tokens=self._suppress)
         return [self._digit_log_probs(r.logits[0][position]) for r in results]
 
-    def _isolated(self, audio: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Per stretch, the digit log-probabilities averaged over renderings and primers."""
+    def _views(self, audio: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+        """Digit log-probabilities of each stretch heard alone: [stretch, rendering, primer, digit]."""
         pieces = [self._features(render(audio[s:e])) for s, e in spans for render in RENDERINGS]
         encoded = self._encode(pieces)
-        total = np.zeros((len(spans), 10))
-        for primer in self._primers:
+        out = np.zeros((len(spans), len(RENDERINGS), len(self._primers), 10))
+        for j, primer in enumerate(self._primers):
             for i, lp in enumerate(self._logits(encoded, [primer + self._prompt] * len(pieces), 0, len(primer))):
-                total[i // len(RENDERINGS)] += lp
-        return list(total / (len(RENDERINGS) * len(self._primers)))
+                out[i // len(RENDERINGS), i % len(RENDERINGS), j] = lp
+        return out
+
+    def _isolated(self, audio: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Per stretch, the digit log-probabilities averaged over renderings and primers."""
+        return list(_log_softmax(self._views(audio, spans).mean(axis=(1, 2))))
 
     def _next_digit(self, whole: np.ndarray, prefixes: list[str]) -> list[np.ndarray]:
         encoded = np.repeat(whole, len(prefixes), axis=0)
-        prompts = [self._prompt + [self._numeral[int(c)] for c in p] for p in prefixes]
-        return self._logits(encoded, prompts, len(prefixes[0]), 0)
+        primer = self._primers[WHOLE_PRIMER]
+        prompts = [primer + self._prompt + [self._numeral[int(c)] for c in p] for p in prefixes]
+        return self._logits(encoded, prompts, len(prefixes[0]), len(primer))

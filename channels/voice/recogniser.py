@@ -125,15 +125,14 @@ class Recogniser:
 
     def read_digits_now(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
         """`heard` read again as a digit field: when the transcription is mostly digits and the
-        audio has about one voiced stretch per digit, the number is read digit by digit
+        audio's voiced stretches can be one per digit, the number is read digit by digit
         (channels/voice/digit_reader.py) and comes back as a digit string; anything else
         ("hold on", "it's on my card") comes back as heard."""
         from channels.voice.digit_reader import digits_heard
 
-        count = digits_heard(heard.text)
-        if not count:
+        if not digits_heard(heard.text):
             return heard
-        reading = self.digit_reader().read(audio, lengths, heard=count)
+        reading = self.digit_reader().read(audio, lengths, heard=heard.text)
         return heard if reading is None else Heard(reading.digits, reading.confidence)
 
     async def read_digits(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
