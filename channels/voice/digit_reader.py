@@ -9,14 +9,15 @@ and the two are combined:
    normalised and heard alone, and the model's next-token distribution over the digit tokens
    ("7", " 7", " seven", " Seven", ...) is read directly, with no free decoding. Each stretch is
    heard in a few renderings (as is, 10% slower, with a longer lead-in) and after a few priming
-   "previous texts" (digit lists), and the log-probabilities are averaged: an ensemble over
-   views of the same audio, with no training and nothing specific to a speaker.
+   "previous texts" (digit lists), each view's prior over digits (what it says of plain noise)
+   is subtracted, and the log-probabilities are averaged: an ensemble over views of the same
+   audio, with no training and nothing specific to a speaker.
 2. The whole utterance, after the spelt-out digit primer, one digit token per stretch: this
    view hears the context and coarticulation the isolated cuts lose.
 
 A beam search over positions adds the two views' log-probabilities (the isolated view
-weighted by ISOLATED_WEIGHT). On the bench (bench/voice.py digits) this is what moves 6-digit
-numbers from about 70% to the mid-90s.
+weighted by ISOLATED_WEIGHT). On the bench (bench/voice.py digits) this moves 6-digit numbers
+from about 75% to 96-98% exactly right.
 
 When the number of voiced stretches is not a length the field allows, the utterance is not a
 number read digit by digit ("it's on my card, hold on"), `read` returns None and the caller
