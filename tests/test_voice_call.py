@@ -100,7 +100,7 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
                 break
             answer = next((a for question, a in BOOKING_ANSWERS if question in said[-1]), "Sorry, say that again?")
             await caller.say(*speech(answer, tmp_path))
-        await caller.hung_up(timeout=10)  # the worker ends the call after its closing line
+        await caller.hung_up(timeout=20)  # the worker ends the call after its closing line
     heard = db_rows(voice_server, "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' "
                     "AND text IS NOT NULL ORDER BY id", (f"voice:{caller.call_sid}",))
     transcript = f"worker said {said}; worker heard {heard}"

@@ -68,6 +68,8 @@ def test_a_transcription_counts_as_digits_when_it_is_mostly_digits(heard: str, c
     ("2 2 0 2", 6, True),  # and dropping some
     ("seven peaks zero five five", 6, True),  # one misheard digit
     ("My account number is 4 5 7 1 9 0", 10, False),  # a sentence around the number
+    ("My count number in four five seven one nine zero.", 1, False),  # said in one breath
+    ("four five seven one nine zero", 2, False),
     ("hold on, let me look", 4, False),
 ])
 def test_stretches_are_read_as_digits_only_when_the_transcription_allows_it(heard: str, stretches: int, read: bool) -> None:

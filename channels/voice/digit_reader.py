@@ -89,11 +89,14 @@ def digits_heard(text: str) -> int:
 def one_digit_per_stretch(text: str, stretches: int) -> bool:
     """Whether `stretches` voiced stretches can be the digits of a transcription that is mostly
     digits. The transcription's own count is no guide on its own: tiny.en repeats a run of
-    digits ("7 0 2 8 3 7 0 2 8 3" for six) and drops some ("2 2 0 2" for 722022). But several
-    other words and more stretches than digits is a sentence around a number ("my account
-    number is 4 5 7 1 9 0"), whose words would be read as digits."""
+    digits ("7 0 2 8 3 7 0 2 8 3" for six) and drops some ("2 2 0 2" for 722022). But fewer
+    than half as many stretches as digits is a number said without pauses, and several other
+    words with a count that disagrees is a sentence around a number ("my account number is
+    4 5 7 1 9 0"): its words would be read as digits."""
     digits, others = tally(text)
-    return digits >= others and (others <= 1 or stretches <= digits + 1)
+    if digits < others or 2 * stretches < min(digits, 12):
+        return False  # mostly words, or digits said without pauses ("four five seven" in one breath)
+    return others <= 1 or abs(stretches - digits) <= 1
 
 
 def _pad_seconds(audio: np.ndarray, lead: float, tail: float = 0.3, peak: float = 0.5) -> np.ndarray:
