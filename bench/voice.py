@@ -104,12 +104,12 @@ def bench_digits(args: argparse.Namespace) -> None:
             misses.append((truth, read.text))
     n = args.numbers
     print(f"{n} six-digit numbers from {len(files)} FSDD recordings, telephone path, Whisper tiny.en (bundled), seed {args.seed}")
-    print(f"{'reading':<34} {'exactly right':>14} {'median ms':>10} {'p95 ms':>8}")
+    print(f"{'reading':<38} {'exactly right':>14} {'median ms':>10} {'p95 ms':>8}")
     rows = [("baseline: transcript, word map", baseline_right, seconds),
             ("rules: transcript, spoken-digit rules", worker_right, seconds),
             ("worker: digit reader", reader_right, reader_seconds)]
     for name, right, times in rows:
-        print(f"{name:<34} {right / n:>13.1%} {statistics.median(times) * 1e3:>10.0f} "
+        print(f"{name:<38} {right / n:>13.1%} {statistics.median(times) * 1e3:>10.0f} "
               f"{sorted(times)[int(0.95 * (n - 1))] * 1e3:>8.0f}")
     print("some misses (truth: read):", "; ".join(f"{t}: {h!r}" for t, h in misses[:8]))
 

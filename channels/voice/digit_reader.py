@@ -17,7 +17,7 @@ and the two are combined:
 
 A beam search over positions adds the two views' log-probabilities (the isolated view
 weighted by ISOLATED_WEIGHT). On the bench (bench/voice.py digits) this moves 6-digit numbers
-from about 75% to 96-98% exactly right.
+from about 75% to 95-98% exactly right.
 
 When the number of voiced stretches is not a length the field allows, the utterance is not a
 number read digit by digit ("it's on my card, hold on"), `read` returns None and the caller
