@@ -26,7 +26,6 @@ uses the ordinary transcription.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -180,12 +179,7 @@ class DigitReader:
         return DigitReading(digits, round(least, 3))
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
-        features = self._recogniser.model.feature_extractor(audio)  # type: ignore[attr-defined]
-        frames = features.shape[1]
-        target = min(3000, max(CONTEXT_SECONDS * 100, math.ceil((frames + 100) / 100) * 100))
-        padded = np.zeros((features.shape[0], target), dtype=np.float32)
-        padded[:, :min(frames, target)] = features[:, :target]
-        return padded
+        return self._recogniser.features(audio, CONTEXT_SECONDS)
 
     def _encode(self, features: list[np.ndarray]) -> np.ndarray:
         from faster_whisper.transcribe import get_ctranslate2_storage

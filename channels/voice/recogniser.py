@@ -84,16 +84,20 @@ class Recogniser:
             return self._hear_short(audio)
         return self._hear_full(audio)
 
+    def features(self, audio: np.ndarray, context_seconds: float) -> np.ndarray:
+        """Log-mel features padded to whole seconds of context: at least `context_seconds`,
+        never more than Whisper's 30."""
+        features = self.model.feature_extractor(audio)  # type: ignore[attr-defined]
+        frames = features.shape[1]
+        target = min(3000, max(int(context_seconds * 100), math.ceil((frames + 100) / 100) * 100))
+        padded = np.zeros((features.shape[0], target), dtype=np.float32)
+        padded[:, :min(frames, target)] = features[:, :target]
+        return padded
+
     def _hear_short(self, audio: np.ndarray) -> Heard:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        extractor = self.model.feature_extractor  # type: ignore[attr-defined]
-        features = extractor(audio)
-        frames = features.shape[1]
-        # Whole seconds of context, at least context_seconds, never more than Whisper's 30.
-        target = min(3000, max(int(self.context_seconds * 100), math.ceil((frames + 100) / 100) * 100))
-        padded = np.zeros((features.shape[0], target), dtype=np.float32)
-        padded[:, :min(frames, target)] = features[:, :target]
+        padded = self.features(audio, self.context_seconds)
         whisper = self.model.model  # type: ignore[attr-defined]
         encoded = whisper.encode(get_ctranslate2_storage(padded[None]), to_cpu=False)
         result = whisper.generate(encoded, [self._prompt], beam_size=self.beam_size, max_length=MAX_TOKENS,
