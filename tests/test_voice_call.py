@@ -94,7 +94,7 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
         greeting = await recogniser.hear(await caller.listen())
         assert "sam" in greeting.text.lower() and "table" in greeting.text.lower()
         await caller.say(*speech("A table for four people tomorrow at seven p m please", tmp_path))
-        for _ in range(8):
+        for _ in range(12):  # room for a misheard answer or two on a loaded machine
             said.append((await recogniser.hear(await caller.listen(quiet_for=2.0))).text.lower())
             if "booked" in said[-1] or caller.ended:
                 break
