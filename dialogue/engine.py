@@ -73,7 +73,8 @@ class DialogueEngine:
         # Recorded with the first read, so a crash mid-turn still leaves what the person said.
         inbound = self.store.append_statements(
             Event(conversation_id=key, channel=turn.channel, direction="system" if started else "in", text=turn.text,
-                  time=turn.time, metadata={**turn.metadata, "event": "started"} if started else turn.metadata),
+                  time=turn.time, metadata={**turn.metadata, "event": "started"} if started else turn.metadata,
+                  dedupe_key=turn.dedupe_key),
             worker=self.spec.name,
         )
         incoming = {"incoming": {"text": turn.text, "time": turn.time.isoformat(), "channel": turn.channel}}

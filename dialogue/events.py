@@ -26,6 +26,9 @@ class Turn(BaseModel):
     text: str | None = None
     time: datetime = Field(default_factory=utcnow, description="When it was sent; relative dates use it.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dedupe_key: str | None = Field(
+        None, description="The channel's own id for this message (an SMS MessageSid): a redelivery or a crash "
+                          "recovery that runs the turn again records the message once.")
 
 
 class Say(BaseModel):

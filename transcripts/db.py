@@ -20,6 +20,8 @@ import queue
 import sqlite3
 import threading
 
+from transcripts.safe_text import storable_json
+
 def iso_utc(moment: datetime) -> str:
     """One text form for every stored time, so SQLite compares them correctly as strings."""
     if moment.tzinfo is None:
@@ -37,6 +39,19 @@ def is_postgres_url(url: str | None) -> bool:
 class WriteConflict(Exception):
     """A guarded statement of a batch changed no row: someone else got there first. The batch
     was rolled back as a whole."""
+
+
+class FenceLost(Exception):
+    """A fenced statement of a batch changed no row: the claim it was made under (an SMS
+    message's processing token) was taken over by another process. The batch was rolled back;
+    the new holder answers, so the turn must not be run again."""
+
+
+class Fenced(tuple):
+    """A statement that must change a row for its batch to commit (see `FenceLost`)."""
+
+    def __new__(cls, sql: str, params: Sequence[Any]) -> Fenced:
+        return super().__new__(cls, (sql, params))
 
 
 class DatabaseUnavailable(Exception):
@@ -302,7 +317,10 @@ class Database:
         out = []
         for p in params:
             if isinstance(p, (dict, list)):
-                p = json.dumps(p)
+                p = storable_json(p)
+            elif isinstance(p, str) and "\x00" in p:
+                # Neither database stores NUL in text (PostgreSQL refuses it); never what a person meant.
+                p = p.replace("\x00", "")
             elif isinstance(p, datetime) and self.dialect == "sqlite":
                 p = iso_utc(p)
             out.append(p)
@@ -327,8 +345,10 @@ class Database:
 
         `guard` is the index of a statement that must change at least one row (an insert with
         ON CONFLICT DO NOTHING, an update with a version check); if it changes none, the whole
-        batch is rolled back and `WriteConflict` raised."""
+        batch is rolled back and `WriteConflict` raised. A `Fenced` statement that changes no
+        row rolls the batch back with `FenceLost`."""
         prepared = [(self._sql(sql), self._params(params)) for sql, params in statements]
+        fences = {i for i, statement in enumerate(statements) if isinstance(statement, Fenced)}
         if self._sqlite is not None:
             def transaction(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 conn.execute("BEGIN IMMEDIATE")
@@ -336,8 +356,8 @@ class Database:
                     cursor = None
                     for i, (sql, params) in enumerate(prepared):
                         cursor = conn.execute(sql, params)
-                        if i == guard and cursor.rowcount < 1:
-                            raise WriteConflict(sql.split("(")[0].strip())
+                        if cursor.rowcount < 1 and (i == guard or i in fences):
+                            raise (WriteConflict if i == guard else FenceLost)(sql.split("(")[0].strip())
                     rows = [dict(r) for r in cursor.fetchall()] if cursor is not None and cursor.description else []
                     conn.execute("COMMIT")
                     return rows
@@ -359,8 +379,8 @@ class Database:
                 cursor = None
                 for i, (sql, params) in enumerate(prepared):
                     cursor = await conn.execute(sql, params)
-                    if i == guard and cursor.rowcount < 1:
-                        raise WriteConflict(sql.split("(")[0].strip())
+                    if cursor.rowcount < 1 and (i == guard or i in fences):
+                        raise (WriteConflict if i == guard else FenceLost)(sql.split("(")[0].strip())
                 rows = list(await cursor.fetchall()) if cursor is not None and cursor.description else []
         return self._decode(rows, json_columns)
 

@@ -31,6 +31,7 @@ class Event(BaseModel):
     escalation: dict[str, Any] | None = None
     actions: list[dict[str, Any]] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dedupe_key: str | None = None  # the channel's message id; one event per key per conversation
 
 
 class ConversationRecord(BaseModel):
@@ -77,15 +78,28 @@ class TranscriptStore:
             ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
              "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
              (event.conversation_id, worker, event.channel, event.time, event.time, {})),
-            ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, metadata) "
-             "VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?)",
+            ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, "
+             "metadata, dedupe_key) VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?) ON CONFLICT DO NOTHING",
              (event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields or {},
-              event.outcome, event.escalation, event.actions, event.metadata)),
-            ("UPDATE conversations SET updated_at = ?, fields = COALESCE(J?, fields), outcome = COALESCE(?, outcome), "
-             "escalation = COALESCE(J?, escalation), turns = turns + ? WHERE id = ?",
-             (event.time, event.fields, event.outcome, event.escalation,
-              1 if event.direction == "in" and event.text is not None else 0, event.conversation_id)),
+              event.outcome, event.escalation, event.actions, event.metadata, event.dedupe_key)),
+            TranscriptStore._summary_statement(event),
         ]
+
+    @staticmethod
+    def _summary_statement(event: Event) -> Statement:
+        counts = event.direction == "in" and event.text is not None
+        if counts and event.dedupe_key is not None:
+            # A keyed message may be offered again (redelivery, recovery) and then stored no
+            # second time: count the turns instead of adding one.
+            turns, params = ("(SELECT COUNT(*) FROM events WHERE conversation_id = ? AND direction = 'in' "
+                             "AND text IS NOT NULL)"), [event.conversation_id]
+        else:
+            turns, params = "turns + ?", [1 if counts else 0]
+        return (
+            "UPDATE conversations SET updated_at = ?, fields = COALESCE(J?, fields), outcome = COALESCE(?, outcome), "
+            f"escalation = COALESCE(J?, escalation), turns = {turns} WHERE id = ?",
+            (event.time, event.fields, event.outcome, event.escalation, *params, event.conversation_id),
+        )
 
     async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
         """The worker's reply to the inbound turn whose metadata has `metadata_key == value`, if

@@ -13,9 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from fastapi import FastAPI, HTTPException
 
 from channels.sms.sender import SmsSender
 from channels.sms.settings import TwilioSettings
@@ -25,20 +23,14 @@ from channels.sms.recovery import recover_unanswered
 from channels.sms.webhook import DEFAULT_MAX_SEGMENTS
 from channels.sms.webhook import build_router as build_sms_router
 from dialogue.spec import WorkerSpec
-from escalation.drift import drift_status, prometheus
-from escalation.queue import Handoff, QueueError
+from escalation.operators import OperatorStore
 from worker.config import Settings
+from worker.operator_auth import OperatorAuth
+from worker.operator_routes import api_docs_enabled
+from worker.operator_routes import build_router as build_operator_router
 from worker.runtime import open_engine
 
 log = logging.getLogger(__name__)
-
-
-class ClaimBody(BaseModel):
-    by: str
-
-
-class NoteBody(BaseModel):
-    note: str | None = None
 
 
 def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0) -> FastAPI:
@@ -78,12 +70,15 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
                 max_segments = spec.channels.sms.max_segments or DEFAULT_MAX_SEGMENTS
 
+                recovery_every = max(1, min(30, int(twilio.recovery_after_seconds / 2 / delivery_interval)))
+
                 async def send_sms_forever() -> None:
                     passes = 0
                     while True:
                         try:
-                            # At start, then about every 30 passes: answer what a crash left unanswered.
-                            if passes % 30 == 0:
+                            # At start, then twice per recovery period (at most every 30 passes):
+                            # answer what a crash left unanswered.
+                            if passes % recovery_every == 0:
                                 await recover_unanswered(engine, sms_store, sms, max_segments, twilio.recovery_after_seconds)
                             await sms.send_due()
                         except Exception:
@@ -140,10 +135,10 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     # for deployments that export traces, skip its cost for everyone else.
     otel = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_TRACES_EXPORTER"))
     telemetry = None if otel else {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title=f"channel-worker: {spec.name}", lifespan=lifespan, telemetry=telemetry)
-
-    def handoffs() -> Any:
-        return state["engine"].handoffs
+    # FastAPI's own docs routes are off: with OPERATOR_API_DOCS=on the operator router serves
+    # them behind authentication.
+    app = FastAPI(title=f"channel-worker: {spec.name}", lifespan=lifespan, telemetry=telemetry,
+                  docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str | int]:
@@ -152,58 +147,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
         # The process id tells which of several `serve --workers` processes answered.
         return {"status": "ok", "worker": spec.name, "pid": os.getpid()}
 
-    @app.get("/queue", response_model=list[Handoff])
-    async def queue_list(status: str | None = Query(None, pattern="^(open|claimed|resolved|released)$")) -> list[Handoff]:
-        return await handoffs().queue.list(status=status, worker=spec.name)
-
-    @app.get("/queue/{handoff_id}", response_model=Handoff)
-    async def queue_show(handoff_id: int) -> Handoff:
-        try:
-            return await handoffs().queue.get(handoff_id)
-        except QueueError as exc:
-            raise HTTPException(404, str(exc)) from None
-
-    @app.get("/queue/conversations/{conversation_id}")
-    async def conversation(conversation_id: str) -> dict[str, Any]:
-        engine = state["engine"]
-        record = await engine.store.conversation(conversation_id)
-        if record is None:
-            raise HTTPException(404, f"no conversation {conversation_id}")
-        events = await engine.store.events(conversation_id)
-        audit = await handoffs().audit.for_conversation(conversation_id)
-        return {"conversation": record.model_dump(), "events": [e.model_dump(mode="json") for e in events],
-                "audit": [a.model_dump(mode="json") for a in audit]}
-
-    async def _move(coro: Any) -> Handoff:
-        try:
-            return await coro
-        except QueueError as exc:
-            status = 404 if str(exc).startswith("no handoff") else 409
-            raise HTTPException(status, str(exc)) from None
-
-    @app.post("/queue/{handoff_id}/claim", response_model=Handoff)
-    async def queue_claim(handoff_id: int, body: ClaimBody) -> Handoff:
-        return await _move(handoffs().claim(handoff_id, body.by))
-
-    @app.post("/queue/{handoff_id}/resolve", response_model=Handoff)
-    async def queue_resolve(handoff_id: int, body: NoteBody | None = None) -> Handoff:
-        return await _move(handoffs().resolve(handoff_id, body.note if body else None))
-
-    @app.post("/queue/{handoff_id}/release", response_model=Handoff)
-    async def queue_release(handoff_id: int, body: NoteBody | None = None) -> Handoff:
-        return await _move(handoffs().release(handoff_id, state["engine"], body.note if body else None))
-
-    @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> str:
-        engine = state["engine"]
-        status = await drift_status(engine.store.db, spec.name, spec.escalation.drift)
-        open_count = len(await handoffs().queue.list(status="open", worker=spec.name))
-        pending = await handoffs().notifier.pending_count()
-        return prometheus(status, {"queue_open": open_count, "notifications_pending": pending})
-
-    @app.get("/status")
-    async def status() -> dict[str, Any]:
-        engine = state["engine"]
-        return (await drift_status(engine.store.db, spec.name, spec.escalation.drift)).model_dump()
+    # Everything but /healthz and the Twilio webhooks (signed by Twilio) needs an operator.
+    auth = OperatorAuth(lambda: OperatorStore(state["engine"].store.db))
+    app.include_router(build_operator_router(spec, lambda: state["engine"], auth, app.openapi, app.title, api_docs_enabled()))
 
     return app

@@ -3,9 +3,10 @@
 A message is recorded before anything else. If the process dies after that (mid-turn, or
 after answering Twilio with an empty response while the turn was still running), the row
 stays 'processing' and the person would never hear back. At start and every little while,
-such rows are claimed again: if the turn had finished (its reply is in the transcript), that
-reply is sent; otherwise the turn is run now. Replies go through the REST outbox, keyed by
-the inbound MessageSid, so this can never send two.
+such rows are taken over (the same compare-and-set claim a redelivery uses, so the dead
+holder's writes are fenced off) and answered through the REST outbox, keyed by the inbound
+MessageSid, so this can never send two. The turn runs again only if it never committed;
+the person's message is stored once either way (its dedupe key).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
-from channels.sms.store import SmsStore
+from channels.sms.store import PROCESSING, SmsStore
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, utcnow
+from transcripts.db import FenceLost, Statement
 
 log = logging.getLogger(__name__)
 
@@ -28,38 +30,48 @@ async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: Sm
     assert engine.store is not None
     cutoff = utcnow() - timedelta(seconds=stale_after)
     rows: list[dict[str, Any]] = await store.db.fetchall(
-        "SELECT * FROM sms_messages WHERE direction = 'in' AND (state LIKE 'processing:%' OR state = 'failed') "
-        "AND updated_at < ? ORDER BY created_at", (cutoff,), ("media",),
+        "SELECT * FROM sms_messages WHERE direction = 'in' AND (state LIKE ? OR state = 'failed') "
+        "AND updated_at < ? ORDER BY created_at", (f"{PROCESSING}%", cutoff), ("media",),
     )
     recovered = 0
     for row in rows:
-        claimed = await store.db.execute_count(
-            "UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state = ?",
-            (f"processing:recovery:{row['sid']}", utcnow(), row["sid"], row["state"]),
-        )
-        if claimed != 1:
-            continue
+        token = await store.take_over(row["sid"], row["state"])
+        if token is None:
+            continue  # answered or taken meanwhile
         key, sid = row["conversation_id"], row["sid"]
+
+        def finish(reply: str | None) -> list[Statement]:
+            shaped = shape(reply, max_segments) if reply else None
+            writes = [store.finish_statement(sid, "answered", shaped, claim=token, via="outbox" if shaped else None)]
+            if shaped:
+                writes.append(store.enqueue_statement(key, row["from_number"], row["to_number"], shaped,
+                                                      dedupe_key=f"reply:{sid}"))
+            return writes
+
         try:
             reply = await engine.store.reply_after(key, "message_sid", sid)
-            if reply is None:
+            if reply is not None:
+                await store.db.batch(finish(reply))
+            else:
                 sent_at = row["created_at"]
-                result = await engine.handle(Turn(
-                    conversation_id=key, channel="sms", text=row["body"] or None,
-                    time=datetime.fromisoformat(sent_at) if isinstance(sent_at, str) else sent_at,
-                    metadata={"message_sid": sid, "from": row["from_number"], "to": row["to_number"], "recovered": True},
-                ))
-                reply = result.reply
+                await engine.handle(
+                    Turn(conversation_id=key, channel="sms", text=row["body"] or None,
+                         time=datetime.fromisoformat(sent_at) if isinstance(sent_at, str) else sent_at,
+                         metadata={"message_sid": sid, "from": row["from_number"], "to": row["to_number"], "recovered": True},
+                         dedupe_key=f"sms:{sid}"),
+                    after=lambda result: finish(result.reply),
+                )
+        except FenceLost:
+            continue  # a redelivery took it over and answers it
         except Exception:
             log.exception("SMS %s: recovery failed; will try again", sid)
-            await store.finish_inbound(sid, "failed")
+            await store.finish_inbound(sid, "failed", claim=token)
             continue
-        shaped = shape(reply, max_segments) if reply else None
-        if shaped:
-            await store.enqueue(key, row["from_number"], row["to_number"], shaped, dedupe_key=f"reply:{sid}")
-        await store.finish_inbound(sid, "answered", shaped)
         log.warning("SMS %s: answered after recovery", sid)
         recovered += 1
     if recovered:
         await sender.send_due()
     return recovered
+
+
+

@@ -3,6 +3,12 @@
 429 and 5xx answers (and network errors) back off and retry; other 4xx answers are
 recorded as failed and not retried (the request itself is wrong: a bad number, a blocked
 recipient). Numbers on the opt-out list are never sent to; their items are 'suppressed'.
+
+Twilio's Messages API takes no idempotency key, so a process killed after Twilio accepted a
+message and before the outbox row says 'sent' would send it again once the lease lapsed.
+An item whose previous attempt never recorded an outcome ('in flight') is first looked up in
+Twilio's message log (same sender, recipient and body, created since that attempt began); if
+it is there, it is marked sent instead of being sent twice.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from channels.sms.settings import TwilioSettings
-from channels.sms.store import OutboxItem, SmsStore
+from datetime import timedelta
+
+from channels.sms.store import IN_FLIGHT, OutboxItem, SmsStore
 from channels.twilio_rest import close_client, rest_client
 from dialogue.events import utcnow
 from transcripts.outbox import backoff
@@ -44,6 +52,17 @@ class SmsSender:
             sent += await self._send(item)
         return sent
 
+    async def _already_sent(self, item: OutboxItem) -> str | None:
+        """The sid of this item's message if an attempt that died before recording it got it to Twilio."""
+        since = item.created_at - timedelta(seconds=2)  # Twilio's dates have whole seconds
+        messages = await self.client().messages.list_async(
+            to=item.to_number, from_=item.from_number, date_sent_after=since, limit=50)
+        candidates = [m for m in messages if m.body == item.body and m.sid
+                      and (m.date_created is None or m.date_created >= since)]
+        # The same words may have been sent for another item (a repeated re-ask): those are accounted for.
+        taken = await self.store.known_sids([m.sid for m in candidates])
+        return next((m.sid for m in candidates if m.sid not in taken), None)
+
     async def _send(self, item: OutboxItem) -> int:
         if not await self.store.lease(item):
             return 0  # another sender (task or process) has it
@@ -51,6 +70,19 @@ class SmsSender:
         if await self.store.is_opted_out(item.to_number, item.from_number):
             await self.store.mark(item.id, "suppressed", attempts, "recipient opted out")
             return 0
+        if item.last_error == IN_FLIGHT:
+            try:
+                sid = await self._already_sent(item)
+            except Exception as exc:  # cannot tell: sending now could be the second copy, so wait
+                await self.store.mark(item.id, "pending", item.attempts, IN_FLIGHT,
+                                      retry_in=backoff(attempts, self.backoff_base))
+                log.warning("SMS %s: cannot check whether an interrupted send went out (%s); retrying later", item.id, exc)
+                return 0
+            if sid is not None:
+                log.warning("SMS %s: an interrupted send had reached Twilio as %s; not sending it again", item.id, sid)
+                await self.store.mark(item.id, "sent", attempts, message_sid=sid)
+                await self.store.record_outbound(sid, item.conversation_id, item.from_number, item.to_number, item.body, "sent")
+                return 1
         try:
             message = await self.client().messages.create_async(
                 to=item.to_number, from_=item.from_number, body=item.body,

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dialogue.events import utcnow
-from transcripts.db import Database, Statement
+from transcripts.db import Database, Fenced, Statement
 
 
 class OutboxItem(BaseModel):
@@ -25,6 +25,7 @@ class OutboxItem(BaseModel):
     next_attempt_at: str
     last_error: str | None = None
     message_sid: str | None = None
+    created_at: datetime
 
 
 class Claim(BaseModel):
@@ -32,6 +33,24 @@ class Claim(BaseModel):
 
     won: bool  # this delivery is the one to answer it
     opted_out: bool  # the sender is on the opt-out list
+    token: str | None = None  # the processing state this delivery holds (the fence for its writes)
+
+
+class Delivered(BaseModel):
+    """An inbound message as a later delivery of it finds it."""
+
+    state: str
+    reply: str | None
+    reply_via: str | None  # 'twiml': the reply went in a webhook response; 'outbox': through the REST API
+    updated_at: datetime
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state.startswith(PROCESSING)
+
+
+PROCESSING = "processing:"
+IN_FLIGHT = "in flight"
 
 
 class SmsStore:
@@ -45,7 +64,7 @@ class SmsStore:
         The insert is the claim: of two deliveries of one MessageSid, even overlapping ones,
         exactly one inserts the row. A delivery whose earlier attempt failed may claim it again."""
         now = utcnow()
-        claim = f"processing:{uuid.uuid4().hex}"
+        claim = f"{PROCESSING}{uuid.uuid4().hex}"
         # One transaction: record, claim (only from 'new' or 'failed'), read who holds it and
         # whether the sender opted out.
         rows = await self.db.batch([
@@ -57,14 +76,37 @@ class SmsStore:
             ("SELECT state, EXISTS (SELECT 1 FROM sms_optouts WHERE number = ? AND service_number = ?) AS opted_out "
              "FROM sms_messages WHERE sid = ?", (from_number, to_number, sid)),
         ])
-        return Claim(won=bool(rows) and rows[0]["state"] == claim, opted_out=bool(rows and rows[0]["opted_out"]))
+        won = bool(rows) and rows[0]["state"] == claim
+        return Claim(won=won, opted_out=bool(rows and rows[0]["opted_out"]), token=claim if won else None)
 
-    async def finish_inbound(self, sid: str, state: str, reply: str | None = None) -> None:
-        await self.db.batch([self.finish_statement(sid, state, reply)])
+    async def delivered(self, sid: str) -> Delivered | None:
+        row = await self.db.fetchone("SELECT state, reply, reply_via, updated_at FROM sms_messages WHERE sid = ?", (sid,))
+        return Delivered(**row) if row else None
+
+    async def take_over(self, sid: str, held: str) -> str | None:
+        """Claim a message whose holder is presumed dead (it held `held` too long); the new
+        token, or None when someone else moved it first. The old holder's fenced writes now
+        change nothing, so its turn cannot commit a second reply."""
+        token = f"{PROCESSING}{uuid.uuid4().hex}"
+        changed = await self.db.execute_count(
+            "UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state = ?", (token, utcnow(), sid, held))
+        return token if changed == 1 else None
+
+    async def finish_inbound(self, sid: str, state: str, reply: str | None = None, claim: str | None = None,
+                             via: str | None = None) -> None:
+        await self.db.batch([self.finish_statement(sid, state, reply, claim, via)])
 
     @staticmethod
-    def finish_statement(sid: str, state: str, reply: str | None = None) -> Statement:
-        return ("UPDATE sms_messages SET state = ?, reply = ?, updated_at = ? WHERE sid = ?", (state, reply, utcnow(), sid))
+    def finish_statement(sid: str, state: str, reply: str | None = None, claim: str | None = None,
+                         via: str | None = None) -> Statement:
+        """Mark an inbound message done. With `claim`, only while that claim still holds it
+        (a `Fenced` statement: the batch fails with `FenceLost` otherwise)."""
+        via = via or ("twiml" if reply else None)
+        if claim is None:
+            return ("UPDATE sms_messages SET state = ?, reply = ?, reply_via = ?, updated_at = ? WHERE sid = ?",
+                    (state, reply, via, utcnow(), sid))
+        return Fenced("UPDATE sms_messages SET state = ?, reply = ?, reply_via = ?, updated_at = ? "
+                      "WHERE sid = ? AND state = ?", (state, reply, via, utcnow(), sid, claim))
 
     async def message(self, sid: str) -> dict[str, Any] | None:
         return await self.db.fetchone("SELECT * FROM sms_messages WHERE sid = ?", (sid,), ("media",))
@@ -141,12 +183,22 @@ class SmsStore:
         The attempt count is the version: only one UPDATE can move it from N to N+1. The lease
         keeps others off it while the request is in flight, and lapses if this process dies."""
         now = utcnow()
+        # last_error says 'in flight' until the attempt's outcome is written: an item leased
+        # again with that mark was being sent when its process died (see SmsSender).
         changed = await self.db.execute_count(
-            "UPDATE sms_outbox SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ? "
+            "UPDATE sms_outbox SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ?, last_error = ? "
             "WHERE id = ? AND state = 'pending' AND attempts = ?",
-            (now + timedelta(seconds=seconds), now, item.id, item.attempts),
+            (now + timedelta(seconds=seconds), now, IN_FLIGHT, item.id, item.attempts),
         )
         return changed == 1
+
+    async def known_sids(self, sids: list[str]) -> set[str]:
+        """Which of these Twilio message sids an outbox item already accounts for."""
+        if not sids:
+            return set()
+        marks = ",".join("?" for _ in sids)
+        rows = await self.db.fetchall(f"SELECT message_sid FROM sms_outbox WHERE message_sid IN ({marks})", sids)
+        return {r["message_sid"] for r in rows}
 
     async def outbox(self, conversation_id: str | None = None) -> list[OutboxItem]:
         where, params = ("WHERE conversation_id = ?", [conversation_id]) if conversation_id else ("", [])

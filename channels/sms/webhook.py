@@ -2,9 +2,19 @@
 
 Speaks Twilio's wire format: a form-encoded POST signed with `X-Twilio-Signature`
 (HMAC-SHA1 of the public URL and the sorted parameters, keyed by the auth token), answered
-with TwiML. Every inbound message is recorded by its MessageSid before it is answered; a
-second delivery of the same MessageSid, even one that overlaps the first, gets no reply.
-A turn that takes longer than the reply budget is answered later through the REST outbox.
+with TwiML. Every inbound message is recorded by its MessageSid before it is answered.
+
+Exactly one reply per message, whatever dies when:
+- A turn that takes longer than the reply budget is answered later through the REST outbox;
+  where the reply goes is decided once, in the transaction that commits the turn.
+- A second delivery of a MessageSid (Twilio retries when it got no answer) gets the stored
+  reply again if that reply went in a webhook response, which Twilio evidently never read;
+  nothing if it went through the outbox, which sends it once.
+- A delivery that finds the message still being processed waits for that; if the holder
+  has been at it longer than any live request can be (the reply budget and a margin), the
+  holder is dead: this delivery takes the claim over and answers. Every write of a turn is
+  fenced by the claim it was made under, so a holder that was only slow cannot commit a
+  second reply (`FenceLost`), and the person's message is stored once (its `dedupe_key`).
 """
 
 from __future__ import annotations
@@ -15,18 +25,19 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
 from channels.sms.settings import TwilioSettings
-from channels.sms.store import SmsStore
+from channels.sms.store import Claim, SmsStore
 from channels.twilio_signature import signed_params
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult, utcnow
-from transcripts.db import Statement
+from transcripts.db import FenceLost, Statement
+from transcripts.safe_text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +46,7 @@ START_WORDS = {"START", "UNSTOP", "YES"}
 HELP_WORDS = {"HELP", "INFO"}
 DEFAULT_MAX_SEGMENTS = 3
 TWIML_TYPE = "application/xml"
+TAKEOVER_MARGIN_SECONDS = 2.0  # beyond the reply budget: no live first delivery holds a message this long
 
 
 class InboundSms(BaseModel):
@@ -46,6 +58,12 @@ class InboundSms(BaseModel):
     To: str = Field(min_length=2, max_length=64)
     Body: str = Field("", max_length=10000)
     NumMedia: int = Field(0, ge=0, le=10)
+
+    @field_validator("From", "To", "Body", mode="before")
+    @classmethod
+    def _clean(cls, value: object) -> object:
+        # Signed does not mean well-formed: NUL breaks PostgreSQL, control characters break TwiML.
+        return clean_text(value) if isinstance(value, str) else value
 
 
 class StatusCallback(BaseModel):
@@ -67,7 +85,7 @@ def conversation_key(person: str, service: str) -> str:
 
 def twiml(*messages: str, action: str | None = None) -> Response:
     response = MessagingResponse()
-    for body in messages:
+    for body in map(clean_text, messages):
         if action:
             response.message(body, action=action, method="POST")
         else:
@@ -88,14 +106,42 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
     def shaped(text: str) -> str:
         return shape(text, max_segments)
 
-    async def send_later(task: asyncio.Task[TurnResult], sid: str) -> None:
+    async def send_later(task: asyncio.Task[TurnResult], sid: str, claim: str) -> None:
         try:
             await task
+        except FenceLost:
+            log.warning("SMS %s: another delivery took this message over; it answers", sid)
+            return
         except Exception:
             log.exception("SMS %s: the turn failed after the webhook was answered", sid)
-            await store.finish_inbound(sid, "failed")
+            await store.finish_inbound(sid, "failed", claim=claim)
             return
         await sender.send_due()
+
+    async def redelivered(sid: str) -> Response | str:
+        """What a second delivery of `sid` gets: the stored reply, nothing, or (when its first
+        delivery died holding it) the claim, as the token to answer under."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + settings.reply_budget_seconds + TAKEOVER_MARGIN_SECONDS
+        while True:
+            seen = await store.delivered(sid)
+            if seen is None:
+                return twiml()
+            if not seen.in_flight:
+                if seen.reply and seen.reply_via == "twiml":
+                    log.warning("SMS %s delivered again after its reply was committed: answering it again", sid)
+                    return twiml(seen.reply, action=settings.status_callback_url)
+                return twiml()
+            held = (utcnow() - seen.updated_at).total_seconds()
+            if held > settings.reply_budget_seconds + TAKEOVER_MARGIN_SECONDS:
+                token = await store.take_over(sid, seen.state)
+                if token is not None:
+                    log.warning("SMS %s: its first delivery held it %.1f s and is presumed dead; taking it over", sid, held)
+                    return token
+                continue
+            if loop.time() > give_up:
+                return twiml()
+            await asyncio.sleep(0.05)
 
     @router.post("/twilio/sms")
     async def inbound(request: Request) -> Response:
@@ -114,35 +160,48 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         ]
         claim = await store.claim_inbound(msg.MessageSid, key, msg.From, msg.To, msg.Body, media)
         if not claim.won:
-            log.info("SMS %s delivered again; already answered or being answered", msg.MessageSid)
+            settled = await redelivered(msg.MessageSid)
+            if isinstance(settled, Response):
+                return settled
+            claim = Claim(won=True, opted_out=await store.is_opted_out(msg.From, msg.To), token=settled)
+        try:
+            return await answer(msg, params, key, media, claim, arrived)
+        except FenceLost:
+            log.warning("SMS %s: another delivery took this message over; it answers", msg.MessageSid)
             return twiml()
+
+    async def answer(msg: InboundSms, params: dict[str, str], key: str, media: list[dict[str, Any]], claim: Claim,
+                     arrived: Any) -> Response:
+        token = claim.token
+        assert token is not None
         status_action = settings.status_callback_url
         word = re.sub(r"[^A-Za-z]", "", msg.Body).upper()
         if word in STOP_WORDS:
             first = await store.opt_out(msg.From, msg.To)
             reply = "You have been unsubscribed and will get no more messages. Reply START to resubscribe." if first else None
-            await store.finish_inbound(msg.MessageSid, "opted_out", reply)
+            await store.finish_inbound(msg.MessageSid, "opted_out", reply, claim=token)
             return twiml(reply, action=status_action) if reply else twiml()
         if word in START_WORDS and claim.opted_out:
             await store.opt_in(msg.From, msg.To)
             reply = shaped(f"You are resubscribed to {spec.persona.split(',')[0]}. Reply HELP for help, STOP to stop.")
-            await store.finish_inbound(msg.MessageSid, "opted_in", reply)
+            await store.finish_inbound(msg.MessageSid, "opted_in", reply, claim=token)
             return twiml(reply, action=status_action)
         if claim.opted_out:
-            await store.finish_inbound(msg.MessageSid, "ignored_opted_out")
+            await store.finish_inbound(msg.MessageSid, "ignored_opted_out", claim=token)
             return twiml()
         if word in HELP_WORDS:
             reply = shaped((spec.script.help or f"This is {spec.persona}.") + " Reply STOP to unsubscribe.")
-            await store.finish_inbound(msg.MessageSid, "help", reply)
+            await store.finish_inbound(msg.MessageSid, "help", reply, claim=token)
             return twiml(reply, action=status_action)
         notice = ""
         if media:
             notice = "Thanks! I can only read text messages, so I couldn't open what you attached. "
         turn = Turn(conversation_id=key, channel="sms", text=msg.Body or None, time=arrived,
-                    metadata={"message_sid": msg.MessageSid, "from": msg.From, "to": msg.To, "media": media})
+                    metadata={"message_sid": msg.MessageSid, "from": msg.From, "to": msg.To, "media": media},
+                    dedupe_key=f"sms:{msg.MessageSid}")
         if not msg.Body.strip():
             reply = shaped(notice.strip() or "Sorry, that message was empty.")
-            await store.finish_inbound(msg.MessageSid, "answered", reply)
+            await store.finish_inbound(msg.MessageSid, "answered", reply, claim=token)
             return twiml(reply, action=status_action)
 
         # Where the reply goes is decided once, when the turn commits: in this response if the
@@ -155,7 +214,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
             reply = shaped(notice + result.reply) if result.reply else None
             reply_text["reply"] = reply
             route.setdefault("via", "twiml")
-            writes = [store.finish_statement(msg.MessageSid, "answered", reply)]
+            writes = [store.finish_statement(msg.MessageSid, "answered", reply, claim=token, via=route["via"] if reply else None)]
             if reply and route["via"] == "outbox":
                 writes.append(store.enqueue_statement(key, msg.From, msg.To, reply, dedupe_key=f"reply:{msg.MessageSid}"))
             return writes
@@ -166,14 +225,16 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         except asyncio.TimeoutError:
             if route.setdefault("via", "outbox") == "outbox":
                 # Answer Twilio now; the reply follows through the REST API when the turn is done.
-                later = asyncio.ensure_future(send_later(task, msg.MessageSid))
+                later = asyncio.ensure_future(send_later(task, msg.MessageSid, token))
                 pending.add(later)
                 later.add_done_callback(pending.discard)
                 return twiml()
             await task  # the reply was already promised to this response; it is committing now
+        except FenceLost:
+            raise
         except Exception:
             log.exception("SMS %s: the turn failed; Twilio will deliver it again", msg.MessageSid)
-            await store.finish_inbound(msg.MessageSid, "failed")
+            await store.finish_inbound(msg.MessageSid, "failed", claim=token)
             return Response("temporary failure", status_code=500, media_type="text/plain")
         reply = reply_text.get("reply")
         return twiml(reply, action=status_action) if reply else twiml()

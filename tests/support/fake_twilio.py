@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
-from urllib.parse import parse_qs
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from urllib.parse import parse_qs, urlparse
 
 from tests.support.http_stub import HttpStub, JsonHandler
 
@@ -18,7 +20,38 @@ _ERRORS = {429: (20429, "Too Many Requests"), 400: (21211, "The 'To' number is n
            500: (20500, "Internal Server Error"), 503: (20503, "Service Unavailable")}
 
 
+def _rfc2822(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(timezone.utc), usegmt=False)
+
+
 class _Handler(JsonHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        """The message log (`GET .../Messages.json?To=&From=&DateSent>=`), one page of it."""
+        stub: FakeTwilio = self.server.stub  # type: ignore[attr-defined]
+        url = urlparse(self.path)
+        match = re.fullmatch(r"/2010-04-01/Accounts/(AC\w+)/Messages\.json", url.path)
+        if not match:
+            return self.send_json(404, {"code": 20404, "message": "The requested resource was not found", "status": 404})
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        after = query.get("DateSent>")
+        since = datetime.fromisoformat(after.replace("Z", "+00:00")) if after else None
+        found = [m for m in list(stub.sent)
+                 if m.get("To") == query.get("To", m.get("To")) and m.get("From") == query.get("From", m.get("From"))
+                 # Twilio filters DateSent by day (YYYY-MM-DD), whatever time of day is given.
+                 and (since is None or m["_created"].date() >= since.date())]
+        self.send_json(200, {
+            "messages": [self._message(match.group(1), m) for m in reversed(found)], "next_page_uri": None,
+            "first_page_uri": url.path, "previous_page_uri": None, "page": 0, "page_size": 50,
+            "start": 0, "end": max(0, len(found) - 1), "uri": self.path,
+        })
+
+    @staticmethod
+    def _message(account: str, m: dict[str, Any]) -> dict[str, Any]:
+        return {"sid": m["Sid"], "account_sid": account, "to": m.get("To"), "from": m.get("From"), "body": m.get("Body"),
+                "status": "sent", "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",
+                "date_created": _rfc2822(m["_created"]), "date_sent": _rfc2822(m["_created"]),
+                "uri": f"/2010-04-01/Accounts/{account}/Messages/{m['Sid']}.json"}
+
     def do_POST(self) -> None:  # noqa: N802
         stub: FakeTwilio = self.server.stub  # type: ignore[attr-defined]
         match = re.fullmatch(r"/2010-04-01/Accounts/(AC\w+)/Messages\.json", self.path)
@@ -35,7 +68,7 @@ class _Handler(JsonHandler):
             return self.send_json(status, {"code": code, "message": message, "status": status,
                                            "more_info": f"https://www.twilio.com/docs/errors/{code}"})
         sid = "SM" + uuid.uuid4().hex
-        stub.sent.append({**form, "Sid": sid})
+        stub.sent.append({**form, "Sid": sid, "_created": datetime.now(timezone.utc)})
         self.send_json(201, {
             "sid": sid, "account_sid": match.group(1), "to": form.get("To"), "from": form.get("From"),
             "body": form.get("Body"), "status": "queued", "num_segments": "1", "direction": "outbound-api",
