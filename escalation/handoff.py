@@ -136,25 +136,26 @@ class Handoffs:
         }
 
 
+    # `by` is who did it: the authenticated operator over HTTP, the local user on the command line.
     async def claim(self, handoff_id: int, by: str) -> Handoff:
         handoff = await self.queue.claim(handoff_id, by)
-        await self._audit_queue(handoff, "claim", f"claimed by {by}")
+        await self._audit_queue(handoff, "claim", f"claimed by {by}", by)
         return handoff
 
-    async def resolve(self, handoff_id: int, note: str | None = None) -> Handoff:
+    async def resolve(self, handoff_id: int, note: str | None = None, by: str | None = None) -> Handoff:
         handoff = await self.queue.resolve(handoff_id, note)
-        await self._audit_queue(handoff, "resolve", note)
+        await self._audit_queue(handoff, "resolve", note, by)
         return handoff
 
-    async def release(self, handoff_id: int, engine: Any, note: str | None = None) -> Handoff:
+    async def release(self, handoff_id: int, engine: Any, note: str | None = None, by: str | None = None) -> Handoff:
         """Back to the worker: the queue entry is released and the dialogue answers again."""
         handoff = await self.queue.release(handoff_id, note)
         await engine.release(handoff.conversation_id)
-        await self._audit_queue(handoff, "release", note)
+        await self._audit_queue(handoff, "release", note, by)
         return handoff
 
-    async def _audit_queue(self, handoff: Handoff, action: str, detail: str | None) -> None:
+    async def _audit_queue(self, handoff: Handoff, action: str, detail: str | None, by: str | None) -> None:
         await self.audit.record(AuditEntry(
             conversation_id=handoff.conversation_id, worker=handoff.worker, kind="queue", rule=handoff.rule,
-            action=action, inputs={"handoff_id": handoff.id, "status": handoff.status}, detail=detail,
+            action=action, inputs={"handoff_id": handoff.id, "status": handoff.status, "by": by}, detail=detail,
         ))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from dialogue.events import utcnow
+from escalation.operators import valid_operator_id
 from transcripts.db import Database
 
 Status = Literal["open", "claimed", "resolved", "released"]
@@ -100,6 +101,9 @@ class HumanQueue:
         return moved
 
     async def claim(self, handoff_id: int, by: str) -> Handoff:
+        # The name is shown to people and kept in the audit trail: a plain operator name only.
+        if not valid_operator_id(by):
+            raise QueueError(f"{by[:80]!r} is not an operator name (1-64 letters, digits or . _ @ -)")
         return await self._move(handoff_id, "claim", "claimed", claimed_by=by)
 
     async def resolve(self, handoff_id: int, note: str | None = None) -> Handoff:

@@ -433,3 +433,44 @@ async def migrate(db: Database) -> list[int]:
             await db.execute_script([*statements, ledger])
             applied.append(m.version)
         return applied
+
+MIGRATIONS.append(
+    Migration(
+        7,
+        "operators and API tokens for the operator routes",
+        # Only hashes: a password hash carries its own salt and parameters (worker/operator_auth.py);
+        # a token is found by its public id and checked against the SHA-256 of its secret.
+        sqlite=(
+            """CREATE TABLE operators (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'reviewer', 'admin')),
+                password_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE api_tokens (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'reviewer', 'admin')),
+                secret_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE operators (
+                name TEXT PRIMARY KEY,
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'reviewer', 'admin')),
+                password_hash TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL
+            )""",
+            """CREATE TABLE api_tokens (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL CHECK (role IN ('viewer', 'reviewer', 'admin')),
+                secret_hash TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+        ),
+    )
+)

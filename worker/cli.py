@@ -29,6 +29,10 @@ spec_app = typer.Typer(help="Check worker specs and print their JSON Schema.", n
 app.add_typer(spec_app, name="spec")
 queue_app = typer.Typer(help="The human queue: conversations handed over by a rule, waiting for a person.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
+users_app = typer.Typer(help="Operators: who may use the queue, metrics and status over HTTP (HTTP Basic).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="API tokens for programs using the operator routes (Authorization: Bearer).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 
 err = Console(stderr=True)
 out = Console()
@@ -296,6 +300,16 @@ def _queue_run(worker: Path, op):  # noqa: ANN001, ANN202
 _WORKER_OPT = typer.Option("--worker", "-w", help="Worker spec YAML file.")
 
 
+def _local_operator() -> str:
+    """Who moved a handoff from the command line, for the audit trail: the local account."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry for this uid (some containers)
+        return f"cli:uid-{os.getuid()}"
+
+
 @queue_app.command("list")
 def queue_list(
     worker: Annotated[Path, _WORKER_OPT],
@@ -349,7 +363,7 @@ def queue_resolve(
     note: Annotated[Optional[str], typer.Option(help="What was done.")] = None,
 ) -> None:
     """Mark a handoff done; the worker stays out of the conversation."""
-    item = _queue_run(worker, lambda engine: engine.handoffs.resolve(handoff_id, note))
+    item = _queue_run(worker, lambda engine: engine.handoffs.resolve(handoff_id, note, by=_local_operator()))
     out.print(f"handoff {item.id} resolved")
 
 
@@ -360,7 +374,7 @@ def queue_release(
     note: Annotated[Optional[str], typer.Option(help="Why it goes back.")] = None,
 ) -> None:
     """Give the conversation back to the worker: it answers the person's next message again."""
-    item = _queue_run(worker, lambda engine: engine.handoffs.release(handoff_id, engine, note))
+    item = _queue_run(worker, lambda engine: engine.handoffs.release(handoff_id, engine, note, by=_local_operator()))
     out.print(f"handoff {item.id} released; conversation {item.conversation_id} is back with the worker")
 
 
@@ -435,3 +449,127 @@ def export_cmd(
 
 if __name__ == "__main__":
     app()
+class RoleName(str, Enum):
+    viewer = "viewer"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+def _operators_run(op):  # noqa: ANN001, ANN202
+    """Run `op(OperatorStore)` on the configured database (migrated first)."""
+    from escalation.operators import OperatorError, OperatorStore
+    from transcripts.store import TranscriptStore
+    from worker.config import Settings
+
+    async def main():  # noqa: ANN202
+        store = await TranscriptStore.open(Settings.from_env().transcripts_url)
+        try:
+            return await op(OperatorStore(store.db))
+        finally:
+            await store.close()
+
+    try:
+        return _run(main())
+    except OperatorError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _read_new_password() -> str:
+    """Typed twice without echo at a terminal; one line when piped (so scripts never put it in argv)."""
+    import getpass
+
+    from worker.operator_auth import check_new_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            err.print("[red]error[/red] the two passwords differ")
+            raise typer.Exit(2)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        return check_new_password(password)
+    except ValueError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (letters, digits, . _ @ -), as sent in HTTP Basic.")],
+    role: Annotated[RoleName, typer.Option(help="viewer: queue list, metrics, status; reviewer: also packets, conversations, claim/resolve/release; admin: everything.")],
+    replace: Annotated[bool, typer.Option("--replace", help="Set a new password and role for an existing user.")] = False,
+) -> None:
+    """Add an operator; the password is read from standard input (no echo at a terminal)."""
+    from escalation.operators import check_name, OperatorError
+    from worker.operator_auth import hash_password
+
+    try:
+        check_name(name, "user name")
+    except OperatorError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    hashed = hash_password(_read_new_password())
+    _operators_run(lambda store: store.add_user(name, role.value, hashed, replace=replace))
+    out.print(f"user {name} {'updated' if replace else 'added'} ({role.value})", highlight=False)
+
+
+@users_app.command("list")
+def users_list(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Operators and their roles (never their passwords)."""
+    users = _operators_run(lambda store: store.users())
+    if json_out:
+        sys.stdout.write(json.dumps([u.model_dump() for u in users], indent=2) + "\n")
+        return
+    table = Table(title="operators")
+    for col in ("name", "role", "since"):
+        table.add_column(col)
+    for u in users:
+        table.add_row(u.name, u.role, u.created_at[:19])
+    out.print(table)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Remove an operator: their password stops working at once."""
+    _operators_run(lambda store: store.remove_user(name))
+    out.print(f"user {name} removed", highlight=False)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="What the token is for (letters, digits, . _ @ -), e.g. grafana.")],
+    role: Annotated[RoleName, typer.Option(help="viewer, reviewer or admin (as for users).")],
+) -> None:
+    """Create a token and print it once (only its hash is kept); send it as `Authorization: Bearer TOKEN`."""
+    from worker.operator_auth import new_token
+
+    token = new_token()
+    _operators_run(lambda store: store.add_token(token.id, name, role.value, token.secret_hash))
+    sys.stdout.write(token.token + "\n")
+    err.print(f"token {name} ({role.value}) created; it is shown only now", highlight=False)
+
+
+@tokens_app.command("list")
+def tokens_list(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Tokens by name and role (the tokens themselves are not stored)."""
+    tokens = _operators_run(lambda store: store.tokens())
+    if json_out:
+        sys.stdout.write(json.dumps([t.model_dump() for t in tokens], indent=2) + "\n")
+        return
+    table = Table(title="API tokens")
+    for col in ("name", "role", "id", "since"):
+        table.add_column(col)
+    for t in tokens:
+        table.add_row(t.name, t.role, t.id, t.created_at[:19])
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")]) -> None:
+    """Revoke a token: it stops working at once."""
+    _operators_run(lambda store: store.revoke_token(name))
+    out.print(f"token {name} revoked", highlight=False)
+
+
