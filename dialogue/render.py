@@ -1,29 +1,23 @@
 """Turn script templates into text, with collected fields as typed values so that
-`{date:%A %d %B}` and `{time:%H:%M}` work as a spec author expects."""
+`{date:%A %d %B}` and `{time:%H:%M}` work as a spec author expects.
+
+Templates are filled by `dialogue.template.fill`, never `str.format`: a placeholder can
+only name a value, not reach through it. A line that still fails to render is logged
+and said without its placeholders rather than failing the turn."""
 
 from __future__ import annotations
 
-import string
+import logging
 from datetime import date, datetime, time
 from typing import Any
 
+from dialogue.template import SafeValue, fill, literal_text
 from extraction.fields import FieldSpec, FieldType
 
-
-class _Missing:
-    """Stands in for a field not collected yet: renders as nothing, whatever the format."""
-
-    def __format__(self, spec: str) -> str:
-        return ""
-
-    def __str__(self) -> str:
-        return ""
-
-    def __getattr__(self, name: str) -> _Missing:
-        return self
+log = logging.getLogger(__name__)
 
 
-class _Money:
+class _Money(SafeValue):
     def __init__(self, amount: float, currency: str | None):
         self.amount, self.currency = amount, currency
 
@@ -55,36 +49,49 @@ def typed_value(spec: FieldSpec, value: Any) -> Any:
     return value
 
 
-class _Formatter(string.Formatter):
-    def get_value(self, key: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        return kwargs.get(key, _Missing()) if isinstance(key, str) else _Missing()
+# What a value of each type looks like to `spec check`, which formats one to test a format spec.
+SAMPLES: dict[FieldType, Any] = {
+    FieldType.date: date(2026, 1, 2),
+    FieldType.time: time(19, 30),
+    FieldType.datetime: datetime(2026, 1, 2, 19, 30),
+    FieldType.money: _Money(12.5, "USD"),
+    FieldType.integer: 3,
+    FieldType.count: 3,
+}
 
-    def format_field(self, value: Any, format_spec: str) -> str:
-        try:
-            return super().format_field(value, format_spec)
-        except (ValueError, TypeError):
-            return str(value)
 
-
-_FORMATTER = _Formatter()
+def sample_value(field_type: FieldType) -> Any:
+    return SAMPLES.get(field_type, "text")
 
 
 _DISPLAY = {FieldType.date: "{v:%A %d %B}", FieldType.time: "{v:%H:%M}", FieldType.datetime: "{v:%A %d %B at %H:%M}"}
+
+
+def _safely(template: str, context: dict[str, Any]) -> str:
+    try:
+        return fill(template, context)
+    except Exception:  # defence in depth: a reply line must never fail a turn
+        log.exception("could not render template %r; saying it without its placeholders", template)
+        return literal_text(template)
 
 
 def display(spec: FieldSpec, value: Any) -> str:
     """How a value reads aloud when no template says otherwise."""
     typed = typed_value(spec, value)
     if spec.confirm_as:
-        return _FORMATTER.format(spec.confirm_as, **{spec.name: typed})
-    return _FORMATTER.format(_DISPLAY.get(spec.type, "{v}"), v=typed)
+        return _safely(spec.confirm_as, {spec.name: typed})
+    return _safely(_DISPLAY.get(spec.type, "{v}"), {"v": typed})
 
 
 def render(template: str, fields: list[FieldSpec], values: dict[str, dict[str, Any]], **extra: Any) -> str:
     context: dict[str, Any] = {}
     for spec in fields:
         if spec.name in values:
-            typed = typed_value(spec, values[spec.name]["value"])
-            context[spec.name] = _FORMATTER.format(spec.confirm_as, **{spec.name: typed}) if spec.confirm_as else typed
+            try:
+                typed = typed_value(spec, values[spec.name]["value"])
+            except Exception:  # a stored value of an unexpected shape: leave the field out
+                log.exception("could not read the stored value of %s", spec.name)
+                continue
+            context[spec.name] = _safely(spec.confirm_as, {spec.name: typed}) if spec.confirm_as else typed
     context.update({k: v for k, v in extra.items() if v is not None})
-    return " ".join(_FORMATTER.format(template, **context).split())
+    return " ".join(_safely(template, context).split())

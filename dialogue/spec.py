@@ -1,16 +1,20 @@
 """The worker spec: who the worker is, what it says, what it collects, when it hands over.
 
 A spec is a YAML file validated by these models (`channel-worker spec schema` prints
-their JSON Schema). Reply lines are `str.format` templates over the collected fields:
-`{people}`, `{date:%A %d %B}`.
+their JSON Schema). Reply lines are templates over the collected fields: `{people}`,
+`{date:%A %d %B}`; a placeholder names a field or extra with an optional format spec and
+nothing else (see `dialogue.template`).
 """
 
 from __future__ import annotations
 
-import string
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from escalation.rules import ActionKind, EscalationSettings, condition_fields
+from dialogue import template
+from dialogue.render import sample_value
 from extraction.fields import IDENTIFIER, FieldSpec
 
 BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
@@ -124,8 +128,8 @@ class WorkerSpec(_Strict):
         self._check_templates(set(names))
         return self
 
-    def _check_templates(self, field_names: set[str]) -> None:
-        known = field_names | TEMPLATE_EXTRAS
+    def template_lines(self) -> list[tuple[str, str]]:
+        """Every line that is rendered as a template, with its field path in the spec."""
         lines: list[tuple[str, str]] = [
             (f"script.{k}", v) for k, v in self.script.model_dump().items() if isinstance(v, str)
         ]
@@ -134,19 +138,38 @@ class WorkerSpec(_Strict):
                 value = getattr(f, attr)
                 if value:
                     lines.append((f"fields.{i}.{attr}", value))
-        for where, template in lines:
-            try:
-                parsed = list(string.Formatter().parse(template))
-            except ValueError as exc:
-                raise ValueError(f"{where}: template is malformed: {exc}") from exc
-            for _, name, _, _ in parsed:
-                if name is None:
+        for i, rule in enumerate(self.escalation.rules):
+            if rule.say:
+                lines.append((f"escalation.rules.{i}.say", rule.say))
+        for channel in Channels.model_fields:
+            greeting = getattr(self.channels, channel).greeting
+            if greeting:
+                lines.append((f"channels.{channel}.greeting", greeting))
+        return lines
+
+    def _check_templates(self, field_names: set[str]) -> None:
+        """Refuse any template line that could reach past a value or fail to render.
+
+        All problems go into one ValueError, one per line, each starting with its path, so
+        the loader can report every one of them at its own line."""
+        fields = {f.name: f for f in self.fields}
+        found: list[str] = []
+        for where, text in self.template_lines():
+            found += [f"{where}: {problem}" for problem in template.problems(text)]
+            for ph in template.placeholders(text):
+                if ph.name not in field_names and ph.name not in TEMPLATE_EXTRAS:
+                    found.append(f"{where}: template uses {{{ph.name}}}, which is not a field of this worker")
                     continue
-                root = name.split(".")[0].split("[")[0]
-                if root == "" or root.isdigit():
-                    raise ValueError(f"{where}: use named placeholders such as {{people}}, not {{{name}}}")
-                if root not in known:
-                    raise ValueError(f"{where}: template uses {{{root}}}, which is not a field of this worker")
+                if ph.spec:
+                    reading_back = where.endswith(".confirm_as")
+                    sample = _sample(fields.get(ph.name), reading_back)
+                    try:
+                        format(sample, ph.spec)
+                    except (ValueError, TypeError, OverflowError) as exc:
+                        kind = "text" if isinstance(sample, str) else fields[ph.name].type.value
+                        found.append(f"{where}: {ph.text}: the format {ph.spec!r} does not apply to {kind} ({exc})")
+        if found:
+            raise ValueError("\n".join(found))
 
     def field(self, name: str) -> FieldSpec:
         for f in self.fields:
@@ -157,3 +180,10 @@ class WorkerSpec(_Strict):
     def channel(self, name: str) -> ChannelSettings:
         return getattr(self.channels, name, ChannelSettings())
 
+
+def _sample(field: FieldSpec | None, reading_back: bool) -> Any:
+    """A value like the one a placeholder formats: extras are text, and a field with its own
+    `confirm_as` is already text everywhere but in that `confirm_as` line."""
+    if field is None or (field.confirm_as and not reading_back):
+        return "text"
+    return sample_value(field.type)

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from dialogue.spec import WorkerSpec
+from dialogue.yaml_limits import LimitExceeded, check_limits
 from extraction.fields import IDENTIFIER
 
 _PATH_IN_MESSAGE = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)+)\b")
@@ -94,6 +95,10 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def parse_spec(text: str, file: str = "<spec>") -> WorkerSpec:
     try:
+        check_limits(text, _UniqueKeyLoader)
+    except LimitExceeded as exc:
+        raise SpecError([SpecProblem(file, exc.line, exc.path, exc.message)]) from None
+    try:
         root = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -102,18 +107,22 @@ def parse_spec(text: str, file: str = "<spec>") -> WorkerSpec:
         raise SpecError([SpecProblem(file, line, "", f"not valid YAML: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecProblem(file, None, "", f"not valid YAML: {exc}")]) from None
+    except RecursionError:  # check_limits bounds the depth; this is only a second guard
+        raise SpecError([SpecProblem(file, None, "", "nested too deeply")]) from None
     if not isinstance(data, dict):
         raise SpecError([SpecProblem(file, 1, "", "a worker spec must be a mapping of keys such as name, script, fields")])
     try:
         return WorkerSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_problems(exc, root, file)) from None
+    except RecursionError:
+        raise SpecError([SpecProblem(file, None, "", "nested too deeply")]) from None
 
 
 def _problems(exc: ValidationError, root: yaml.Node | None, file: str) -> list[SpecProblem]:
     problems: list[SpecProblem] = []
     seen: set[tuple[str, str]] = set()
-    for err in exc.errors():
+    for err in _one_per_line(exc.errors()):
         loc = _clean_loc(tuple(err["loc"]))
         message = err["msg"]
         if not loc:
@@ -135,6 +144,19 @@ def _problems(exc: ValidationError, root: yaml.Node | None, file: str) -> list[S
         seen.add(key)
         problems.append(SpecProblem(file, _line_of(root, loc), path, message))
     return problems
+
+
+def _one_per_line(errors: list[Any]) -> list[Any]:
+    """A spec-wide check reports several problems as one error, a line each with its own
+    path (see WorkerSpec._check_templates); split them so each gets its own line number."""
+    out: list[Any] = []
+    for err in errors:
+        lines = err["msg"].split("\n")
+        if len(lines) == 1 or err["loc"]:
+            out.append(err)
+            continue
+        out += [{**err, "msg": line} for line in lines]
+    return out
 
 
 def load_spec(path: str | Path) -> WorkerSpec:

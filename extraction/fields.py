@@ -7,11 +7,12 @@ never the other way round.
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from extraction.patterns import compile_pattern
 
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 
@@ -59,7 +60,9 @@ class Constraints(BaseModel):
     max: float | None = Field(None, description="Largest allowed number, or latest date as days from today.")
     min_length: int | None = Field(None, ge=0, description="Fewest characters (digits for digit fields).")
     max_length: int | None = Field(None, ge=1, description="Most characters (digits for digit fields).")
-    pattern: str | None = Field(None, description="Regular expression the whole normalised value must match.")
+    pattern: str | None = Field(
+        None, description="Regular expression (RE2 syntax: no lookaround or backreferences) the whole normalised value must match."
+    )
     choices: list[Choice] | None = Field(None, description="Allowed values of a choice field.")
     checksum: str | None = Field(None, description="'luhn' to require a valid Luhn check digit.")
     not_in_past: bool = Field(False, description="Dates: refuse a day before the message was sent.")
@@ -79,10 +82,7 @@ class Constraints(BaseModel):
     @classmethod
     def _pattern_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+            compile_pattern(value)  # RE2: refuses what could backtrack, says why (a ValueError)
         return value
 
     @field_validator("checksum")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Any
 
 from extraction.fields import FieldSpec, FieldType
+from extraction.patterns import fullmatch
 
 
 def luhn_ok(digits: str) -> bool:
@@ -56,6 +56,6 @@ def validate(spec: FieldSpec, value: Any, now: datetime) -> str | None:
             return f"That has {length} {unit}; I need at most {c.max_length}."
         if c.checksum == "luhn" and t is FieldType.digits and not luhn_ok(value):
             return "That number doesn't look right."
-    if c.pattern is not None and isinstance(value, str) and not re.fullmatch(c.pattern, value):
+    if c.pattern is not None and isinstance(value, str) and not fullmatch(c.pattern, value):
         return "That isn't in the expected format."
     return None
