@@ -9,15 +9,23 @@ Order of work for one message, each step safe to repeat after a crash:
 4. only then flag the message on the IMAP server; the outbox is sent separately and an item is
    marked sent only after the SMTP server accepted it. The reply's Message-ID is derived from the
    inbound one, so even a resend after a crash is the same message, not a second answer.
+
+One bad message never stops the inbox: a message that cannot be processed is recorded as
+`failed` with the reason (see `channel-worker status`) and the watcher moves on. Only a database
+error propagates (a few times per message), so that the supervisor restarts the channel and the
+message is tried again once the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import sqlite3
 import ssl
+from collections import Counter
 from datetime import timedelta
 from email import message_from_string, policy
 
@@ -28,18 +36,36 @@ from channels.email.parse import InboundEmail, build_reply, parse_email, summary
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, utcnow
 from escalation.notify import SmtpSettings
-from transcripts.db import Database
+from transcripts.db import Database, DatabaseUnavailable
 from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
 
+# A database error while processing a message is retried this many times (the channel restarts
+# in between) before the message is recorded as failed: a deterministic one must not stop the inbox.
+DATABASE_ATTEMPTS = 3
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, (sqlite3.Error, DatabaseUnavailable)) or type(exc).__module__.startswith("psycopg")
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
 
 class EmailSettings:
     def __init__(self, imap: ImapSettings, smtp: SmtpSettings, max_bytes: int = 2_000_000,
-                 replies_per_sender_per_hour: int = 20):
+                 replies_per_sender_per_hour: int = 20, aliases: list[str] | None = None):
         self.imap, self.smtp = imap, smtp
         self.max_bytes = max_bytes
         self.replies_per_sender_per_hour = replies_per_sender_per_hour
+        self.aliases = [a.strip().lower() for a in aliases or [] if a.strip()]
+
+    @property
+    def own_addresses(self) -> set[str]:
+        """Mail from these (or from their +tag forms) is the worker's own and never answered."""
+        return {self.smtp.sender.lower(), *self.aliases}
 
     @classmethod
     def from_env(cls) -> EmailSettings | None:
@@ -47,7 +73,8 @@ class EmailSettings:
         if imap is None or smtp is None:
             return None
         return cls(imap, smtp, max_bytes=int(os.environ.get("EMAIL_MAX_BYTES", 2_000_000)),
-                   replies_per_sender_per_hour=int(os.environ.get("EMAIL_REPLIES_PER_SENDER_PER_HOUR", 20)))
+                   replies_per_sender_per_hour=int(os.environ.get("EMAIL_REPLIES_PER_SENDER_PER_HOUR", 20)),
+                   aliases=os.environ.get("EMAIL_ALIASES", "").split(","))
 
 
 class EmailChannel:
@@ -57,9 +84,11 @@ class EmailChannel:
         self.db: Database = engine.store.db
         self.settings = settings
         self.backoff_base = backoff_base
-        self.watcher = InboxWatcher(settings.imap, self.handle_raw, self._cursor_load, self._cursor_save)
+        self.watcher = InboxWatcher(settings.imap, self.handle_raw, self._cursor_load, self._cursor_save,
+                                    max_bytes=settings.max_bytes)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._database_errors: Counter[str] = Counter()  # per message, within this process
 
     # -- the inbox cursor -----------------------------------------------------------------
 
@@ -76,10 +105,17 @@ class EmailChannel:
 
     # -- one inbound message --------------------------------------------------------------
 
-    async def handle_raw(self, uidvalidity: str, uid: int, raw: bytes) -> None:
-        own = {self.settings.smtp.sender.lower()}
-        inbound = parse_email(raw, own_addresses=own, max_bytes=self.settings.max_bytes)
+    async def handle_raw(self, uidvalidity: str, uid: int, raw: bytes, size: int | None = None) -> None:
+        """Process one message. Returns normally whatever the message holds (the watcher then
+        moves past it); raises only on a database error, for the supervisor to retry."""
         key = f"{uidvalidity}:{uid}"
+        try:
+            inbound = parse_email(raw, own_addresses=self.settings.own_addresses, max_bytes=self.settings.max_bytes,
+                                  size=size)
+        except Exception as exc:  # parse_email degrades rather than raising; this is the last guard
+            log.exception("email %s could not be parsed; recorded as failed", key)
+            inbound = InboundEmail(message_id=f"<unparsed-{hashlib.sha256(raw).hexdigest()[:32]}@channel-worker>",
+                                   size=size or len(raw), problem=f"unreadable: {_reason(exc)}")
         conversation = f"email:{inbound.thread_root}"
         now = utcnow()
         rows = await self.db.batch([
@@ -89,8 +125,22 @@ class EmailChannel:
             ("SELECT key, state FROM email_messages WHERE message_id = ?", (inbound.message_id,)),
         ])
         if rows and rows[0]["state"] != "new":
-            return  # seen before (a redelivery, a copy, or a restart after it was answered)
+            return  # seen before (a redelivery, a copy, or a restart after it was answered or failed)
+        try:
+            await self._process(inbound, conversation)
+        except Exception as exc:
+            if _is_database_error(exc) and self._database_errors[inbound.message_id] < DATABASE_ATTEMPTS - 1:
+                self._database_errors[inbound.message_id] += 1
+                raise
+            log.exception("email %s from %s could not be processed; recorded as failed", inbound.message_id, inbound.sender)
+            await self.db.execute("UPDATE email_messages SET state = 'failed', detail = ?, updated_at = ? WHERE message_id = ?",
+                                  (_reason(exc), utcnow(), inbound.message_id))
+        self._database_errors.pop(inbound.message_id, None)
+
+    async def _process(self, inbound: InboundEmail, conversation: str) -> None:
         state, detail, body = await self._decide(inbound, conversation)
+        if state == "failed":
+            log.warning("email %s from %s not processed: %s", inbound.message_id, inbound.sender, detail)
         statements = [("UPDATE email_messages SET state = ?, detail = ?, updated_at = ? WHERE message_id = ?",
                        (state, detail, utcnow(), inbound.message_id))]
         if body:
@@ -108,6 +158,11 @@ class EmailChannel:
         if inbound.auto_generated:
             log.info("email %s from %s not answered: %s", inbound.message_id, inbound.sender, inbound.auto_generated)
             return "ignored", inbound.auto_generated, None
+        if inbound.problem:
+            return "failed", inbound.problem, None
+        if not inbound.sender.isascii():
+            # The reply's To would be mangled into an encoded-word, sent to nobody.
+            return "failed", f"cannot reply to {inbound.sender}: internationalised addresses are not supported", None
         hour_ago = utcnow() - timedelta(hours=1)
         row = await self.db.fetchone(
             "SELECT COUNT(*) AS n FROM email_outbox WHERE recipient = ? AND created_at >= ?", (inbound.sender, hour_ago))
@@ -116,7 +171,8 @@ class EmailChannel:
             return "rate_limited", f"{row['n']} replies in the last hour", None
         if inbound.size > self.settings.max_bytes:
             limit = self.settings.max_bytes / 1_000_000
-            return "too_large", f"{inbound.size} bytes", (
+            detail = f"too large: {inbound.size} bytes, more than EMAIL_MAX_BYTES ({self.settings.max_bytes}); asked to resend it shorter"
+            return "failed", detail, (
                 f"Thank you for your message. It is larger than I can read ({limit:g} MB at most), so I couldn't "
                 "take it in. Could you send your request again as a short text message, without attachments?")
         if not inbound.new_text:
@@ -168,8 +224,8 @@ class EmailChannel:
             sent += 1
         return sent
 
-    async def _send_forever(self, interval: float) -> None:
-        while not self._stop.is_set():
+    async def _send_forever(self, interval: float, done: asyncio.Event) -> None:
+        while not (self._stop.is_set() or done.is_set()):
             try:
                 await self.send_due()
             except Exception:
@@ -179,12 +235,14 @@ class EmailChannel:
                 await asyncio.wait_for(self._wake.wait(), interval)
 
     async def run(self, send_interval: float = 1.0) -> None:
-        """Watch the inbox and send replies until stopped."""
-        sender = asyncio.create_task(self._send_forever(send_interval))
+        """Watch the inbox and send replies until stopped. After a crash it can be run again
+        (the supervisor does): this run's sender stops with it, the channel itself is not stopped."""
+        done = asyncio.Event()
+        sender = asyncio.create_task(self._send_forever(send_interval, done))
         try:
             await self.watcher.run()
         finally:
-            self._stop.set()
+            done.set()
             self._wake.set()
             await sender
 

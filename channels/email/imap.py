@@ -1,9 +1,11 @@
 """Watch an IMAP folder with aioimaplib: IDLE with a polling fallback, TLS (IMAPS, or STARTTLS
 on a plain connection), new mail found by UIDVALIDITY + UID, reconnection with backoff.
 
-Each new message is handed to a callback with its (UIDVALIDITY, UID) and raw bytes; only when
-the callback returns is the message marked processed on the server (`\\Seen`, or moved to a
-folder), so a crash in between means the message is seen again, never lost.
+Each new message is handed to a callback with its (UIDVALIDITY, UID), raw bytes and size; only
+when the callback returns is the message marked processed on the server (`\\Seen`, or moved to
+a folder), so a crash in between means the message is seen again, never lost. A message is
+never loaded whole when it is larger than `max_bytes`: the callback gets its first
+`max_bytes` + 1 bytes (enough for the headers) and the size the server reported.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str, int, bytes], Awaitable[None]]
+Handler = Callable[[str, int, bytes, int], Awaitable[None]]  # (uidvalidity, uid, raw, size)
 
 
 class ImapSettings(BaseModel):
@@ -108,8 +110,9 @@ async def _starttls(client: aioimaplib.IMAP4, settings: ImapSettings) -> None:
 
 class InboxWatcher:
     def __init__(self, settings: ImapSettings, handler: Handler, cursor_load: Callable[[], Awaitable[tuple[str, int] | None]],
-                 cursor_save: Callable[[str, int], Awaitable[None]]):
+                 cursor_save: Callable[[str, int], Awaitable[None]], max_bytes: int = 2_000_000):
         self.settings = settings
+        self.max_bytes = max_bytes
         self.handler = handler
         self.cursor_load, self.cursor_save = cursor_load, cursor_save
         self.connected = asyncio.Event()
@@ -162,12 +165,15 @@ class InboxWatcher:
         response = _ok(await client.uid_search(f"UID {last + 1}:*", charset=None), "SEARCH")
         uids = sorted(int(u) for line in response.lines[:-1] for u in line.split() if u.isdigit())
         for uid in (u for u in uids if u > last):
-            fetched = _ok(await client.uid("fetch", str(uid), "(BODY.PEEK[])"), "FETCH")
-            raw = next((bytes(line) for line in fetched.lines if isinstance(line, (bytearray, bytes)) and len(line) > 0
-                        and not re.match(rb"^\d+ FETCH|^\)|^Fetch completed", bytes(line))), None)
+            # A partial fetch: the server sends at most max_bytes + 1 bytes, whatever the size.
+            fetched = _ok(await client.uid("fetch", str(uid), f"(RFC822.SIZE BODY.PEEK[]<0.{self.max_bytes + 1}>)"), "FETCH")
+            # aioimaplib hands the message literal over as a bytearray, the response lines as bytes.
+            raw = next((bytes(line) for line in fetched.lines if isinstance(line, bytearray)), None)
             if raw is None:
                 continue
-            await self.handler(uidvalidity, uid, raw)
+            size = next((int(m.group(1)) for line in fetched.lines if isinstance(line, bytes)
+                         and (m := re.search(rb"RFC822\.SIZE (\d+)", line))), len(raw))
+            await self.handler(uidvalidity, uid, raw, size)
             await self.mark_processed(client, uid)
             await self.cursor_save(uidvalidity, uid)
 
