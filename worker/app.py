@@ -29,6 +29,7 @@ from worker.operator_auth import OperatorAuth
 from worker.operator_routes import api_docs_enabled
 from worker.operator_routes import build_router as build_operator_router
 from worker.runtime import open_engine
+from worker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                         log.exception("notification delivery pass failed")
                     await asyncio.sleep(delivery_interval)
 
-            tasks = [asyncio.create_task(deliver_forever())]
+            # Long-running loops are supervised: restarted after a crash, and /healthz says which is down.
+            supervisor = state["supervisor"] = Supervisor()
+            tasks = [supervisor.start("notifications", deliver_forever)]
             sms = None
             twilio = TwilioSettings.from_env() if (spec.channels.sms.enabled or spec.channels.voice.enabled) else None
             if twilio is not None and spec.channels.sms.enabled:
@@ -86,7 +89,7 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
                         passes += 1
                         await asyncio.sleep(delivery_interval)
 
-                tasks.append(asyncio.create_task(send_sms_forever()))
+                tasks.append(supervisor.start("sms", send_sms_forever))
                 log.info("SMS channel on: POST %s/twilio/sms", twilio.public_base_url or "")
             voice = None
             # Voice comes with the Twilio settings, as SMS does; TWILIO_VOICE=off leaves the speech
@@ -112,7 +115,7 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
             email_channel = None
             if email is not None:
                 email_channel = EmailChannel(engine, email)
-                tasks.append(asyncio.create_task(email_channel.run()))
+                tasks.append(supervisor.start("email", email_channel.run))
                 log.info("email channel on: %s@%s:%s/%s", email.imap.user, email.imap.host, email.imap.port, email.imap.folder)
             state["ready"] = True
             try:
@@ -144,6 +147,9 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     async def healthz() -> dict[str, str | int]:
         if not state.get("ready"):
             raise HTTPException(503, "starting")
+        down = state["supervisor"].unhealthy()
+        if down:  # a channel loop crashed and waits to be restarted
+            raise HTTPException(503, {"status": "unhealthy", "down": down})
         # The process id tells which of several `serve --workers` processes answered.
         return {"status": "ok", "worker": spec.name, "pid": os.getpid()}
 
