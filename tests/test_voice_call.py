@@ -68,7 +68,8 @@ def test_the_call_webhook_connects_a_media_stream(voice_server: WorkerServer) ->
     assert response.status_code == 200
     stream = ElementTree.fromstring(response.text).find("./Connect/Stream")
     assert stream is not None and stream.get("url") == voice_server.base_url.replace("http", "ws") + "/twilio/media"
-    assert {p.get("name"): p.get("value") for p in stream.iter("Parameter")} == {"from": "+12025550123", "to": "+15005550006"}
+    # The stream gets a token for this call alone; the caller's number travels inside it, signed.
+    assert [p.get("name") for p in stream.iter("Parameter")] == ["token"]
     forged = httpx.post(url, data=params, headers={"X-Twilio-Signature": "AAAA"})
     assert forged.status_code == 403
 
@@ -88,9 +89,8 @@ BOOKING_ANSWERS = [
 
 async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerServer, tmp_path: Path) -> None:
     recogniser = Recogniser()
-    media_url = voice_server.base_url.replace("http", "ws") + "/twilio/media"
     said: list[str] = []
-    async with Caller(media_url) as caller:
+    async with Caller(voice_server.base_url, TOKEN) as caller:
         greeting = await recogniser.hear(await caller.listen())
         assert "sam" in greeting.text.lower() and "table" in greeting.text.lower()
         await caller.say(*speech("A table for four people tomorrow at seven p m please", tmp_path))
@@ -134,7 +134,7 @@ async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) ->
     server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
     try:
         recogniser = Recogniser()
-        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+        async with Caller(server.base_url, TOKEN) as caller:
             greeting = (await recogniser.hear(await caller.listen())).text.lower()
             assert "account number" in greeting
             await caller.press("9*45719023#")  # a slip, star to start again, then the number and hash
@@ -149,7 +149,7 @@ async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) ->
 
 
 async def test_talking_over_the_worker_stops_its_speech_at_once(voice_server: WorkerServer, tmp_path: Path) -> None:
-    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+    async with Caller(voice_server.base_url, TOKEN) as caller:
         while not caller.heard:  # the greeting has started
             await asyncio.sleep(0.02)
         await caller.say(*speech("Sorry, can I book a table for two tonight", tmp_path))
@@ -168,7 +168,7 @@ async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) 
     server = start_voice_server("examples/restaurant_booking.yaml", tmp_path / "var", VOICE_SILENCE_SECONDS="2")
     try:
         recogniser = Recogniser()
-        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+        async with Caller(server.base_url, TOKEN) as caller:
             await caller.listen()  # the greeting; then the caller says nothing at all
             # The re-prompt is spoken sentence by sentence: collect what is said until the goodbye.
             heard: list[str] = []
@@ -188,7 +188,7 @@ async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) 
 async def test_a_caller_asking_for_a_person_is_told_then_put_through(
     voice_server: WorkerServer, fake_twilio: FakeTwilio, tmp_path: Path,
 ) -> None:
-    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media", caller="+12025550188") as caller:
+    async with Caller(voice_server.base_url, TOKEN, caller="+12025550188") as caller:
         await caller.listen()  # the greeting
         await caller.say(*speech("Can I speak to a real person please", tmp_path))
         told = (await Recogniser().hear(await caller.listen())).text.lower()
@@ -213,7 +213,7 @@ async def test_a_caller_asking_for_a_person_is_told_then_put_through(
 async def test_a_caller_hanging_up_mid_sentence_leaves_an_abandoned_call_and_its_recording(
     voice_server: WorkerServer, tmp_path: Path,
 ) -> None:
-    async with Caller(voice_server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+    async with Caller(voice_server.base_url, TOKEN) as caller:
         await caller.listen()  # the greeting
         samples, rate = speech("I would like a table for six people on Friday evening", tmp_path)
         await caller.say(samples[: len(samples) // 2], rate)
@@ -250,7 +250,7 @@ async def test_an_account_number_said_digit_by_digit_by_a_real_speaker(tmp_path:
     server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
     try:
         recogniser = Recogniser()
-        async with Caller(server.base_url.replace("http", "ws") + "/twilio/media") as caller:
+        async with Caller(server.base_url, TOKEN) as caller:
             greeting = (await recogniser.hear(await caller.listen())).text.lower()
             assert "account number" in greeting
             await caller.say(np.concatenate(parts), 8000)

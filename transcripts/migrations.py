@@ -474,3 +474,37 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        9,
+        "voice calls admitted to a media stream",
+        # One row per CallSid: the signed call webhook announces it (the stream token's nonce),
+        # its one stream claims it (announced -> live, a guarded update: single use across
+        # processes), and it ends. Calls in progress are counted from here for VOICE_MAX_CALLS.
+        sqlite=(
+            """CREATE TABLE voice_calls (
+                call_sid TEXT PRIMARY KEY,
+                nonce TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('announced', 'live', 'ended')),
+                announced_at TEXT NOT NULL,
+                started_at TEXT,
+                seen_at TEXT,
+                ended_at TEXT
+            )""",
+            "CREATE INDEX voice_calls_open ON voice_calls (state) WHERE state <> 'ended'",
+        ),
+        postgres=(
+            """CREATE TABLE voice_calls (
+                call_sid TEXT PRIMARY KEY,
+                nonce TEXT NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('announced', 'live', 'ended')),
+                announced_at TIMESTAMPTZ NOT NULL,
+                started_at TIMESTAMPTZ,
+                seen_at TIMESTAMPTZ,
+                ended_at TIMESTAMPTZ
+            )""",
+            "CREATE INDEX voice_calls_open ON voice_calls (state) WHERE state <> 'ended'",
+        ),
+    )
+)

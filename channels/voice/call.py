@@ -9,19 +9,20 @@ the worker's speech back to 8 kHz mu-law. Models are shared by all calls of the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import wave
 from pathlib import Path
 
 from fastapi import WebSocket
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
 from pipecat.processors.audio.vad_processor import VADProcessor
-from pipecat.runner.utils import parse_telephony_websocket
 from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pipecat.workers.runner import WorkerRunner
@@ -29,6 +30,7 @@ from pipecat.workers.runner import WorkerRunner
 from channels.voice.bridge import DialogueBridge
 from channels.voice.recogniser import Recogniser
 from channels.voice.services import LocalWhisperSTT, PiperVoice
+from channels.voice.stream_token import StreamGrant
 from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
 from dialogue.engine import DialogueEngine
@@ -56,15 +58,52 @@ def write_wav(path: Path, audio: bytes, sample_rate: int, channels: int) -> None
         out.writeframes(audio)
 
 
-async def run_call(websocket: WebSocket, engine: DialogueEngine, recogniser: Recogniser, voice: PiperServer,
-                   calls: CallControl | None = None) -> DialogueBridge:
-    kind, call = await parse_telephony_websocket(websocket)
-    if kind != "twilio":
-        await websocket.close(code=1003)
-        raise ValueError(f"not a Twilio Media Stream (looks like {kind})")
-    stream_sid, call_sid = call["stream_id"], call["call_id"]
-    parameters = dict(call.get("body") or {})
-    caller, service = parameters.get("from", ""), parameters.get("to", "")
+class StreamStart(BaseModel):
+    """Twilio's `start` message: which stream and call this socket carries, and the TwiML
+    `<Parameter>`s. Nothing in it is trusted until the stream token checks out."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    stream_sid: str = Field(alias="streamSid", min_length=1, max_length=64)
+    call_sid: str = Field(alias="callSid", min_length=1, max_length=64)
+    custom_parameters: dict[str, str] = Field(default_factory=dict, alias="customParameters")
+
+
+class NoStart(Exception):
+    """The socket did not open a Media Stream the way Twilio does; the message says how."""
+
+
+async def read_start(websocket: WebSocket, timeout: float) -> StreamStart:
+    """Read `connected` then `start`, within `timeout` seconds of being called. Anything else
+    first, or nothing in time, raises NoStart: a socket may not sit open without a call."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    raise NoStart("closed before start")
+                try:
+                    event = json.loads(message.get("text") or "")
+                except ValueError:
+                    raise NoStart("not a Media Streams message") from None
+                kind = event.get("event") if isinstance(event, dict) else None
+                if kind == "connected":
+                    continue
+                if kind != "start":
+                    raise NoStart(f"{str(kind)[:20]!r} before start")
+                try:
+                    return StreamStart.model_validate(event.get("start"))
+                except ValidationError:
+                    raise NoStart("malformed start message") from None
+    except TimeoutError:
+        raise NoStart(f"no start within {timeout:g} s") from None
+
+
+async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant, engine: DialogueEngine,
+                   recogniser: Recogniser, voice: PiperServer, calls: CallControl | None = None) -> DialogueBridge:
+    """The call on an admitted stream (channels/voice/webhook.py checked it). The caller's and the
+    service's numbers come from the signed webhook, through the grant, never from the socket."""
+    stream_sid, call_sid = start.stream_sid, grant.call_sid
+    caller, service = grant.caller, grant.service
     serializer = TwilioFrameSerializer(
         stream_sid=stream_sid, call_sid=call_sid,
         # Hanging up is the worker's decision, through its own Calls API client.

@@ -1,6 +1,9 @@
-"""A caller's phone as Twilio Media Streams presents it to the worker: a WebSocket carrying
-`connected`, `start`, `media` (20 ms of 8 kHz mu-law each, sent at real-time pace), `dtmf`,
-`mark` and `stop` messages, and receiving the worker's `media`, `mark` and `clear`."""
+"""A caller's phone as Twilio presents it to the worker: first the signed call webhook
+(`POST /twilio/voice`), then the Media Stream its TwiML names, opened with an upgrade signed as
+Twilio signs it (X-Twilio-Signature over the stream URL, no parameters), carrying `connected`,
+`start` (with the TwiML's `<Parameter>`s as customParameters), `media` (20 ms of 8 kHz mu-law
+each, sent at real-time pace), `dtmf`, `mark` and `stop` messages, and receiving the worker's
+`media`, `mark` and `clear`."""
 
 from __future__ import annotations
 
@@ -10,9 +13,12 @@ import json
 import time
 import uuid
 from typing import Any
+from xml.etree import ElementTree
 
+import httpx
 import numpy as np
 import websockets
+from twilio.request_validator import RequestValidator
 
 from channels.voice.audio import for_recogniser, resample, ulaw_decode, ulaw_encode
 
@@ -20,12 +26,81 @@ FRAME_BYTES = 160  # 20 ms at 8 kHz, one byte per mu-law sample
 VOICED_LEVEL = 600  # peak sample level (of 32767) above which a frame counts as speech, not room tone
 
 
+ACCOUNT = "AC" + "0" * 32
+
+
+class Answer:
+    """What the worker's call webhook answered: the TwiML, and the stream it connects (if any)."""
+
+    def __init__(self, status: int, twiml: str):
+        self.status, self.twiml = status, twiml
+        root = ElementTree.fromstring(twiml) if status == 200 else None
+        stream = root.find("./Connect/Stream") if root is not None else None
+        self.stream_url: str | None = stream.get("url") if stream is not None else None
+        self.parameters = {p.get("name"): p.get("value") for p in stream.iter("Parameter")} if stream is not None else {}
+        self.said = [e.text or "" for e in root.iter("Say")] if root is not None else []
+        self.hangs_up = root is not None and root.find("./Hangup") is not None
+
+
+async def ring(server_url: str, auth_token: str, call_sid: str, caller: str = "+12025550123",
+               service: str = "+15005550006") -> Answer:
+    """Twilio's request to the call webhook when `caller` calls `service`, signed with the auth token."""
+    url = server_url + "/twilio/voice"
+    params = {"CallSid": call_sid, "AccountSid": ACCOUNT, "From": caller, "To": service, "CallStatus": "ringing"}
+    signature = RequestValidator(auth_token).compute_signature(url, params)
+    async with httpx.AsyncClient() as client:
+        response = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
+    return Answer(response.status_code, response.text)
+
+
+def upgrade_signature(auth_token: str, stream_url: str) -> str:
+    """Twilio's signature on a Media Stream's upgrade: the stream URL alone, no parameters."""
+    return RequestValidator(auth_token).compute_signature(stream_url, {})
+
+
+def start_message(call_sid: str, stream_sid: str, parameters: dict[str, str]) -> dict[str, Any]:
+    return {"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
+        "accountSid": ACCOUNT, "streamSid": stream_sid, "callSid": call_sid, "tracks": ["inbound"],
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+        "customParameters": parameters,
+    }}
+
+
+async def refusal(stream_url: str, signature: str | None, start: dict[str, Any] | None,
+                  timeout: float = 15.0) -> int | None:
+    """Open a stream as told (any signature, any `start`, or none) and wait for the worker to
+    close it: the close code, or None if it is still open after `timeout` seconds."""
+    headers = {"X-Twilio-Signature": signature} if signature is not None else {}
+    async with websockets.connect(stream_url, additional_headers=headers) as ws:
+        try:
+            async with asyncio.timeout(timeout):
+                await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+                if start is not None:
+                    await ws.send(json.dumps(start))
+                async for _ in ws:
+                    pass  # a stream that was let in would be spoken to; keep reading until it closes
+        except TimeoutError:
+            return None
+        except websockets.ConnectionClosed:
+            pass  # closed by the worker, maybe before our messages went out
+        return ws.close_code
+
+
+class CallRefused(Exception):
+    pass
+
+
 class Caller:
-    def __init__(self, url: str, caller: str = "+12025550123", service: str = "+15005550006"):
-        self.url = url
+    """One call: `async with Caller(server.base_url, auth_token) as caller:` rings the worker
+    (signed webhook), opens the stream its TwiML names with a signed upgrade and starts it."""
+
+    def __init__(self, server_url: str, auth_token: str, caller: str = "+12025550123", service: str = "+15005550006"):
+        self.server_url = server_url
+        self.auth_token = auth_token
         self.stream_sid = "MZ" + uuid.uuid4().hex
         self.call_sid = "CA" + uuid.uuid4().hex
         self.caller, self.service = caller, service
+        self.answer: Answer | None = None
         self.heard = bytearray()  # the worker's speech, mu-law
         self.last_audio_at = 0.0
         self.audio_arrivals: list[float] = []  # when each of the worker's media frames arrived
@@ -38,13 +113,14 @@ class Caller:
         self._talking = asyncio.Lock()
 
     async def __aenter__(self) -> Caller:
-        self._ws = await websockets.connect(self.url)
+        self.answer = await ring(self.server_url, self.auth_token, self.call_sid, self.caller, self.service)
+        if self.answer.stream_url is None:
+            raise CallRefused(f"{self.answer.status}: {self.answer.twiml}")
+        signature = upgrade_signature(self.auth_token, self.answer.stream_url)
+        self._ws = await websockets.connect(self.answer.stream_url, additional_headers={"X-Twilio-Signature": signature})
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self._send({"event": "start", "start": {
-            "accountSid": "AC" + "0" * 32, "streamSid": self.stream_sid, "callSid": self.call_sid,
-            "tracks": ["inbound"], "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-            "customParameters": {"from": self.caller, "to": self.service},
-        }})
+        start = start_message(self.call_sid, self.stream_sid, self.answer.parameters)["start"]
+        await self._send({"event": "start", "start": start})
         self._receiver = asyncio.create_task(self._receive())
         self._silence = asyncio.create_task(self._room_tone())
         return self

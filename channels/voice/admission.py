@@ -1,0 +1,99 @@
+"""Which calls may have a Media Stream, recorded in the database so every worker process agrees.
+
+A row per CallSid (table `voice_calls`, migration 9) moves announced -> live -> ended:
+
+- announced: the signed call webhook issued a stream token (its nonce is stored); refused when
+  the calls in progress already reach VOICE_MAX_CALLS.
+- live: a stream presented that token; only one stream can make this step for a call, once.
+- ended: the stream closed.
+
+Calls in progress are the live rows whose stream is still beating (a running call touches its
+row every HEARTBEAT_SECONDS, so a process that died frees its calls' places) plus the announced
+rows whose token has not expired (so a burst of calls cannot all pass the check before their
+streams arrive).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from enum import Enum
+
+from pydantic import BaseModel
+
+from dialogue.events import utcnow
+from transcripts.db import Database
+
+HEARTBEAT_SECONDS = 15.0
+STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a live row not touched for this long is a dead process's
+_ANNOUNCE_LOCK = 727209  # advisory lock key: the count and the insert of one announcement are one step
+
+
+class VoiceLimits(BaseModel):
+    # 8 calls kept replies under 2 s at p95 on 2 cores (bench/RESULTS.md, voice concurrency); at 10
+    # the cores saturate on recognition and every caller waits.
+    max_calls: int = 8
+    start_timeout_seconds: float = 5.0  # a socket that has not sent `start` by then is closed
+    token_seconds: float = 30.0  # Twilio opens the stream right after it reads the TwiML
+
+    @classmethod
+    def from_env(cls) -> VoiceLimits:
+        return cls(
+            max_calls=int(os.environ.get("VOICE_MAX_CALLS", "8")),
+            start_timeout_seconds=float(os.environ.get("VOICE_START_TIMEOUT_SECONDS", "5")),
+            token_seconds=float(os.environ.get("VOICE_STREAM_TOKEN_SECONDS", "30")),
+        )
+
+
+class Announced(str, Enum):
+    admitted = "admitted"
+    busy = "busy"  # over VOICE_MAX_CALLS
+    known = "known"  # this call already has (or had) a stream
+
+
+class CallAdmissions:
+    def __init__(self, db: Database, limits: VoiceLimits):
+        self.db = db
+        self.limits = limits
+
+    async def in_progress(self, excluding: str = "") -> int:
+        now = utcnow()
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM voice_calls WHERE call_sid <> ? AND ("
+            "(state = 'announced' AND announced_at > ?) OR (state = 'live' AND seen_at > ?))",
+            (excluding, now - timedelta(seconds=self.limits.token_seconds), now - timedelta(seconds=STALE_AFTER_SECONDS)),
+        )
+        return int(row["n"]) if row else 0
+
+    async def announce(self, call_sid: str, nonce: str) -> Announced:
+        """Record that a stream token with `nonce` was issued for the call, if there is room.
+        Announcing a call again before its stream started replaces the token (the first is void)."""
+        async with self.db.advisory_lock(_ANNOUNCE_LOCK):
+            if await self.in_progress(excluding=call_sid) >= self.limits.max_calls:
+                return Announced.busy
+            changed = await self.db.execute_count(
+                "INSERT INTO voice_calls (call_sid, nonce, state, announced_at) VALUES (?, ?, 'announced', ?) "
+                "ON CONFLICT (call_sid) DO UPDATE SET nonce = excluded.nonce, announced_at = excluded.announced_at "
+                "WHERE voice_calls.state = 'announced'",
+                (call_sid, nonce, utcnow()),
+            )
+        return Announced.admitted if changed else Announced.known
+
+    async def claim(self, call_sid: str, nonce: str) -> bool:
+        """The stream with this token becomes the call's one stream. False if the token was
+        used already, replaced, or the call has a stream: whichever process asks, only one wins."""
+        now = utcnow()
+        changed = await self.db.execute_count(
+            "UPDATE voice_calls SET state = 'live', started_at = ?, seen_at = ? "
+            "WHERE call_sid = ? AND nonce = ? AND state = 'announced'",
+            (now, now, call_sid, nonce),
+        )
+        return changed == 1
+
+    async def beat(self, call_sid: str) -> None:
+        await self.db.execute("UPDATE voice_calls SET seen_at = ? WHERE call_sid = ? AND state = 'live'",
+                              (utcnow(), call_sid))
+
+    async def end(self, call_sid: str) -> None:
+        await self.db.execute("UPDATE voice_calls SET state = 'ended', ended_at = ? WHERE call_sid = ?",
+                              (utcnow(), call_sid))
