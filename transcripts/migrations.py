@@ -508,3 +508,78 @@ MIGRATIONS.append(
         ),
     )
 )
+
+_PURGE_COUNTS = """
+                conversations INTEGER NOT NULL DEFAULT 0,
+                user_turns INTEGER NOT NULL DEFAULT 0,
+                events INTEGER NOT NULL DEFAULT 0,
+                handoffs INTEGER NOT NULL DEFAULT 0,
+                audit_entries INTEGER NOT NULL DEFAULT 0,"""
+_PURGING = """CREATE TABLE retention_purging (
+                conversation_id TEXT PRIMARY KEY,
+                events INTEGER NOT NULL DEFAULT 0,
+                checkpoints INTEGER NOT NULL DEFAULT 0,
+                checkpoint_writes INTEGER NOT NULL DEFAULT 0,
+                handoffs INTEGER NOT NULL DEFAULT 0,
+                notifications INTEGER NOT NULL DEFAULT 0,
+                audit INTEGER NOT NULL DEFAULT 0,
+                sms_messages INTEGER NOT NULL DEFAULT 0,
+                sms_outbox INTEGER NOT NULL DEFAULT 0,
+                email_messages INTEGER NOT NULL DEFAULT 0,
+                email_outbox INTEGER NOT NULL DEFAULT 0
+            )"""
+_PURGE_INDEXES = (
+    # The purge finds a conversation's rows by its id in every table.
+    "CREATE INDEX handoffs_by_conversation ON handoffs (conversation_id)",
+    "CREATE INDEX notifications_by_conversation ON notifications (conversation_id)",
+    "CREATE INDEX sms_outbox_by_conversation ON sms_outbox (conversation_id)",
+    "CREATE INDEX email_messages_by_conversation ON email_messages (conversation_id)",
+)
+
+MIGRATIONS.append(
+    Migration(
+        10,
+        "retention: purged conversations kept as counts; the audit of a purged conversation may go with it",
+        # retention_purged keeps, per day (the conversation's start, UTC), worker, channel and
+        # outcome ('' while none), what was purged, so totals and KPIs still add up afterwards.
+        # retention_purging is the purge's working set: rows exist only inside a purge
+        # transaction (inserted and deleted in it), and the audit trail stays append-only except
+        # for the rows of a conversation listed there (transcripts/retention.py).
+        sqlite=(
+            f"""CREATE TABLE retention_purged (
+                day TEXT NOT NULL,
+                worker TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                outcome TEXT NOT NULL DEFAULT '',{_PURGE_COUNTS}
+                last_purged_at TEXT NOT NULL,
+                PRIMARY KEY (day, worker, channel, outcome)
+            )""",
+            _PURGING,
+            *_PURGE_INDEXES,
+            "DROP TRIGGER audit_no_delete",
+            """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+               WHEN NOT EXISTS (SELECT 1 FROM retention_purging p WHERE p.conversation_id = OLD.conversation_id)
+               BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END""",
+        ),
+        postgres=(
+            f"""CREATE TABLE retention_purged (
+                day DATE NOT NULL,
+                worker TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                outcome TEXT NOT NULL DEFAULT '',{_PURGE_COUNTS}
+                last_purged_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (day, worker, channel, outcome)
+            )""",
+            _PURGING,
+            *_PURGE_INDEXES,
+            """CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                 IF TG_OP = 'DELETE' AND EXISTS (
+                     SELECT 1 FROM retention_purging p WHERE p.conversation_id = OLD.conversation_id) THEN
+                   RETURN OLD;
+                 END IF;
+                 RAISE EXCEPTION 'audit is append-only';
+               END $$""",
+        ),
+    )
+)

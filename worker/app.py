@@ -30,6 +30,7 @@ from worker.operator_routes import api_docs_enabled
 from worker.operator_routes import build_router as build_operator_router
 from worker.runtime import open_engine
 from worker.supervisor import Supervisor
+from transcripts.retention import RetentionSettings, purge_forever
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
             # Long-running loops are supervised: restarted after a crash, and /healthz says which is down.
             supervisor = state["supervisor"] = Supervisor()
             tasks = [supervisor.start("notifications", deliver_forever)]
+            retention = RetentionSettings.from_env()
+            if retention.days:  # RETENTION_DAYS: old conversations purged hourly (transcripts/retention.py)
+                tasks.append(supervisor.start("retention", lambda: purge_forever(engine.store.db, retention)))
             sms = None
             twilio = TwilioSettings.from_env() if (spec.channels.sms.enabled or spec.channels.voice.enabled) else None
             if twilio is not None and spec.channels.sms.enabled:

@@ -410,11 +410,13 @@ def export_cmd(
     outcome: Annotated[Optional[str], typer.Option(help="Only conversations with this outcome (completed, escalated, abandoned...).")] = None,
     channel: Annotated[Optional[str], typer.Option(help="Only conversations on this channel (console, sms, email, voice).")] = None,
     worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name.")] = None,
+    redact: Annotated[bool, typer.Option("--redact", help="Mask phone numbers, emails, card and account numbers and names (in texts, fields, metadata, audit) as [phone], [email], [card], [number], [name]; ids that carry them become pseudonyms.")] = False,
 ) -> None:
-    """Export stored conversations, with a progress bar on large exports."""
+    """Export stored conversations, with a progress bar on large exports. CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) are written with a leading single quote."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from transcripts.export import export
+    from transcripts.redact import Redactor
     from transcripts.store import ExportFilter, TranscriptStore
     from worker.config import Settings
 
@@ -435,7 +437,8 @@ def export_cmd(
                     console=err, transient=True, disable=total < 200 or not err.is_terminal,
                 ) as bar:
                     task = bar.add_task("export", total=total)
-                    return await export(store, sink, format.value, flt, progress=lambda n: bar.advance(task, n))
+                    return await export(store, sink, format.value, flt, progress=lambda n: bar.advance(task, n),
+                                        redactor=Redactor() if redact else None)
             finally:
                 if output:
                     sink.close()
@@ -445,6 +448,36 @@ def export_cmd(
     n = _run(main())
     if output:
         err.print(f"[green]wrote[/green] {n} conversations to {output}")
+
+
+@app.command()
+def purge(
+    older_than_days: Annotated[int, typer.Option("--older-than-days", min=1, help="Purge conversations with no activity (no event, no handoff change) for this many days.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be purged; delete nothing.")] = False,
+    worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name (channel rows of no conversation are then kept).")] = None,
+) -> None:
+    """Delete old conversations for good: their events, state, SMS and email messages and outbox rows, handoffs,
+    notifications and audit entries. Counts per day, worker, channel and outcome are kept (table retention_purged)
+    so totals still add up. Prints a JSON report. `serve` does the same every hour when RETENTION_DAYS is set."""
+    from transcripts.retention import purge as run_purge
+    from transcripts.store import TranscriptStore
+    from worker.config import Settings
+
+    settings = Settings.from_env()
+
+    async def main():  # noqa: ANN202
+        store = await TranscriptStore.open(settings.transcripts_url)
+        try:
+            return await run_purge(store.db, older_than_days, worker=worker, dry_run=dry_run)
+        finally:
+            await store.close()
+
+    report = _run(main())
+    sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n and table != "conversations") or "no rows"
+    verb = "would purge" if dry_run else "purged"
+    err.print(f"{verb} {report.conversations} conversation(s) with no activity since "
+              f"{report.cutoff.isoformat(timespec='seconds')} ({rows})", highlight=False)
 
 
 if __name__ == "__main__":
