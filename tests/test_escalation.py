@@ -282,22 +282,30 @@ def test_the_queue_over_http(tmp_path: Path) -> None:
     script = tmp_path / "s.txt"
     script.write_text("speak to an agent\n")
     _cli("chat", "--worker", "examples/account_support.yaml", "--script", str(script), "--conversation-id", "h-1", var=var)
+    # The queue routes are for operators (tests/test_operator_auth.py covers who may do what).
+    for name in ("ana", "bo"):
+        assert _cli("users", "add", name, "--role", "reviewer", var=var, stdin="a long enough password\n").returncode == 0
+    ana = bo = None
     server = WorkerServer("examples/account_support.yaml", {}, var)
     base = server.base_url
     try:
         server.wait_ready()
-        [item] = httpx.get(f"{base}/queue", params={"status": "open"}).json()
+        ana, bo = (httpx.Client(base_url=base, auth=(n, "a long enough password")) for n in ("ana", "bo"))
+        [item] = ana.get("/queue", params={"status": "open"}).json()
         assert item["conversation_id"] == "h-1" and item["packet"]["rule"] == "asks_for_human"
-        claimed = httpx.post(f"{base}/queue/{item['id']}/claim", json={"by": "ana"}).json()
+        claimed = ana.post(f"/queue/{item['id']}/claim").json()
         assert claimed["status"] == "claimed" and claimed["claimed_by"] == "ana"
-        conflict = httpx.post(f"{base}/queue/{item['id']}/claim", json={"by": "bo"})
+        conflict = bo.post(f"/queue/{item['id']}/claim")
         assert conflict.status_code == 409
-        assert httpx.post(f"{base}/queue/{item['id']}/resolve", json={"note": "called back"}).json()["status"] == "resolved"
-        assert httpx.get(f"{base}/queue/999").status_code == 404
-        detail = httpx.get(f"{base}/queue/conversations/h-1").json()
+        assert ana.post(f"/queue/{item['id']}/resolve", json={"note": "called back"}).json()["status"] == "resolved"
+        assert ana.get("/queue/999").status_code == 404
+        detail = ana.get("/queue/conversations/h-1").json()
         assert detail["conversation"]["outcome"] == "escalated" and any(a["kind"] == "queue" for a in detail["audit"])
-        metrics = httpx.get(f"{base}/metrics").text
+        metrics = ana.get("/metrics").text
         assert 'channel_worker_escalation_rate{worker="account_support"} 1.0' in metrics
         assert 'channel_worker_queue_open{worker="account_support"} 0' in metrics
     finally:
+        for client in (ana, bo):
+            if client is not None:
+                client.close()
         server.stop()
