@@ -92,6 +92,19 @@ async def test_a_call_is_admitted_once_across_processes_and_counted_until_it_end
         await second.close()
 
 
+async def test_a_burst_of_calls_at_once_takes_the_free_places_and_no_more(database_url: str) -> None:
+    first, second = await Database.open(database_url), await Database.open(database_url)
+    try:
+        await migrate(first)
+        limits = VoiceLimits(max_calls=3)
+        processes = [CallAdmissions(first, limits), CallAdmissions(second, limits)]
+        results = await asyncio.gather(*(processes[n % 2].announce(f"CA{n}", f"n{n}") for n in range(12)))
+        assert results.count(Announced.admitted) == 3 and results.count(Announced.busy) == 9
+    finally:
+        await first.close()
+        await second.close()
+
+
 # --- the real server --------------------------------------------------------------------------
 
 def start_server(var: Path, **env: str) -> WorkerServer:

@@ -19,22 +19,22 @@ import os
 from datetime import timedelta
 from enum import Enum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dialogue.events import utcnow
 from transcripts.db import Database
 
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a live row not touched for this long is a dead process's
-_ANNOUNCE_LOCK = 727209  # advisory lock key: the count and the insert of one announcement are one step
+_ANNOUNCE_LOCK = 727209  # PostgreSQL advisory lock key: announcements take turns
 
 
 class VoiceLimits(BaseModel):
     # 8 calls kept replies under 2 s at p95 on 2 cores (bench/RESULTS.md, voice concurrency); at 10
     # the cores saturate on recognition and every caller waits.
-    max_calls: int = 8
-    start_timeout_seconds: float = 5.0  # a socket that has not sent `start` by then is closed
-    token_seconds: float = 30.0  # Twilio opens the stream right after it reads the TwiML
+    max_calls: int = Field(8, ge=1)
+    start_timeout_seconds: float = Field(5.0, gt=0)  # a socket that has not sent `start` by then is closed
+    token_seconds: float = Field(30.0, gt=0)  # Twilio opens the stream right after it reads the TwiML
 
     @classmethod
     def from_env(cls) -> VoiceLimits:
@@ -56,28 +56,36 @@ class CallAdmissions:
         self.db = db
         self.limits = limits
 
-    async def in_progress(self, excluding: str = "") -> int:
+    def _in_progress_sql(self) -> tuple[str, list[object]]:
         now = utcnow()
-        row = await self.db.fetchone(
-            "SELECT COUNT(*) AS n FROM voice_calls WHERE call_sid <> ? AND ("
-            "(state = 'announced' AND announced_at > ?) OR (state = 'live' AND seen_at > ?))",
-            (excluding, now - timedelta(seconds=self.limits.token_seconds), now - timedelta(seconds=STALE_AFTER_SECONDS)),
-        )
+        return ("SELECT COUNT(*) FROM voice_calls WHERE call_sid <> ? AND ("
+                "(state = 'announced' AND announced_at > ?) OR (state = 'live' AND seen_at > ?))",
+                [now - timedelta(seconds=self.limits.token_seconds), now - timedelta(seconds=STALE_AFTER_SECONDS)])
+
+    async def in_progress(self) -> int:
+        sql, params = self._in_progress_sql()
+        row = await self.db.fetchone(sql.replace("COUNT(*)", "COUNT(*) AS n"), ["", *params])
         return int(row["n"]) if row else 0
 
     async def announce(self, call_sid: str, nonce: str) -> Announced:
         """Record that a stream token with `nonce` was issued for the call, if there is room.
         Announcing a call again before its stream started replaces the token (the first is void)."""
-        async with self.db.advisory_lock(_ANNOUNCE_LOCK):
-            if await self.in_progress(excluding=call_sid) >= self.limits.max_calls:
-                return Announced.busy
-            changed = await self.db.execute_count(
-                "INSERT INTO voice_calls (call_sid, nonce, state, announced_at) VALUES (?, ?, 'announced', ?) "
-                "ON CONFLICT (call_sid) DO UPDATE SET nonce = excluded.nonce, announced_at = excluded.announced_at "
-                "WHERE voice_calls.state = 'announced'",
-                (call_sid, nonce, utcnow()),
-            )
-        return Announced.admitted if changed else Announced.known
+        count, params = self._in_progress_sql()
+        # The count and the insert are one statement in one transaction, so two webhooks at once
+        # cannot both take the last place: SQLite's writers take turns (BEGIN IMMEDIATE);
+        # PostgreSQL's announcers queue on a transaction-scoped advisory lock.
+        upsert = (
+            "INSERT INTO voice_calls (call_sid, nonce, state, announced_at) SELECT ?, ?, 'announced', ? "
+            f"WHERE ({count}) < ? "
+            "ON CONFLICT (call_sid) DO UPDATE SET nonce = excluded.nonce, announced_at = excluded.announced_at "
+            "WHERE voice_calls.state = 'announced' RETURNING call_sid",
+            [call_sid, nonce, utcnow(), call_sid, *params, self.limits.max_calls],
+        )
+        lock = [("SELECT pg_advisory_xact_lock(?)", [_ANNOUNCE_LOCK])] if self.db.dialect == "postgres" else []
+        if await self.db.batch([*lock, upsert]):
+            return Announced.admitted
+        row = await self.db.fetchone("SELECT state FROM voice_calls WHERE call_sid = ?", (call_sid,))
+        return Announced.known if row and row["state"] != "announced" else Announced.busy
 
     async def claim(self, call_sid: str, nonce: str) -> bool:
         """The stream with this token becomes the call's one stream. False if the token was
