@@ -138,6 +138,7 @@ def _problems(exc: ValidationError, root: yaml.Node | None, file: str) -> list[S
         if err["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}" if loc else message
         path = ".".join(str(p) for p in loc)
+        message = message.removeprefix(f"{path}: ") if path else message  # said once, before the message
         key = (path, message)
         if key in seen:
             continue

@@ -49,8 +49,9 @@ class Placeholder:
 Piece = str | Placeholder
 
 
-def _placeholder(body: str) -> Placeholder | str:
-    """The placeholder `{body}`, or why it is not allowed."""
+def _placeholder(body: str) -> Placeholder | str | tuple[Placeholder, str]:
+    """The placeholder `{body}`, or why it is not allowed; a format that is not allowed still
+    leaves the value to be said plainly, with the reason."""
     text = "{" + body + "}"
     name, colon, spec = body.partition(":")
     if "!" in name:
@@ -65,7 +66,7 @@ def _placeholder(body: str) -> Placeholder | str:
         return f"{text}: {name!r} is not a name; {_HINT}"
     too_big = [n for n in _NUMBER.findall(spec) if int(n) > MAX_FORMAT_NUMBER]
     if too_big:
-        return f"{text}: format numbers above {MAX_FORMAT_NUMBER} are not allowed (found {too_big[0]})"
+        return Placeholder(name, "", text), f"{text}: format numbers above {MAX_FORMAT_NUMBER} are not allowed (found {too_big[0]})"
     return Placeholder(name, spec if colon else "", text)
 
 
@@ -83,7 +84,10 @@ def _scan(template: str) -> tuple[tuple[Piece, ...], tuple[str, ...]]:
             pieces.append(token[0])
         elif m.group(1) is not None:
             found = _placeholder(m.group(1))
-            if isinstance(found, Placeholder):
+            if isinstance(found, tuple):
+                pieces.append(found[0])
+                problems.append(found[1])
+            elif isinstance(found, Placeholder):
                 pieces.append(found)
             else:
                 problems.append(found)

@@ -48,8 +48,8 @@ def _path(stack: list[_Open]) -> str:
                 parts.append(str(frame.key))
         elif frame.index >= 0:
             parts.append(str(frame.index))
-    if len(parts) > 8:
-        parts = [*parts[:4], "...", *parts[-3:]]
+    if len(parts) > 8:  # a path as deep as the limit would fill the screen
+        return ".".join(parts[:4]) + "..." + ".".join(parts[-3:])
     return ".".join(parts)
 
 
