@@ -255,3 +255,23 @@ def test_a_stored_pattern_the_engine_refuses_refuses_the_value_instead_of_failin
     code = spec.fields[0]
     evil = code.model_copy(update={"constraints": code.constraints.model_copy(update={"pattern": r"^(a)\1$"})})
     assert validate(evil, "aa", datetime.now()) == "That isn't in the expected format."
+
+
+# --- every template line is rendered as one, including the SMS answer to HELP
+
+
+def test_the_sms_help_line_is_rendered_as_a_template(tmp_path: Path) -> None:
+    from tests.support.fake_twilio import FakeTwilio
+    from tests.support.server import WorkerServer
+    from tests.test_sms import ACCOUNT, TOKEN, Phone
+
+    spec = tmp_path / "codes.yaml"
+    spec.write_text(SPEC.replace("  closing: Bye.\n", "  closing: Bye.\n  help: I'm {worker}; I take codes.\n"))
+    with FakeTwilio() as twilio:
+        server = WorkerServer(str(spec), {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN,
+                                          "TWILIO_API_BASE": twilio.base_url}, tmp_path / "var")
+        try:
+            server.wait_ready()
+            assert Phone(server).text("HELP") == "I'm Tess; I take codes. Reply STOP to unsubscribe."
+        finally:
+            server.stop()

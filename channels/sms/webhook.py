@@ -36,6 +36,7 @@ from channels.sms.store import Claim, SmsStore
 from channels.twilio_signature import signed_params
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult, utcnow
+from dialogue.render import render
 from transcripts.db import FenceLost, Statement
 from transcripts.safe_text import clean_text
 
@@ -190,7 +191,8 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
             await store.finish_inbound(msg.MessageSid, "ignored_opted_out", claim=token)
             return twiml()
         if word in HELP_WORDS:
-            reply = shaped((spec.script.help or f"This is {spec.persona}.") + " Reply STOP to unsubscribe.")
+            help_line = render(spec.script.help, spec.fields, {}, worker=spec.persona)  # a template like any line
+            reply = shaped((help_line or f"This is {spec.persona}.") + " Reply STOP to unsubscribe.")
             await store.finish_inbound(msg.MessageSid, "help", reply, claim=token)
             return twiml(reply, action=status_action)
         notice = ""
