@@ -410,7 +410,7 @@ def export_cmd(
     outcome: Annotated[Optional[str], typer.Option(help="Only conversations with this outcome (completed, escalated, abandoned...).")] = None,
     channel: Annotated[Optional[str], typer.Option(help="Only conversations on this channel (console, sms, email, voice).")] = None,
     worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name.")] = None,
-    redact: Annotated[bool, typer.Option("--redact", help="Mask phone numbers, emails, card and account numbers and names (in texts, fields, metadata, audit) as [phone], [email], [card], [number], [name]; ids that carry them become pseudonyms.")] = False,
+    redact: Annotated[bool, typer.Option("--redact", help="Mask phone numbers, emails, card and account numbers and names (in texts, fields, metadata, audit) as \\[phone], \\[email], \\[card], \\[number], \\[name]; ids that carry them become pseudonyms.")] = False,
 ) -> None:
     """Export stored conversations, with a progress bar on large exports. CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) are written with a leading single quote."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
