@@ -480,8 +480,6 @@ def purge(
               f"{report.cutoff.isoformat(timespec='seconds')} ({rows})", highlight=False)
 
 
-if __name__ == "__main__":
-    app()
 class RoleName(str, Enum):
     viewer = "viewer"
     reviewer = "reviewer"
@@ -606,3 +604,5 @@ def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")]) -> N
     out.print(f"token {name} revoked", highlight=False)
 
 
+if __name__ == "__main__":
+    app()
