@@ -69,6 +69,16 @@ def test_a_token_whose_caller_number_was_changed_is_refused() -> None:
         stream_token.verify(f"{version}.{changed}.{mac}", SECRET, "CA1", now=1010)
 
 
+def test_behind_a_proxy_the_signed_stream_url_is_the_public_one_with_wss() -> None:
+    from channels.sms.settings import TwilioSettings
+    from channels.voice.webhook import stream_url
+
+    proxied = TwilioSettings(account_sid=ACCOUNT, auth_token=TOKEN, public_base_url="https://worker.example.com")
+    assert stream_url(proxied, "http://10.0.0.5:8080/") == "wss://worker.example.com/twilio/media"
+    direct = TwilioSettings(account_sid=ACCOUNT, auth_token=TOKEN)
+    assert stream_url(direct, "ws://127.0.0.1:8080/") == "ws://127.0.0.1:8080/twilio/media"
+
+
 # --- admissions, shared by every worker process through the database --------------------------
 
 async def test_a_call_is_admitted_once_across_processes_and_counted_until_it_ends(database_url: str) -> None:
