@@ -28,6 +28,7 @@ from dialogue.graph import build_graph, make_nodes
 from dialogue.spec import WorkerSpec
 from dialogue.state_store import ConversationSaver
 from extraction.base import Extractor
+from transcripts.crash_points import crash_point
 from transcripts.db import Statement, WriteConflict
 from transcripts.store import Event, TranscriptStore
 
@@ -81,6 +82,8 @@ class DialogueEngine:
         async with self._lock(key):
             for attempt in range(MAX_ATTEMPTS):
                 rows = await db.batch([*inbound, self.saver.latest_statement(key)], json_columns=("metadata",))
+                if inbound:
+                    crash_point("turn.after_record")  # the message is stored, the turn is not
                 inbound = []
                 saved = self.saver.decode_latest(rows)
                 state: dict[str, Any] = {**saved.values, **incoming}

@@ -436,6 +436,26 @@ async def migrate(db: Database) -> list[int]:
 
 MIGRATIONS.append(
     Migration(
+        6,
+        "exactly-once: an inbound message recorded once per conversation, how an SMS reply left",
+        # dedupe_key is the channel's own id for what the person sent (an SMS MessageSid): a
+        # redelivery or a crash recovery that runs the turn again records the message once.
+        # NULLs never collide, so events without a key are unaffected.
+        sqlite=(
+            "ALTER TABLE events ADD COLUMN dedupe_key TEXT",
+            "CREATE UNIQUE INDEX events_dedupe ON events (conversation_id, dedupe_key)",
+            "ALTER TABLE sms_messages ADD COLUMN reply_via TEXT",
+        ),
+        postgres=(
+            "ALTER TABLE events ADD COLUMN dedupe_key TEXT",
+            "CREATE UNIQUE INDEX events_dedupe ON events (conversation_id, dedupe_key)",
+            "ALTER TABLE sms_messages ADD COLUMN reply_via TEXT",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
         7,
         "operators and API tokens for the operator routes",
         # Only hashes: a password hash carries its own salt and parameters (worker/operator_auth.py);

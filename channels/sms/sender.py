@@ -23,6 +23,7 @@ from datetime import timedelta
 from channels.sms.store import IN_FLIGHT, OutboxItem, SmsStore
 from channels.twilio_rest import close_client, rest_client
 from dialogue.events import utcnow
+from transcripts.crash_points import crash_point
 from transcripts.outbox import backoff
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class SmsSender:
             await self.store.mark(item.id, "pending", attempts, f"{type(exc).__name__}: {exc}",
                                   retry_in=backoff(attempts, self.backoff_base))
             return 0
+        crash_point("outbox.after_send")  # Twilio has it; the outbox does not know yet
         await self.store.mark(item.id, "sent", attempts, message_sid=message.sid)
         await self.store.record_outbound(message.sid, item.conversation_id, item.from_number, item.to_number, item.body,
                                          message.status or "queued")

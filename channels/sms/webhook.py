@@ -39,6 +39,7 @@ from dialogue.events import Turn, TurnResult, utcnow
 from dialogue.render import render
 from transcripts.db import FenceLost, Statement
 from transcripts.safe_text import clean_text
+from transcripts.crash_points import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
                      arrived: Any) -> Response:
         token = claim.token
         assert token is not None
+        crash_point("sms.after_claim")  # recorded and claimed, not yet answered
         status_action = settings.status_callback_url
         word = re.sub(r"[^A-Za-z]", "", msg.Body).upper()
         if word in STOP_WORDS:
@@ -238,6 +240,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
             log.exception("SMS %s: the turn failed; Twilio will deliver it again", msg.MessageSid)
             await store.finish_inbound(msg.MessageSid, "failed", claim=token)
             return Response("temporary failure", status_code=500, media_type="text/plain")
+        crash_point("sms.after_commit")  # the reply is committed and has not left: the worst moment
         reply = reply_text.get("reply")
         return twiml(reply, action=status_action) if reply else twiml()
 
