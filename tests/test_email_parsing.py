@@ -5,6 +5,8 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import pytest
+
 from channels.email.parse import build_reply, parse_email, reply_message_id, strip_quotes
 
 
@@ -122,3 +124,100 @@ def test_the_reply_is_threaded_marked_and_its_id_is_stable() -> None:
     again = build_reply(inbound, "What time would suit you?", "bookings@luigi.example", "Sam")
     assert reply["Message-ID"] == again["Message-ID"] == reply_message_id("<m1@example.org>", "luigi.example")
     assert build_reply(parse_email(mail(Subject="RE: Booking")), "x", "b@l.example")["Subject"] == "RE: Booking"
+
+
+# -- hostile headers: an encoded-word may decode to anything -------------------------------
+
+CRLF_HEADERS = (
+    b"From: =?utf-8?q?Evil=0D=0ABcc=3A_boss=40example.org?= <evil@example.org>\r\n"
+    b"To: bookings@luigi.example\r\n"
+    b"Subject: =?utf-8?q?Booking=0D=0ABcc=3A_victim=40example.org?=\r\n"
+    b"Message-ID: <crlf@example.org>\r\nDate: Mon, 23 Nov 2026 09:00:00 +0000\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n\r\ntable for 2 tomorrow at 7pm\r\n"
+)
+
+
+def test_encoded_line_breaks_in_subject_and_from_name_are_read_as_one_line() -> None:
+    inbound = parse_email(CRLF_HEADERS)
+    assert inbound.subject == "Booking Bcc: victim@example.org"
+    assert inbound.sender == "evil@example.org" and inbound.sender_name == "Evil Bcc: boss@example.org"
+    assert "Subject: InvalidHeaderDefect" in inbound.defects
+
+
+def test_a_reply_to_mail_with_encoded_line_breaks_has_no_injected_header() -> None:
+    reply = build_reply(parse_email(CRLF_HEADERS), "What time would suit you?", "bookings@luigi.example")
+    sent = message_from_bytes(reply.as_bytes(), policy=policy.default)
+    assert sent["Subject"] == "Re: Booking Bcc: victim@example.org"
+    assert sent["Bcc"] is None and sent["To"] == "evil@example.org"
+
+
+def test_unicode_line_separators_in_a_subject_do_not_break_the_reply() -> None:
+    # str.splitlines() breaks on U+2028, and the email package refuses a header it splits.
+    inbound = parse_email(mail(Subject="=?utf-8?q?Table=E2=80=A8for_two?="))
+    assert inbound.subject == "Table for two"
+    assert build_reply(inbound, "ok", "bookings@luigi.example")["Subject"] == "Re: Table for two"
+
+
+def test_nul_and_control_characters_are_removed_before_storage() -> None:
+    raw = (b"From: =?utf-8?q?Maria=00_Lopez?= <maria@example.org>\r\nSubject: =?utf-8?q?Booking=00=1B[31m?=\r\n"
+           b"Message-ID: <nul@example.org>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"table for 2\x00 tomorrow\x1b[0m at 7pm\r\nthanks\x07\r\n")
+    inbound = parse_email(raw)
+    assert inbound.subject == "Booking [31m" and inbound.sender_name == "Maria Lopez"
+    assert inbound.new_text == "table for 2 tomorrow[0m at 7pm\nthanks"
+
+
+def test_mime_nested_too_deeply_is_a_problem_not_a_crash() -> None:
+    depth = 2000
+    raw = b"From: maria@example.org\r\nMessage-ID: <deep@example.org>\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    raw += b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(depth))
+    raw += b"Content-Type: text/plain\r\n\r\ntable for 2\r\n"
+    inbound = parse_email(raw)
+    assert inbound.problem == "the MIME structure is nested too deeply to read"
+    assert (inbound.message_id, inbound.sender, inbound.subject) == ("<deep@example.org>", "maria@example.org", "deep")
+
+
+def test_only_the_headers_of_oversized_mail_are_read() -> None:
+    whole = mail("table for 2 " + "x" * 5000)
+    inbound = parse_email(whole[:1001], max_bytes=1000, size=len(whole))
+    assert inbound.size == len(whole) and inbound.new_text == "" and inbound.subject == "Booking"
+
+
+# -- loop guards: one test per header, and the worker's own addresses ----------------------
+
+@pytest.mark.parametrize("header, value, reason", [
+    ("X-Loop", "bookings@luigi.example", "X-Loop header"),
+    ("List-Post", "<mailto:news@lists.example.org>", "List-Post header"),
+    ("List-Help", "<mailto:news-help@lists.example.org>", "List-Help header"),
+    ("Mailing-List", "contact news-help@lists.example.org; run by ezmlm", "Mailing-List header"),
+    ("X-Auto-Response-Suppress", "All", "X-Auto-Response-Suppress: all"),
+    ("X-Auto-Response-Suppress", "DR, OOF, AutoReply", "X-Auto-Response-Suppress: autoreply, oof"),
+])
+def test_loop_guard_headers(header: str, value: str, reason: str) -> None:
+    assert parse_email(mail(**{header.replace("-", "_"): value})).auto_generated == reason
+
+
+def test_x_auto_response_suppress_for_receipts_only_still_gets_a_reply() -> None:
+    assert parse_email(mail(X_Auto_Response_Suppress="DR, RN, NRN")).auto_generated is None
+
+
+OWN = {"bookings@luigi.example", "reservations@luigi.example"}
+
+
+@pytest.mark.parametrize("sender", [
+    "reservations@luigi.example",            # an alias
+    "Bookings+retry@Luigi.example",          # a plus-address of the worker's own address
+    "reservations+fwd-2@luigi.example",      # a plus-address of an alias
+])
+def test_mail_from_the_workers_own_aliases_and_plus_addresses_is_not_answered(sender: str) -> None:
+    inbound = parse_email(mail(From=f"Luigi's <{sender}>"), own_addresses=OWN)
+    assert inbound.auto_generated == "sent by the worker's own address"
+
+
+@pytest.mark.parametrize("sender", ["bookings@other.example", "bookingsx@luigi.example", "maria+bookings@luigi.example"])
+def test_similar_addresses_are_not_the_workers_own(sender: str) -> None:
+    assert parse_email(mail(From=sender), own_addresses=OWN).auto_generated is None
+
+
+def test_replies_carry_x_loop_with_the_workers_address() -> None:
+    assert build_reply(parse_email(mail()), "ok", "bookings@luigi.example")["X-Loop"] == "bookings@luigi.example"

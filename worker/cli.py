@@ -380,16 +380,21 @@ def queue_release(
 
 @app.command()
 def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
-    """Rolling escalation rate and mean field confidence, with any drift alarm (JSON)."""
+    """Rolling escalation rate and mean field confidence, with any drift alarm, and the email
+    messages per state with the latest that failed and why (JSON)."""
+    from channels.email.report import email_report
     from escalation.drift import drift_status
 
     spec = _load(worker)
 
     async def op(engine):  # noqa: ANN001, ANN202
-        return await drift_status(engine.store.db, spec.name, spec.escalation.drift)
+        return await drift_status(engine.store.db, spec.name, spec.escalation.drift), await email_report(engine.store.db)
 
-    result = _queue_run(worker, op)
-    sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    result, email = _queue_run(worker, op)
+    sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json")}, indent=2) + "\n")
+    if email.failed:
+        err.print(f"[yellow]email[/yellow] {email.failed} message(s) could not be processed; latest: "
+                  f"{escape(email.latest_failures[0].reason or '')}", highlight=False, soft_wrap=True)
     if result.alarms:
         for alarm in result.alarms:
             err.print(f"[yellow]drift alarm[/yellow] {alarm}")

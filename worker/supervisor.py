@@ -49,6 +49,8 @@ class Supervisor:
         health = self.health[name]
         delay = self.base
         loop = asyncio.get_running_loop()
+        this = asyncio.current_task()
+        assert this is not None
         while True:
             health.running, health.down_since = True, None
             started = loop.time()
@@ -62,6 +64,10 @@ class Supervisor:
             except Exception as exc:  # anything: the point is that the channel comes back
                 failure, error = exc, f"{type(exc).__name__}: {exc}"[:500]
             health.running, health.down_since, health.last_error = False, datetime.now(timezone.utc), error
+            if this.cancelling():
+                # Cancelled while the task was finishing anyway: a library's wait_for (Python
+                # 3.11's included) can swallow the CancelledError. Stopping is still what was asked.
+                raise asyncio.CancelledError
             # A task that ran well for a while before failing starts again after the short delay.
             if loop.time() - started > self.cap:
                 delay = self.base

@@ -26,11 +26,20 @@ _HEADER_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff\ud800-\
 _TEXT_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 
 
+def _unescape(value: str) -> str:
+    """Raw 8-bit header bytes arrive as surrogate escapes: read them as UTF-8 (RFC 6532), and
+    what is not UTF-8 as U+FFFD, so `josé@` never silently becomes another address, `jos@`."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that is no escape: nothing to recover
+        return value
+
+
 def clean_header(value: str) -> str:
     """One line of header text: runs of control or line-break characters become one space."""
     if not _HEADER_UNSAFE.search(value):
         return value
-    return re.sub(r" {2,}", " ", _HEADER_UNSAFE.sub(" ", value)).strip()
+    return re.sub(r" {2,}", " ", _HEADER_UNSAFE.sub(" ", _unescape(value))).strip()
 
 
 def clean_text(value: str) -> str:
@@ -73,7 +82,7 @@ class _CleanHeader:
         if changed or cleaned != kwds["decoded"]:
             kwds["decoded"] = cleaned
             kwds.setdefault("defects", []).append(
-                errors.InvalidHeaderDefect("control or line-break characters replaced"))
+                errors.InvalidHeaderDefect("control, line-break or undecodable characters replaced"))
 
 
 class CleanHeaderRegistry(HeaderRegistry):
