@@ -54,6 +54,8 @@ from dialogue.spec_loader import load_spec  # noqa: E402
 from extraction.cli_io import ExtractRequest, run_one  # noqa: E402
 from extraction.factory import build_extractor  # noqa: E402
 from tests.support.media_stream import Caller  # noqa: E402
+
+BENCH_TOKEN = "bench-token-0123456789abcdef01"
 from tests.support.server import WorkerServer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -155,7 +157,8 @@ def caller_audio(folder: Path) -> list[tuple[np.ndarray, int]]:
 async def one_call(url: str, lines: list[tuple[np.ndarray, int]]) -> tuple[str, list[float]]:
     """A booking call; the latency of each of the worker's answers, in seconds."""
     latencies = []
-    async with Caller(url) as caller:
+    # The caller rings the signed webhook and signs its stream upgrade, as Twilio does.
+    async with Caller(url, BENCH_TOKEN) as caller:
         await caller.listen(timeout=60)  # the greeting
         for samples, rate in lines:
             if caller.ended:
@@ -207,11 +210,13 @@ def bench_calls(args: argparse.Namespace, parts: set[str]) -> None:
         folder = Path(tmp)
         lines = caller_audio(folder)
         server = WorkerServer("examples/restaurant_booking.yaml", {
-            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "bench-token-0123456789abcdef01",
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": BENCH_TOKEN,
+            # Above the concurrency runs' widest step, so none of their calls is answered busy.
+            "VOICE_MAX_CALLS": "64",
             "TWILIO_VOICE": "on", "TWILIO_API_BASE": "http://127.0.0.1:9"}, folder / "var")
         try:
             server.wait_ready(timeout=180)
-            url = server.base_url.replace("http", "ws") + "/twilio/media"
+            url = server.base_url
             asyncio.run(one_call(url, lines))  # warm-up: first inference and first synthesis
             idle = resident_mb(server.process.pid)
             if "latency" in parts:

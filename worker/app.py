@@ -24,6 +24,7 @@ from channels.sms.webhook import DEFAULT_MAX_SEGMENTS
 from channels.sms.webhook import build_router as build_sms_router
 from dialogue.spec import WorkerSpec
 from escalation.operators import OperatorStore
+from worker.body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimit
 from worker.config import Settings
 from worker.operator_auth import OperatorAuth
 from worker.operator_routes import api_docs_enabled
@@ -161,4 +162,6 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     auth = OperatorAuth(lambda: OperatorStore(state["engine"].store.db))
     app.include_router(build_operator_router(spec, lambda: state["engine"], auth, app.openapi, app.title, api_docs_enabled()))
 
+    # Outermost of our middleware: no route, signature check or form parser sees more than this.
+    app.add_middleware(BodyLimit, max_bytes=int(os.environ.get("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)))
     return app

@@ -1,0 +1,37 @@
+"""Exactly once under kill: the SMS worker is SIGKILLed mid-request, over and over, while
+people text it with Twilio-style retries; no reply is lost or sent twice, and no message of
+a person is stored twice. On SQLite with one process and PostgreSQL with two.
+
+The harness is tests/support/crash_run.py; bench/kill.py runs it longer and prints the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.support.crash_run import crash_run
+
+
+def _assert_clean(report) -> None:  # noqa: ANN001
+    summary = (f"{report.kills} kills and {report.crash_points} crash points over {report.messages} messages: "
+               f"lost {report.lost}, duplicated {report.duplicated}, duplicated user turns "
+               f"{report.duplicated_user_turns}, unfinished {report.unfinished}; {report.problems[:5]}")
+    assert report.messages == report.conversations * 3, summary
+    # The run must have died at the worst moments, or it proves nothing.
+    assert report.kills + report.crash_points >= 3, summary
+    assert (report.lost, report.duplicated, report.duplicated_user_turns, report.unfinished) == (0, 0, 0, 0), summary
+    assert report.via_twiml + report.via_rest == report.messages, summary
+
+
+def test_sqlite_one_process_killed_mid_request_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    report = asyncio.run(crash_run(tmp_path, conversations=12, seed=14))
+    _assert_clean(report)
+
+
+@pytest.mark.postgres
+def test_postgresql_two_processes_killed_mid_request_lose_and_repeat_nothing(tmp_path: Path, postgres_url: str) -> None:
+    report = asyncio.run(crash_run(tmp_path, conversations=12, database_url=postgres_url, processes=2, seed=15))
+    _assert_clean(report)

@@ -1,0 +1,107 @@
+"""Signed is not well-formed: what a hostile or broken sender puts in an SMS webhook never
+becomes a 500, invalid TwiML, or a process holding hundreds of megabytes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import httpx
+import pytest
+
+from tests.support.fake_twilio import FakeTwilio
+from tests.support.server import WorkerServer
+from tests.test_sms import ACCOUNT, TOKEN, WORKER_NUMBER, Phone, db_rows, reply_of
+
+
+@pytest.fixture(scope="module")
+def fake_twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as server:
+        yield server
+
+
+def _server(var: Path, fake_twilio: FakeTwilio, **env: str) -> WorkerServer:
+    return WorkerServer("examples/restaurant_booking.yaml", {
+        "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url, **env,
+    }, var)
+
+
+@pytest.fixture(scope="module")
+def postgres_sms_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio,
+                        postgres_server) -> Iterator[tuple[WorkerServer, str]]:  # noqa: ANN001
+    url = postgres_server.create_database("hostile_sms")
+    server = _server(tmp_path_factory.mktemp("pg-sms") / "var", fake_twilio, DATABASE_URL=url)
+    try:
+        server.wait_ready()
+        yield server, url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sqlite_sms_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio) -> Iterator[WorkerServer]:
+    server = _server(tmp_path_factory.mktemp("sqlite-sms") / "var", fake_twilio, MAX_REQUEST_BYTES="65536")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_nul_in_a_signed_body_and_from_is_answered_and_stored_without_it_on_postgresql(
+    postgres_sms_server: tuple[WorkerServer, str],
+) -> None:
+    import psycopg
+
+    server, url = postgres_sms_server
+    phone = Phone(server)
+    clean_number = phone.number
+    phone.number = clean_number[:4] + "\x00" + clean_number[4:]
+    reply = phone.text("a table for 2\x00 tomorrow at 8pm")
+    assert reply is not None and "first name" in reply
+    with psycopg.connect(url) as conn:
+        [(body, sender)] = conn.execute("SELECT body, from_number FROM sms_messages WHERE direction = 'in'").fetchall()
+        [(text,)] = conn.execute("SELECT text FROM events WHERE direction = 'in'").fetchall()
+    assert (body, sender, text) == ("a table for 2 tomorrow at 8pm", clean_number, "a table for 2 tomorrow at 8pm")
+
+
+def test_control_characters_never_reach_the_twiml(sqlite_sms_server: WorkerServer) -> None:
+    phone = Phone(sqlite_sms_server)
+    phone.text("a table for 2 tomorrow at 8pm")
+    # The first name is echoed back in the next question: with a form feed and an escape in it.
+    response = phone.post("/twilio/sms", phone.params("Ma\x0cria\x1b[31m"))
+    assert response.status_code == 200
+    root = ElementTree.fromstring(response.text)  # a parser refuses XML with those characters
+    reply = reply_of(response)
+    assert reply is not None
+    assert not any(ord(c) < 32 and c not in "\t\n\r" for c in response.text)
+    assert root.tag == "Response"
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(sqlite_sms_server: WorkerServer) -> None:
+    # Announced as 100 MB: refused at once, without sending (or the server reading) the bytes.
+    with socket.create_connection(("127.0.0.1", sqlite_sms_server.port), timeout=10) as conn:
+        conn.sendall(b"POST /twilio/sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 104857600\r\n\r\n")
+        assert conn.recv(200).startswith(b"HTTP/1.1 413")
+
+
+def test_a_chunked_body_over_the_limit_is_refused(sqlite_sms_server: WorkerServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b"Body=" + b"x" * 4096
+
+    response = httpx.post(sqlite_sms_server.base_url + "/twilio/sms", content=chunks(),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout=30)
+    assert response.status_code == 413
+
+
+def test_a_body_under_the_limit_is_still_answered(sqlite_sms_server: WorkerServer) -> None:
+    phone = Phone(sqlite_sms_server)
+    reply = phone.text("a table for 2 tomorrow at 8pm. " + "Please. " * 100)
+    assert reply is not None
+    key = f"sms:{phone.number}:{WORKER_NUMBER}"
+    assert db_rows(sqlite_sms_server, "SELECT COUNT(*) FROM events WHERE conversation_id = ? AND direction = 'in'",
+                   (key,)) == [(1,)]
