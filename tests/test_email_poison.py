@@ -140,6 +140,37 @@ async def test_poison_mail_is_recorded_and_skipped_and_the_inbox_keeps_being_rea
             await asyncio.wait_for(task, 20)
 
 
+async def test_a_database_error_is_retried_by_restarting_then_recorded_failed(
+        restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path) -> None:  # noqa: F811
+    folder, tag = f"d{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    await deliver(dovecot, folder, email("table for 2 tomorrow at 7pm", f"<db-{tag}@example.org>"))
+    with FlakySmtp() as smtp:
+        async with engine_for(restaurant, str(tmp_path / "db")) as engine:
+            settings = EmailSettings(imap_settings(dovecot, folder),
+                                     SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
+            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            # A real fault: the reply outbox is missing, so answering fails on every attempt.
+            await engine.store.db.execute("ALTER TABLE email_outbox RENAME TO email_outbox_away")
+            supervisor = Supervisor(base=0.05, cap=0.2)
+            supervisor.start("email", lambda: channel.run(send_interval=0.1))
+            try:
+                await until(lambda: _state(channel, f"<db-{tag}@example.org>", "failed"), "the message to be recorded failed")
+                assert supervisor.health["email"].restarts == 2  # tried three times, restarting in between
+                [(state, detail)] = [v for k, v in (await states(channel)).items() if k == f"<db-{tag}@example.org>"]
+                assert detail == "OperationalError: no such table: email_outbox"
+                await engine.store.db.execute("ALTER TABLE email_outbox_away RENAME TO email_outbox")
+                await deliver(dovecot, folder, email("table for 3 friday at 8pm", f"<next-{tag}@example.org>"))
+                await until(lambda: smtp.accepted, "the next message to be answered")
+                assert parsed(smtp)[0]["In-Reply-To"] == f"<next-{tag}@example.org>"
+            finally:
+                channel.stop()
+                await supervisor.stop()
+
+
+async def _state(channel: EmailChannel, message_id: str, state: str) -> bool:
+    return (await states(channel)).get(message_id, ("", None))[0] == state
+
+
 @pytest.mark.parametrize("max_bytes", [4000])
 async def test_oversized_mail_is_refused_recorded_failed_and_never_fetched_whole(
         restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path, max_bytes: int) -> None:  # noqa: F811
