@@ -183,6 +183,8 @@ class EmailChannel:
             result = await self.engine.handle(Turn(
                 conversation_id=conversation, channel="email", text=inbound.new_text, time=inbound.date or utcnow(),
                 metadata={**summary(inbound), "email_message_id": inbound.message_id},
+                # A retry after a crash or a database error stores the message once.
+                dedupe_key=f"email:{inbound.message_id}" if inbound.message_id else None,
             ))
             reply = result.reply
         return ("answered", None, reply) if reply else ("no_reply", "the dialogue had nothing to say (handed over?)", None)

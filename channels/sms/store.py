@@ -177,11 +177,13 @@ class SmsStore:
         )
         return [OutboxItem(**r) for r in rows]
 
-    async def lease(self, item: OutboxItem, seconds: float = 60.0) -> bool:
+    async def lease(self, item: OutboxItem, seconds: float = 20.0) -> bool:
         """Take an item for one send attempt; False when another sender took it first.
 
         The attempt count is the version: only one UPDATE can move it from N to N+1. The lease
-        keeps others off it while the request is in flight, and lapses if this process dies."""
+        keeps others off it while the request is in flight (twice the REST client's 10 s timeout,
+        so a live attempt has always ended before another may start), and lapses if this
+        process dies: the item is then sent after `seconds`, not a minute later."""
         now = utcnow()
         # last_error says 'in flight' until the attempt's outcome is written: an item leased
         # again with that mark was being sent when its process died (see SmsSender).

@@ -143,7 +143,7 @@ class _Rows:
 
 async def crash_run(
     workdir: Path, *, conversations: int = 20, database_url: str | None = None, processes: int = 1,
-    kill_every: tuple[float, float] = (0.2, 1.2), seed: int = 0, settle_seconds: float = 90.0,
+    kill_every: tuple[float, float] = (0.2, 1.2), seed: int = 0, settle_seconds: float = 150.0,
     crash_at: str = "sms.after_commit=0.04,sms.after_claim=0.02,turn.after_record=0.02,outbox.after_send=0.1",
 ) -> Report:
     rng = random.Random(seed)
