@@ -16,6 +16,8 @@ again. Counted after each run, from what the people received and from the databa
   duplicated   replies beyond one per message (webhook responses plus REST sends)
   dup turns    a person's message stored more than once in the transcript
   unfinished   conversations that did not end with a booking
+  slow         replies later than a person waits (150 s): that person's script stops there, so
+               it also shows as unfinished; the reply still counts as delivered if it came
 
 Also printed: kills, crash points fired, retries, and retries answered (a stored reply sent
 again, or a dead holder's claim taken over).
@@ -49,7 +51,7 @@ def main() -> int:
     reports: list[Report] = []
     postgres = start_postgres() if "postgres" in which else None
     header = (f"{'database':<12}{'procs':>6}{'run':>4}{'msgs':>6}{'kills':>6}{'crash pts':>10}{'retries':>8}"
-              f"{'re-answered':>12}{'lost':>6}{'dup':>5}{'dup turns':>10}{'unfinished':>11}{'seconds':>9}")
+              f"{'re-answered':>12}{'lost':>6}{'dup':>5}{'dup turns':>10}{'unfinished':>11}{'slow':>6}{'seconds':>9}")
     print(header)
     try:
         for database in ("sqlite", "postgres"):
@@ -64,7 +66,7 @@ def main() -> int:
                 print(f"{report.database:<12}{report.processes:>6}{run + 1:>4}{report.messages:>6}{report.kills:>6}"
                       f"{report.crash_points:>10}{report.retries:>8}{report.retried_answered:>12}{report.lost:>6}"
                       f"{report.duplicated:>5}{report.duplicated_user_turns:>10}{report.unfinished:>11}"
-                      f"{report.seconds:>9.0f}", flush=True)
+                      f"{report.slow:>6}{report.seconds:>9.0f}", flush=True)
                 for problem in report.problems[:5]:
                     print(f"    {problem}")
     finally:

@@ -18,11 +18,11 @@ from tests.support.crash_run import crash_run
 def _assert_clean(report) -> None:  # noqa: ANN001
     summary = (f"{report.kills} kills and {report.crash_points} crash points over {report.messages} messages: "
                f"lost {report.lost}, duplicated {report.duplicated}, duplicated user turns "
-               f"{report.duplicated_user_turns}, unfinished {report.unfinished}; {report.problems[:5]}")
+               f"{report.duplicated_user_turns}, unfinished {report.unfinished}, slow {report.slow}; {report.problems[:5]}")
     assert report.messages == report.conversations * 3, summary
     # The run must have died at the worst moments, or it proves nothing.
     assert report.kills + report.crash_points >= 3, summary
-    assert (report.lost, report.duplicated, report.duplicated_user_turns, report.unfinished) == (0, 0, 0, 0), summary
+    assert (report.lost, report.duplicated, report.duplicated_user_turns, report.unfinished, report.slow) == (0, 0, 0, 0, 0), summary
     assert report.via_twiml + report.via_rest == report.messages, summary
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
 from channels.voice import stream_token
 from channels.voice.admission import Announced, CallAdmissions, VoiceLimits
@@ -246,5 +247,16 @@ async def test_calls_beyond_the_limit_are_told_the_lines_are_busy(tmp_path: Path
             await asyncio.sleep(0.1)
         # A call let in but not yet streaming holds its place too: a burst cannot overshoot the limit.
         assert (await ring(server.base_url, TOKEN, new_sid("CA"))).stream_url is None
+        # The upgrade's signature covers only the URL, so a captured one can be replayed: sockets
+        # waiting for their start are capped too (twice VOICE_MAX_CALLS), the next one is closed at once.
+        assert answer.stream_url is not None
+        held = [await websockets.connect(answer.stream_url, additional_headers={"X-Twilio-Signature": signed(answer)})
+                for _ in range(2)]
+        try:
+            assert await refusal(answer.stream_url, signed(answer), None, timeout=15) == POLICY_VIOLATION
+            assert "2 streams already waiting for their start" in server.log.read_text()
+        finally:
+            for ws in held:
+                await ws.close()
     finally:
         server.stop()

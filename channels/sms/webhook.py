@@ -70,10 +70,10 @@ class InboundSms(BaseModel):
 
 class StatusCallback(BaseModel):
     MessageSid: str = Field(pattern=r"^(SM|MM)[0-9a-fA-F]{32}$")
-    MessageStatus: str = Field(pattern=r"^[a-z_]+$")
-    ErrorCode: str | None = None
-    From: str | None = None
-    To: str | None = None
+    MessageStatus: str = Field(pattern=r"^[a-z_]+$", max_length=32)
+    ErrorCode: str | None = Field(None, max_length=16)
+    From: str | None = Field(None, max_length=64)
+    To: str | None = Field(None, max_length=64)
 
 
 def malformed(what: str, exc: ValidationError) -> Response:

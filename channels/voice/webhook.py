@@ -62,6 +62,8 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
     limits = limits or VoiceLimits.from_env()
     admissions = CallAdmissions(engine.store.db, limits)
     secret = stream_token.secret_from_env(settings.auth_token)
+    waiting = {"sockets": 0}
+    max_waiting = 2 * limits.max_calls
 
     @router.post("/twilio/voice")
     async def incoming_call(request: Request) -> Response:
@@ -102,10 +104,18 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
         # Twilio signs the stream URL alone (no parameters); see stream_url.
         if not signature or not validator.validate(stream_url(settings, str(websocket.base_url)), {}, signature):
             return await refuse(websocket, "missing or invalid X-Twilio-Signature")
+        # The upgrade's signature covers only the stream URL, so one seen on the wire can be
+        # replayed: until the token in `start` proves the call, a socket costs a place here,
+        # and there are only as many places as calls could be announced at once.
+        if waiting["sockets"] >= max_waiting:
+            return await refuse(websocket, f"{max_waiting} streams already waiting for their start")
+        waiting["sockets"] += 1
         try:
             start = await read_start(websocket, limits.start_timeout_seconds)
         except NoStart as exc:
             return await refuse(websocket, str(exc))
+        finally:
+            waiting["sockets"] -= 1
         try:
             grant = stream_token.verify(start.custom_parameters.get(stream_token.PARAMETER, ""), secret,
                                         start.call_sid, now=time.time())

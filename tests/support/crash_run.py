@@ -56,12 +56,13 @@ class Report:
     duplicated: int = 0  # replies beyond one per message
     duplicated_user_turns: int = 0  # a person's message stored more than once
     unfinished: int = 0  # conversations that did not end booked
+    slow: int = 0  # replies that came later than the person waited (settle_seconds), so the script stopped
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.duplicated_user_turns or self.unfinished)
+        return not (self.lost or self.duplicated or self.duplicated_user_turns or self.unfinished or self.slow)
 
 
 class Server:
@@ -168,6 +169,7 @@ async def crash_run(
         started = time.monotonic()
         numbers = [f"+1202{uuid.uuid4().int % 10**7:07d}" for _ in range(conversations)]
         received: dict[str, list[str]] = {n: [] for n in numbers}  # TwiML replies per person
+        sent: dict[str, int] = {n: 0 for n in numbers}  # messages each person sent
         done = asyncio.Event()
         url = server.base_url + "/twilio/sms"
 
@@ -202,6 +204,7 @@ async def crash_run(
                 params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": ACCOUNT, "From": number, "To": SERVICE,
                           "Body": line, "NumMedia": "0"}
                 report.messages += 1
+                sent[number] += 1
                 reply = await deliver(client, params)
                 if reply is not None:
                     received[number].append(reply)
@@ -209,7 +212,9 @@ async def crash_run(
                 deadline = time.monotonic() + settle_seconds
                 while len(received[number]) + len(rest_replies(number)) < i + 1:
                     if time.monotonic() > deadline:
-                        report.problems.append(f"{number}: no reply to message {i + 1} ({line!r})")
+                        report.slow += 1
+                        report.problems.append(f"{number}: no reply to message {i + 1} ({line!r}) "
+                                               f"within {settle_seconds:.0f} s; the rest of its script not sent")
                         return
                     await asyncio.sleep(0.1)
 
@@ -260,11 +265,13 @@ async def crash_run(
                 replies = received[number] + rest_replies(number)
                 report.via_twiml += len(received[number])
                 report.via_rest += len(rest_replies(number))
-                report.lost += max(0, len(SCRIPT) - len(replies))
-                report.duplicated += max(0, len(replies) - len(SCRIPT))
-            in_counts = rows.all("SELECT conversation_id, COUNT(*) FROM events WHERE direction = 'in' AND text IS NOT NULL "
-                                 "GROUP BY conversation_id")
-            report.duplicated_user_turns = sum(max(0, n - len(SCRIPT)) for _, n in in_counts)
+                # Counted against what was sent: a reply that came after the person gave up waiting
+                # (settle_seconds) still counts as delivered, and shows as `slow`.
+                report.lost += max(0, sent[number] - len(replies))
+                report.duplicated += max(0, len(replies) - sent[number])
+            in_counts = dict(rows.all("SELECT conversation_id, COUNT(*) FROM events WHERE direction = 'in' "
+                                      "AND text IS NOT NULL GROUP BY conversation_id"))
+            report.duplicated_user_turns = sum(max(0, in_counts.get(f"sms:{n}:{SERVICE}", 0) - sent[n]) for n in numbers)
             outcomes = dict(rows.all("SELECT id, outcome FROM conversations"))
             report.unfinished = sum(outcomes.get(f"sms:{n}:{SERVICE}") != "completed" for n in numbers)
         finally:
