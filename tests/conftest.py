@@ -13,9 +13,18 @@ from tests.support.postgres import PostgresServer, start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_DATA = ROOT / "tests" / "data"
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def shipped_data(*parts: str) -> Path:
+    """A file or folder shipped in tests/data. Missing data fails the test instead of skipping
+    it: the accuracy tests guard the headline figures, and a skipped guard guards nothing."""
+    path = TEST_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (it ships with the repository; see tests/data/README.md)", pytrace=False)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from extraction.evaluation import (
 )
 from extraction.fields import FieldSpec
 from extraction.rules import RuleExtractor
-from tests.conftest import ROOT, SHARED_DATA
+from tests.conftest import ROOT, shipped_data
 
 SPOKEN = yaml.safe_load((ROOT / "tests" / "data" / "spoken_forms.yaml").read_text())
 SPOKEN_FIELDS = {k: FieldSpec(name=k, prompt="?", **v) for k, v in SPOKEN["fields"].items()}
@@ -141,23 +141,17 @@ def test_cli_jsonl_handles_thousands_of_lines_quickly() -> None:
     assert len(result.stdout.splitlines()) == 3000
 
 
-def _require_data() -> Path:
-    if not (SHARED_DATA / "restaurant8k" / "train_2.json").exists():
-        pytest.skip(f"development data not found at {SHARED_DATA}")
-    return SHARED_DATA
-
-
 def test_accuracy_floor_on_a_fixed_slice_of_restaurants8k(restaurant: WorkerSpec) -> None:
-    data = _require_data()
-    examples = load_restaurant8k(data / "restaurant8k" / "train_2.json")[:600]
+    examples = load_restaurant8k(shipped_data("restaurant8k", "train_2_first600.json"))
+    assert len(examples) == 600  # the whole slice, or the floor means less
     report = evaluate_spans(rules, restaurant.fields, examples, datetime(2018, 6, 1, 12))
     assert report.micro(report.exact)[2] >= 0.90
     assert report.micro(report.overlap)[2] >= 0.93
 
 
 def test_accuracy_floor_on_a_fixed_slice_of_nlupp() -> None:
-    data = _require_data()
-    examples = [e for e in load_nlupp(data / "nlupp") if e["domain"] == "hotels"][:250]
+    examples = [e for e in load_nlupp(shipped_data("nlupp")) if e["domain"] == "hotels"]
+    assert len(examples) == 250
     scores, _ = evaluate_values(lambda t, f, now, r: rules.readings(t, f, now, r), examples)
     for kind in ("dates", "times", "counts"):
         right, n = scores[kind]

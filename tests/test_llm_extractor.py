@@ -97,10 +97,20 @@ def test_without_configuration_nothing_is_contacted(monkeypatch: pytest.MonkeyPa
     for name in ("LLM_BASE_URL", "LLM_MODEL", "LLM_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     with FakeOpenAI() as server:
+        # The server is where a client library would look by itself (OpenAI's own variables) and
+        # where a half-finished configuration points (a URL and a key, no model): still not asked.
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("LLM_API_KEY", "sk-test")
         extractor = build_extractor(SPEC)
         extractor.extract(TEXT, SPEC.fields, ExtractionContext(now=NOW))
         assert isinstance(extractor, RuleExtractor)
         assert server.requests == []
+        # The same server is asked once the configuration is complete: it would have seen a request.
+        monkeypatch.setenv("LLM_MODEL", "test-model")
+        build_extractor(SPEC).extract(TEXT, SPEC.fields, ExtractionContext(now=NOW))
+        assert len(server.requests) == 1
 
 
 async def test_the_dialogue_uses_the_llm_through_the_async_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,7 +77,10 @@ def test_a_template_using_an_unknown_field_is_refused() -> None:
 
 def test_invalid_yaml_gives_the_line() -> None:
     found = problems(GOOD.replace("goal: Get a name.", "goal: [unclosed"))
-    assert found[0].startswith("w.yaml:4: (top level): not valid YAML") or found[0].startswith("w.yaml:")
+    assert len(found) == 1 and found[0].startswith("w.yaml:4: (top level): not valid YAML"), found
+    # The same mistake two lines further down is reported two lines further down (where YAML noticed it).
+    found = problems(GOOD.replace("  greeting: Hello.", "  greeting: [unclosed"))
+    assert len(found) == 1 and found[0].startswith("w.yaml:6: (top level): not valid YAML"), found
 
 
 def test_duplicate_keys_are_refused() -> None:

@@ -15,7 +15,7 @@ from channels.voice.audio import for_recogniser, read_wav, telephone
 from channels.voice.digit_reader import digits_heard, one_digit_per_stretch
 from channels.voice.recogniser import Recogniser
 from channels.voice.word_spans import word_spans
-from tests.conftest import SHARED_DATA
+from tests.conftest import shipped_data
 
 RATE = 16000
 
@@ -78,11 +78,11 @@ def test_stretches_are_read_as_digits_only_when_the_transcription_allows_it(hear
 
 @pytest.fixture(scope="module")
 def recordings() -> dict[int, list[Path]]:
-    folder = SHARED_DATA / "fsdd"
-    files = sorted(folder.glob("*.wav"))
-    if not files:
-        pytest.skip(f"FSDD recordings not found in {folder}")
-    return {d: [f for f in files if f.name.startswith(f"{d}_")] for d in range(10)}
+    # Two recordings per digit, one by each speaker (tests/data/fsdd); bench/voice.py uses all 1,000.
+    files = sorted(shipped_data("fsdd").glob("*.wav"))
+    by_digit = {d: [f for f in files if f.name.startswith(f"{d}_")] for d in range(10)}
+    assert all(len(f) == 2 for f in by_digit.values()), by_digit
+    return by_digit
 
 
 def number_said(recordings: dict[int, list[Path]], digits: str, rng: random.Random, gap: float = 0.12) -> np.ndarray:
