@@ -6,16 +6,14 @@ what arrived and carries out the actions; it never touches the graph's state.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from transcripts.clock import utcnow
+
 ChannelName = Literal["console", "sms", "email", "voice", "web"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Turn(BaseModel):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database, Statement
 
 AuditKind = Literal["rule_fired", "action_taken", "action_refused", "handoff", "notification", "queue", "drift"]

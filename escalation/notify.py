@@ -22,7 +22,7 @@ import aiosmtplib
 import httpx
 from pydantic import BaseModel
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database
 from transcripts.outbox import backoff
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database
 
 Role = Literal["viewer", "reviewer", "admin"]

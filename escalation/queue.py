@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from dialogue.events import utcnow
 from escalation.operators import valid_operator_id
+from transcripts.clock import utcnow
 from transcripts.db import Database
 
 Status = Literal["open", "claimed", "resolved", "released"]

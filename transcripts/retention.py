@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database, Statement
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from dialogue.engine import DialogueEngine
-from dialogue.events import Turn, TurnResult, utcnow
+from dialogue.events import Turn, TurnResult
+from transcripts.clock import utcnow
 
 
 class ChatTurn(BaseModel):

@@ -34,8 +34,9 @@ import aiosmtplib
 from channels.email.imap import ImapSettings, InboxWatcher
 from channels.email.parse import InboundEmail, build_reply, parse_email, summary
 from dialogue.engine import DialogueEngine
-from dialogue.events import Turn, utcnow
+from dialogue.events import Turn
 from escalation.notify import SmtpSettings
+from transcripts.clock import utcnow
 from transcripts.db import Database, DatabaseUnavailable
 from transcripts.outbox import backoff
 

@@ -19,7 +19,8 @@ from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
 from channels.sms.store import PROCESSING, SmsStore
 from dialogue.engine import DialogueEngine
-from dialogue.events import Turn, utcnow
+from dialogue.events import Turn
+from transcripts.clock import utcnow
 from transcripts.db import FenceLost, Statement
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from datetime import timedelta
 
 from channels.sms.store import IN_FLIGHT, OutboxItem, SmsStore
 from channels.twilio_rest import close_client, rest_client
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.crash_points import crash_point
 from transcripts.outbox import backoff
 

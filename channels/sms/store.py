@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database, Fenced, Statement
 
 

@@ -35,8 +35,9 @@ from channels.sms.settings import TwilioSettings
 from channels.sms.store import Claim, SmsStore
 from channels.twilio_signature import signed_params
 from dialogue.engine import DialogueEngine
-from dialogue.events import Turn, TurnResult, utcnow
+from dialogue.events import Turn, TurnResult
 from dialogue.render import render
+from transcripts.clock import utcnow
 from transcripts.db import FenceLost, Statement
 from transcripts.safe_text import clean_text
 from transcripts.crash_points import crash_point

@@ -21,7 +21,7 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
-from dialogue.events import utcnow
+from transcripts.clock import utcnow
 from transcripts.db import Database
 
 HEARTBEAT_SECONDS = 15.0
