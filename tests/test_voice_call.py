@@ -205,7 +205,12 @@ async def test_a_caller_asking_for_a_person_is_told_then_put_through(
     [(handoff_id, rule, packet)] = db_rows(voice_server, "SELECT id, rule, packet FROM handoffs WHERE conversation_id = ?",
                                            (conversation,))
     assert transfer["ok"] and transfer["handoff_id"] == handoff_id and rule == "asks_for_human"
-    assert "speak" in json.dumps(json.loads(packet)).lower()  # the packet carries what the caller said
+    # The packet carries what the caller said, as it was heard and stored (the rule's own reason,
+    # "You asked to speak to someone.", is elsewhere in the packet and must not be what is found).
+    heard = [text for (text,) in db_rows(voice_server, "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' "
+                                         "AND text IS NOT NULL ORDER BY id", (conversation,))]
+    said = [t["text"] for t in json.loads(packet)["transcript"] if t["role"] == "user"]
+    assert said == heard and len(said) == 1 and "person" in said[0].lower(), said
     [(outcome,)] = db_rows(voice_server, "SELECT outcome FROM conversations WHERE id = ?", (conversation,))
     assert outcome == "escalated"
 
@@ -236,16 +241,13 @@ async def test_a_caller_hanging_up_mid_sentence_leaves_an_abandoned_call_and_its
 
 
 async def test_an_account_number_said_digit_by_digit_by_a_real_speaker(tmp_path: Path) -> None:
-    from tests.conftest import SHARED_DATA
+    from tests.conftest import shipped_data
 
-    folder = SHARED_DATA / "fsdd"
-    if not any(folder.glob("*.wav")):
-        pytest.skip(f"FSDD recordings not found in {folder}")
     number = "40729135"
     # One speaker's recordings, one per digit, with the short pauses of someone reading a card.
     parts = [np.zeros(1600, dtype=np.int16)]
     for d in number:
-        samples, rate = read_wav(folder / f"{d}_jackson_{(7 * int(d) + 3) % 50}.wav")
+        samples, rate = read_wav(shipped_data("fsdd", f"{d}_jackson_{(7 * int(d) + 3) % 50}.wav"))
         parts += [samples, np.zeros(int(0.15 * rate), dtype=np.int16)]
     server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
     try:
