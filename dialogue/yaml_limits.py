@@ -18,6 +18,11 @@ import yaml
 MAX_DEPTH = 32
 # Values after expanding aliases; the bundled examples have a few hundred.
 MAX_VALUES = 50_000
+# The whole file, refused before it is parsed: the bundled examples are a few KB, and a
+# 50 MB file took nearly a minute to parse and check.
+MAX_SPEC_BYTES = 1024 * 1024
+# Characters in one number: int() refuses more than 4,300 digits, and a spec's numbers are small.
+MAX_NUMBER_CHARS = 100
 
 
 @dataclass

@@ -4,6 +4,8 @@ with its line, and a spec that got past it anyway still cannot leak, crash or ha
 from __future__ import annotations
 
 import logging
+import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -275,3 +277,100 @@ def test_the_sms_help_line_is_rendered_as_a_template(tmp_path: Path) -> None:
             assert Phone(server).text("HELP") == "I'm Tess; I take codes. Reply STOP to unsubscribe."
         finally:
             server.stop()
+
+
+# --- any YAML at all is a spec error with its line, never a traceback (red-team files)
+
+RESTAURANT = (ROOT / "examples" / "restaurant_booking.yaml").read_text()
+TONE_LINE = 5  # `tone: warm, brief, never pushy` in the restaurant example
+END_LINE = RESTAURANT.count("\n") + 1  # a line appended to the example
+
+
+def check_file(tmp_path: Path, text: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    spec = tmp_path / f"{uuid.uuid4().hex}.yaml"
+    spec.write_text(text)
+    return str(spec), run_cli("spec", "check", str(spec))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "complaint"),
+    [
+        (RESTAURANT.replace("tone: warm, brief, never pushy", "tone: " + "9" * 5000), TONE_LINE,
+         "tone: a number of 5000 characters is too long; a spec's numbers have at most 100"),
+        (RESTAURANT + "? [a, b]\n: x\n", END_LINE, "(top level): a key must be a plain name, not a list"),
+        (RESTAURANT + "? {a: 1}\n: x\n", END_LINE, "(top level): a key must be a plain name, not a mapping"),
+        (RESTAURANT.replace("tone: warm, brief, never pushy", "tone: !!timestamp 2020-13-45"), TONE_LINE,
+         "tone: cannot read '2020-13-45' as !!timestamp: month must be in 1..12"),
+        (RESTAURANT.replace("tone: warm, brief, never pushy", "tone: !!bool maybe"), TONE_LINE,
+         "tone: cannot read 'maybe' as !!bool"),
+    ],
+    ids=["huge-int", "list-key", "mapping-key", "bad-timestamp", "bad-bool"],
+)
+def test_spec_check_reports_a_value_yaml_cannot_build_at_its_line(tmp_path: Path, text: str, line: int,
+                                                                   complaint: str) -> None:
+    path, result = check_file(tmp_path, text)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{path}:{line}: {complaint}" in result.stderr
+
+
+def test_a_date_like_value_stays_the_text_the_author_wrote(tmp_path: Path) -> None:
+    text = RESTAURANT.replace("tone: warm, brief, never pushy", "tone: 2020-13-45")
+    path, result = check_file(tmp_path, text)
+    assert result.returncode == 0, result.stderr
+    assert parse_spec(text).tone == "2020-13-45"
+    assert parse_spec(text.replace("2020-13-45", "2026-11-24")).tone == "2026-11-24"
+
+
+def test_a_spec_file_over_one_mib_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    padding = "# padding\n" * (1024 * 1024 // 10 + 1)
+    path, result = check_file(tmp_path, RESTAURANT + padding)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{path}: (top level): the file is {len(RESTAURANT) + len(padding):,} bytes; a worker spec may be at most " \
+           "1,048,576 bytes (1 MiB)" in result.stderr
+
+
+# Pieces of YAML that have broken the loader before, spliced into the example at random places.
+SPLICES = [
+    "? [a, b]\n: x\n", "? {a: 1}\n: x\n", "[", "]", "{", "}", ": ", "- ", "? ", "&a ", "*a", "*b", "<<: *a\n",
+    "!!int ", "!!float ", "!!bool ", "!!timestamp ", "!!binary ", "!!set ", "!!omap ", "!!map ", "!!str ",
+    "!!python/object:os.system ", "2020-13-45", "9" * 5000, "1:2:3:4", "0x" + "f" * 200, ".inf", "\x00", "\t",
+    "\ufeff", "'", '"', "|", ">", "%YAML 1.1\n", "---\n", "...\n", "#", "\n  ", "\\", "{{", "}}", "\x85",
+]
+LINE = re.compile(r"^\S.*?(:\d+)?: \S.*")
+
+
+def mutate(rng: random.Random, text: str) -> str:
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(text) + 1)
+        kind = rng.random()
+        if kind < 0.5:
+            text = text[:at] + rng.choice(SPLICES) + text[at:]
+        elif kind < 0.7:
+            text = text[:at] + text[at + rng.randint(1, 40):]
+        elif kind < 0.85:  # a random character, from anywhere in Unicode's first plane
+            text = text[:at] + chr(rng.choice([rng.randrange(32), rng.randrange(0xD800)])) + text[at:]
+        else:  # a line moved elsewhere, which upsets indentation
+            lines = text.split("\n")
+            lines.insert(rng.randrange(len(lines)), lines.pop(rng.randrange(len(lines))))
+            text = "\n".join(lines)
+    return text
+
+
+def test_a_mangled_spec_is_always_a_spec_error_never_an_exception(tmp_path: Path) -> None:
+    from dialogue.spec_loader import load_spec
+
+    rng = random.Random(14)  # fixed: the same 400 variants on every run
+    escaped: list[str] = []
+    for i in range(400):
+        variant = mutate(rng, RESTAURANT)
+        spec = tmp_path / f"variant{i}.yaml"
+        spec.write_bytes(variant.encode("utf-8", "surrogatepass"))
+        try:
+            load_spec(spec)
+        except SpecError as exc:
+            assert exc.problems and all(LINE.match(str(p)) for p in exc.problems), exc.problems
+        except Exception as exc:  # noqa: BLE001 - the point is to catch anything that escapes
+            escaped.append(f"variant {i}: {type(exc).__name__}: {exc!s:.200} in {variant!r:.300}")
+    assert not escaped, "\n".join(escaped)
