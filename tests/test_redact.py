@@ -123,3 +123,50 @@ async def test_a_redacted_csv_export_has_no_personal_data_left(account_support: 
     sms = [r for r in rows if r["conversation_id"].startswith("sms:")]
     assert json.loads(sms[-1]["fields"])["callback_phone"] == "[phone]"
     assert json.loads([r for r in sms if r["direction"] == "in"][0]["metadata"])["from"] == "[phone]"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("write to zoé@example.com please", "write to [email] please"),
+    ("zoe@例え.jp", "[email]"),
+    ("mail me at zoe.obrien+x@exämple.co.uk today", "mail me at [email] today"),
+    ("ｚｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "[email]"),  # full width: the mask covers the original characters
+    ("ｍａｉｌ ｚｏｅ＠ｅｘａｍｐｌｅ．ｃｏｍ ｔｈａｎｋｓ", "ｍａｉｌ [email] ｔｈａｎｋｓ"),
+    ("zoe\u0301@exa\u0308mple.com", "[email]"),  # decomposed accents
+    ("zoe\u200b@example.com", "[email]"),  # a zero-width space does not hide it
+])
+def test_email_addresses_with_non_ascii_characters_are_masked(text: str, expected: str) -> None:
+    assert Redactor().text(text) == expected
+
+
+def test_a_spoken_email_address_is_masked_even_next_to_a_typed_one() -> None:
+    assert (Redactor().text("mail me at ZOE@EXAMPLE.COM or zoe at example dot com")
+            == "mail me at [email] or [email]")
+    assert Redactor().text("or zoe [at] example [dot] com") == "or [email]"
+    # Words around "at" and "dot" are an address only when they end in a top-level domain.
+    for text in ("see you at eight dot thirty", "find us at www.example.com", "meet @ 5.30pm"):
+        assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize("identifier", [
+    "SMd913ce44ee1234567890abcdef123456", "CA0123abcd4567890aa9912e4f5a6b7c8d", "MM20255501434111111111111111ab",
+    "550e8400-e29b-41d4-a716-446655440000",
+])
+def test_ids_that_hold_digits_are_kept_whole(identifier: str) -> None:
+    conversation = Redactor().conversation([], None)
+    assert conversation.value({"message_sid": identifier, "call_sid": identifier}) == {
+        "message_sid": identifier, "call_sid": identifier}
+    assert Redactor().text(f"sid {identifier} ok") == f"sid {identifier} ok"
+
+
+def test_account_and_phone_numbers_written_with_letters_are_still_masked_whole() -> None:
+    assert Redactor().text("my iban GB82WEST12345698765432 acct 12345678") == "my iban [number] acct [number]"
+    assert Redactor().text("iban GB82 WEST 1234 5698 7654 32 thanks") == "iban [number] thanks"
+    assert Redactor().text("call 2025550143x12") == "call [phone]"  # an extension, not an id
+
+
+def test_numbers_in_a_list_are_masked_one_by_one() -> None:
+    assert (Redactor().text("card 4111 1111 1111 1111 and 4111-1111-1111-1111 and 4111111111111111")
+            == "card [card] and [card] and [card]")
+    assert Redactor().text("accounts 45721198, 45721199") == "accounts [number], [number]"
+    # Short groups joined by "and" or a comma are still one number and masked together.
+    assert Redactor().text("four five seven two, one one nine eight") == "[number]"
