@@ -51,8 +51,8 @@ from channels.voice.audio import for_recogniser, read_wav, telephone  # noqa: E4
 from channels.voice.digits import DIGIT_WORDS, spoken_digits  # noqa: E402
 from channels.voice.recogniser import Recogniser  # noqa: E402
 from dialogue.spec_loader import load_spec  # noqa: E402
-from extraction.cli_io import ExtractRequest, run_one  # noqa: E402
-from extraction.factory import build_extractor  # noqa: E402
+from worker.extract_io import ExtractRequest, run_one  # noqa: E402
+from worker.extraction_setup import build_extractor  # noqa: E402
 from tests.support.media_stream import Caller  # noqa: E402
 
 BENCH_TOKEN = "bench-token-0123456789abcdef01"

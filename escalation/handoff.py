@@ -7,13 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from dialogue.spec import WorkerSpec
 from escalation.audit import AuditEntry, AuditTrail
 from escalation.drift import DriftStatus, drift_status
 from escalation.notify import Notifier
 from escalation.queue import Handoff, HumanQueue
+from escalation.rules import EscalationSettings
+from extraction.fields import FieldSpec
 from transcripts.db import Statement
 from transcripts.store import TranscriptStore
 
@@ -21,8 +23,22 @@ log = logging.getLogger(__name__)
 DRIFT_CHECK_SECONDS = 5.0
 
 
+class HandoffSpec(Protocol):
+    """What handoffs read of the worker spec. `dialogue.spec.WorkerSpec` fits it; a protocol
+    rather than that class, because escalation sits below the dialogue and never imports it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def persona(self) -> str: ...
+    @property
+    def escalation(self) -> EscalationSettings: ...
+    @property
+    def fields(self) -> Sequence[FieldSpec]: ...
+
+
 class Handoffs:
-    def __init__(self, spec: WorkerSpec, store: TranscriptStore, notifier: Notifier):
+    def __init__(self, spec: HandoffSpec, store: TranscriptStore, notifier: Notifier):
         self.spec = spec
         self.store = store
         self.queue = HumanQueue(store.db)

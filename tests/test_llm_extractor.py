@@ -13,12 +13,12 @@ import pytest
 
 from dialogue.spec_loader import parse_spec
 from extraction.base import ExtractionContext
-from extraction.factory import build_extractor
 from extraction.llm import LLMExtractor, LLMSettings
 from extraction.rules import RuleExtractor
 from tests.conftest import ROOT
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.talk import Talk, engine_for
+from worker.extraction_setup import build_extractor
 
 SPEC = parse_spec("""
 name: dinner

@@ -169,8 +169,8 @@ def extract(
     jsonl: Annotated[bool, typer.Option("--jsonl", help='Read JSON lines {"text", "requested": [...], "now"} from stdin, write one result line each.')] = False,
 ) -> None:
     """Extract field values from text, each with the span it came from and a confidence."""
-    from extraction.cli_io import ExtractRequest, run_jsonl, run_one
-    from extraction.factory import build_extractor
+    from worker.extract_io import ExtractRequest, run_jsonl, run_one
+    from worker.extraction_setup import build_extractor
 
     spec = _load(worker)
     if (text is None) == (not jsonl):
@@ -233,8 +233,8 @@ def transcribe(
         sys.stdout.write(heard.text + "\n")
         return
     from channels.voice.digits import spoken_digits
-    from extraction.cli_io import ExtractRequest, run_one
-    from extraction.factory import build_extractor
+    from worker.extract_io import ExtractRequest, run_one
+    from worker.extraction_setup import build_extractor
 
     text = spoken_digits(heard.text) if target.type in (FieldType.digits, FieldType.phone) else heard.text
     found = run_one(build_extractor(spec), spec, ExtractRequest(text=text, requested=[field]))["fields"].get(field)

@@ -9,9 +9,9 @@ from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
 from escalation.handoff import Handoffs
 from escalation.notify import Notifier, SmtpSettings
-from extraction.factory import build_extractor
 from transcripts.store import TranscriptStore
 from worker.config import Settings
+from worker.extraction_setup import build_extractor
 
 
 @contextlib.asynccontextmanager

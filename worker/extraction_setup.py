@@ -1,4 +1,7 @@
-"""Choose the extractor: offline rules always; an LLM proposer only when one is configured."""
+"""Choose the extractor: offline rules always; an LLM proposer only when one is configured.
+
+In the composition root because it reads the worker spec and the environment; extraction/
+itself knows neither."""
 
 from __future__ import annotations
 
