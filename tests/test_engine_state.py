@@ -10,6 +10,7 @@ import pytest
 
 from dialogue.events import Turn
 from dialogue.spec import WorkerSpec
+from tests.support.fake_openai import FakeOpenAI
 from tests.support.talk import MONDAY_MORNING, Talk, engine_for
 from transcripts.db import WriteConflict
 
@@ -113,20 +114,32 @@ async def test_a_turn_that_loses_the_race_is_rerun_on_the_winners_state(restaura
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
-async def test_two_processes_taking_turns_of_one_conversation_lose_nothing(restaurant: WorkerSpec, database_url: str) -> None:
-    async with engine_for(restaurant, database_url) as one, engine_for(restaurant, database_url) as two:
-        keys = [f"shared-{i}" for i in range(12)]
-        for key in keys:
-            await Talk(one, conversation_id=key).start()
-        at = MONDAY_MORNING + timedelta(minutes=1)
-        await asyncio.gather(*(
-            turn for key in keys for turn in (
-                one.handle(Turn(conversation_id=key, channel="sms", text="a table for 4 people", time=at)),
-                two.handle(Turn(conversation_id=key, channel="sms", text="tomorrow at 7pm", time=at)),
-            )
-        ))
-        for key in keys:
-            state = await two.snapshot(key)
-            assert state.fields.keys() >= {"people", "date", "time"}, key
-            replies = [e for e in await one.store.events(key) if e.direction == "out"]
-            assert len(replies) == 3
+async def test_two_processes_taking_turns_of_one_conversation_lose_nothing(
+    restaurant: WorkerSpec, database_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each turn waits on a (slow) language model between reading the state and writing the next
+    # one, as a configured LLM makes it do: both processes read a conversation's state before
+    # either writes, so they really race. Without the wait, SQLite turns never interleave and the
+    # test would pass on an engine that never checks for a conflict.
+    with FakeOpenAI() as model:
+        model.delay = 0.5
+        monkeypatch.setenv("LLM_BASE_URL", model.base_url)
+        monkeypatch.setenv("LLM_MODEL", "slow-model")
+        async with engine_for(restaurant, database_url) as one, engine_for(restaurant, database_url) as two:
+            keys = [f"shared-{i}" for i in range(12)]
+            for key in keys:
+                await Talk(one, conversation_id=key).start()
+            at = MONDAY_MORNING + timedelta(minutes=1)
+            await asyncio.gather(*(
+                turn for key in keys for turn in (
+                    one.handle(Turn(conversation_id=key, channel="sms", text="a table for 4 people", time=at)),
+                    two.handle(Turn(conversation_id=key, channel="sms", text="tomorrow at 7pm", time=at)),
+                )
+            ))
+            # The race happened: turns found the state changed under them and were rerun on the winner's.
+            assert one.conflicts + two.conflicts >= 1
+            for key in keys:
+                state = await two.snapshot(key)
+                assert state.fields.keys() >= {"people", "date", "time"}, key
+                replies = [e for e in await one.store.events(key) if e.direction == "out"]
+                assert len(replies) == 3
