@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.sms.segments import segment_count, shape
 from channels.sms.sender import SmsSender
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 from channels.sms.store import SmsStore
 from dialogue.spec import WorkerSpec
 from tests.support.fake_openai import FakeOpenAI

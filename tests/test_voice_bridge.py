@@ -20,7 +20,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame, run_test
 
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 from channels.voice.bridge import TURN_HOLD_SECONDS, DialogueBridge
 from channels.voice.transfer import CallControl
 from dialogue.spec import WorkerSpec

@@ -71,7 +71,7 @@ def test_a_token_whose_caller_number_was_changed_is_refused() -> None:
 
 
 def test_behind_a_proxy_the_signed_stream_url_is_the_public_one_with_wss() -> None:
-    from channels.sms.settings import TwilioSettings
+    from channels.twilio.settings import TwilioSettings
     from channels.voice.webhook import stream_url
 
     proxied = TwilioSettings(account_sid=ACCOUNT, auth_token=TOKEN, public_base_url="https://worker.example.com")

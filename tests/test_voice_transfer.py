@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 from channels.voice.transfer import NO_ANSWER, CallControl, dial_twiml
 from tests.support.fake_twilio import FakeTwilio
 

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from channels.sms.sender import SmsSender
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 from channels.sms.store import SmsStore
 from channels.email.channel import EmailChannel, EmailSettings
 from channels.sms.recovery import recover_unanswered

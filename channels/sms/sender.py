@@ -14,14 +14,14 @@ it is there, it is marked sent instead of being sent twice.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
+
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from channels.sms.settings import TwilioSettings
-from datetime import timedelta
-
 from channels.sms.store import IN_FLIGHT, OutboxItem, SmsStore
-from channels.twilio_rest import close_client, rest_client
+from channels.twilio.rest import close_client, rest_client
+from channels.twilio.settings import TwilioSettings
 from transcripts.clock import utcnow
 from transcripts.crash_points import crash_point
 from transcripts.outbox import backoff

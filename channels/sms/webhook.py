@@ -31,9 +31,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
-from channels.sms.settings import TwilioSettings
 from channels.sms.store import Claim, SmsStore
-from channels.twilio_signature import signed_params
+from channels.twilio.settings import TwilioSettings
+from channels.twilio.signature import signed_params
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
 from dialogue.render import render

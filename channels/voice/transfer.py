@@ -16,8 +16,8 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from channels.sms.settings import TwilioSettings
-from channels.twilio_rest import close_client, rest_client
+from channels.twilio.rest import close_client, rest_client
+from channels.twilio.settings import TwilioSettings
 
 log = logging.getLogger(__name__)
 NO_ANSWER = "I'm sorry, nobody could take your call just now. We have your details and will call you back."

@@ -22,8 +22,8 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
-from channels.sms.settings import TwilioSettings
-from channels.twilio_signature import signed_params
+from channels.twilio.settings import TwilioSettings
+from channels.twilio.signature import signed_params
 from channels.voice import stream_token
 from channels.voice.admission import HEARTBEAT_SECONDS, Announced, CallAdmissions, VoiceLimits
 from channels.voice.call import NoStart, read_start, run_call

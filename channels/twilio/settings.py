@@ -1,4 +1,5 @@
-"""SMS channel configuration, under Twilio's own variable names."""
+"""Twilio configuration for the SMS and voice channels, under Twilio's own variable names
+(the reply budget and recovery delay are the SMS channel's)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from typing import Any
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 
 
 class _RedirectingHttpClient(AsyncTwilioHttpClient):

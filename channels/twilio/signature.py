@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from twilio.request_validator import RequestValidator
 
-from channels.sms.settings import TwilioSettings
+from channels.twilio.settings import TwilioSettings
 
 log = logging.getLogger(__name__)
 
