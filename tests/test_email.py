@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -37,7 +38,8 @@ def imap_settings(dovecot: Dovecot, folder: str, tls: str = "none") -> ImapSetti
                         ca_file=str(dovecot.cert), idle_seconds=5, poll_seconds=1, timeout=10)
 
 
-async def deliver(dovecot: Dovecot, folder: str, raw: bytes) -> None:
+async def deliver(dovecot: Dovecot, folder: str, raw: bytes) -> int:
+    """Append a message to the folder; its UID (from Dovecot's APPENDUID)."""
     client = await connect(imap_settings(dovecot, folder))
     try:
         await client.protocol.simple_command("CREATE", folder)
@@ -45,6 +47,35 @@ async def deliver(dovecot: Dovecot, folder: str, raw: bytes) -> None:
         assert response.result == "OK", response
     finally:
         await client.logout()
+    found = re.search(rb"\[APPENDUID \d+ (\d+)\]", b" ".join(response.lines))
+    assert found, response.lines
+    return int(found.group(1))
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 20.0) -> None:
+    """Wait for a condition of the stored state (never a fixed sleep: a slow worker would pass it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
+
+
+async def read_past(channel: EmailChannel, uid: int) -> None:
+    """Wait until the worker has handled every message up to `uid`: the cursor moves past a
+    message only after it was recorded (answered, ignored or refused) and marked processed."""
+    async def past() -> bool:
+        row = await channel.db.fetchone("SELECT last_uid FROM email_cursor WHERE folder = ?", (channel.settings.imap.folder,))
+        return row is not None and int(row["last_uid"]) >= uid
+    await until(past, f"the worker has read past UID {uid}")
+
+
+async def settled_outbox(channel: EmailChannel) -> list[tuple[str, str]]:
+    """(inbound Message-ID, state) of every reply once none is waiting to be sent."""
+    async def settled() -> bool:
+        return not await channel.db.fetchall("SELECT 1 FROM email_outbox WHERE state = 'pending'")
+    await until(settled, "no reply is waiting to be sent")
+    rows = await channel.db.fetchall("SELECT inbound_key, state FROM email_outbox ORDER BY id")
+    return [(r["inbound_key"], r["state"]) for r in rows]
 
 
 def email(body: str, message_id: str, subject: str = "Booking", html: bool = False, charset: str = "utf-8",
@@ -73,6 +104,10 @@ class Harness:
         while len(self.smtp.accepted) < count and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         return [message_from_bytes(m.as_bytes(), policy=policy.default) for m in self.smtp.accepted]
+
+    async def state_of(self, message_id: str) -> str | None:
+        row = await self.channel.db.fetchone("SELECT state FROM email_messages WHERE message_id = ?", (message_id,))
+        return row["state"] if row else None
 
 
 @pytest.fixture
@@ -125,17 +160,23 @@ async def test_html_only_and_latin1_mail_are_read(harness: Harness, dovecot: Dov
     replies = await harness.replies(2)
     by_to = {r["To"]: r.get_content() for r in replies}
     assert "first name" in by_to["maria@example.org"]
-    assert "jose@example.es" in by_to
+    # The Latin-1 body was decoded, not mangled or dropped: the turn read José's words as written,
+    # and the reply answers what they say (nine in the evening; "mañana" and "para 3" are not English).
+    events = await harness.channel.engine.store.events("email:<l1@example.es>")
+    assert [e.text for e in events if e.direction == "in" and e.text] == ["Mesa para 3, mañana a las 9pm. José"]
+    state = await harness.channel.engine.snapshot("email:<l1@example.es>")
+    assert {k: f.value for k, f in state.fields.items()} == {"time": "21:00"}
+    assert "What day" in by_to["jose@example.es"]
 
 
 async def test_machine_mail_gets_no_reply(harness: Harness, dovecot: Dovecot) -> None:
     await deliver(dovecot, harness.folder, email("I am out of office", "<a1@example.org>", Auto_Submitted="auto-replied"))
     await deliver(dovecot, harness.folder, email("Delivery failed", "<a2@example.org>", From="MAILER-DAEMON@mx.example.org"))
     await deliver(dovecot, harness.folder, email("Newsletter", "<a3@example.org>", Precedence="bulk"))
-    await deliver(dovecot, harness.folder, email("table for 2 tomorrow", "<a4@example.org>"))
-    replies = await harness.replies(1)
-    await asyncio.sleep(0.5)
-    assert [r["In-Reply-To"] for r in harness.smtp.accepted] == ["<a4@example.org>"] and len(replies) == 1
+    last = await deliver(dovecot, harness.folder, email("table for 2 tomorrow", "<a4@example.org>"))
+    await read_past(harness.channel, last)
+    assert await settled_outbox(harness.channel) == [("<a4@example.org>", "sent")]
+    assert [r["In-Reply-To"] for r in harness.smtp.accepted] == ["<a4@example.org>"]
     states = await harness.channel.db.fetchall("SELECT message_id, state FROM email_messages WHERE message_id LIKE '<a%'")
     assert {r["message_id"]: r["state"] for r in states} == {
         "<a1@example.org>": "ignored", "<a2@example.org>": "ignored", "<a3@example.org>": "ignored", "<a4@example.org>": "answered"}
@@ -144,9 +185,9 @@ async def test_machine_mail_gets_no_reply(harness: Harness, dovecot: Dovecot) ->
 async def test_the_same_message_delivered_twice_is_answered_once(harness: Harness, dovecot: Dovecot) -> None:
     raw = email("table for 2 tomorrow at 7pm", "<d1@example.org>")
     await deliver(dovecot, harness.folder, raw)
-    await deliver(dovecot, harness.folder, raw)
-    await harness.replies(1)
-    await asyncio.sleep(1.0)
+    second = await deliver(dovecot, harness.folder, raw)
+    await read_past(harness.channel, second)
+    assert await settled_outbox(harness.channel) == [("<d1@example.org>", "sent")]
     assert len(harness.smtp.accepted) == 1
 
 
@@ -167,7 +208,10 @@ async def test_smtp_refusing_for_a_while(harness: Harness, dovecot: Dovecot) -> 
 
 
 async def test_the_imap_server_restarted_mid_idle(harness: Harness, dovecot: Dovecot) -> None:
-    await asyncio.sleep(0.5)  # in IDLE now
+    async def idling() -> bool:
+        client = harness.channel.watcher._client  # read only: is the watcher waiting in IDLE?
+        return client is not None and client.has_pending_idle()
+    await until(idling, "the watcher waits in IDLE")
     await asyncio.to_thread(dovecot.restart)
     await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<r1@example.org>"))
     [reply] = await harness.replies(1, timeout=30)
@@ -179,7 +223,7 @@ async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, do
 
     folder = f"c{uuid.uuid4().hex[:8]}"
     raw = email("table for 2 tomorrow at 7pm", "<c1@example.org>")
-    await deliver(dovecot, folder, raw)
+    uid = await deliver(dovecot, folder, raw)
     with FlakySmtp() as smtp:
         async with engine_for(restaurant, str(tmp_path / "db")) as engine:
             # The first process recorded the message and ran the turn, then died before the outbox.
@@ -192,15 +236,13 @@ async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, do
             settings = EmailSettings(imap_settings(dovecot, folder), SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
             channel = EmailChannel(engine, settings, backoff_base=0.05)
             task = asyncio.create_task(channel.run(send_interval=0.1))
-            for _ in range(200):
-                if smtp.accepted:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
+            # The message read again and every reply sent: a second reply would be in the outbox now.
+            await read_past(channel, uid)
+            outbox = await settled_outbox(channel)
             channel.stop()
             await asyncio.wait_for(task, 20)
             conv = await engine.store.conversation("email:<c1@example.org>")
-    assert len(smtp.accepted) == 1
+    assert outbox == [("<c1@example.org>", "sent")] and len(smtp.accepted) == 1
     sent = message_from_bytes(smtp.accepted[0].as_bytes(), policy=policy.default)
     assert sent.get_content().strip() == made.reply
     assert conv.turns == 1  # the turn was not run twice
@@ -208,9 +250,9 @@ async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, do
 
 @pytest.mark.parametrize("harness", [{"processed": "move:Handled"}], indirect=True)
 async def test_processed_mail_is_moved_when_configured(harness: Harness, dovecot: Dovecot) -> None:
-    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<mv1@example.org>"))
+    uid = await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<mv1@example.org>"))
     await harness.replies(1)
-    await asyncio.sleep(0.3)
+    await read_past(harness.channel, uid)  # moved before the cursor moves past it
     client = await connect(imap_settings(dovecot, "Handled"))
     try:
         await client.select("Handled")
@@ -226,20 +268,22 @@ async def test_processed_mail_is_moved_when_configured(harness: Harness, dovecot
 @pytest.mark.parametrize("harness", [{"rate": 1}], indirect=True)
 async def test_replies_per_sender_are_rate_limited(harness: Harness, dovecot: Dovecot) -> None:
     await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<rl1@example.org>"))
-    await deliver(dovecot, harness.folder, email("and another question", "<rl2@example.org>"))
-    await harness.replies(1)
-    await asyncio.sleep(1.0)
+    second = await deliver(dovecot, harness.folder, email("and another question", "<rl2@example.org>"))
+    await read_past(harness.channel, second)
+    assert await harness.state_of("<rl2@example.org>") == "rate_limited"
+    assert await settled_outbox(harness.channel) == [("<rl1@example.org>", "sent")]
     assert len(harness.smtp.accepted) == 1
-    row = await harness.channel.db.fetchone("SELECT state FROM email_messages WHERE message_id = '<rl2@example.org>'")
-    assert row["state"] == "rate_limited"
 
 
 async def test_escalation_on_email_stops_automatic_replies(harness: Harness, dovecot: Dovecot) -> None:
     await deliver(dovecot, harness.folder, email("I want to speak to a real person", "<e1@example.org>"))
     [handoff] = await harness.replies(1)
     assert "A member of our team will follow up" in handoff.get_content()
-    await deliver(dovecot, harness.folder, email("hello? anyone?", "<e2@example.org>", subject="Re: Booking", reply_to=handoff))
-    await asyncio.sleep(1.5)
+    second = await deliver(dovecot, harness.folder, email("hello? anyone?", "<e2@example.org>", subject="Re: Booking",
+                                                          reply_to=handoff))
+    await read_past(harness.channel, second)
+    assert await harness.state_of("<e2@example.org>") == "no_reply"  # recorded, and deliberately not answered
+    assert await settled_outbox(harness.channel) == [("<e1@example.org>", "sent")]
     assert len(harness.smtp.accepted) == 1
     [item] = await harness.channel.engine.handoffs.queue.list()
     assert item.channel == "email" and item.conversation_id == "email:<e1@example.org>"
