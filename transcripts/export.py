@@ -10,16 +10,17 @@ and keep every text as stored.
 With a `Redactor`, personal data is masked everywhere it is written: what was said, field
 values, metadata (SMS from/to, email senders), escalations and the audit trail's inputs,
 and conversation ids that carry a phone number or an address (see transcripts/redact.py).
+The redactor is passed in (anything shaped like `Redactor` below): redaction is built on the
+extractors, which sit above storage, so this module does not import it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
-from typing import IO, Any, Literal
+from collections.abc import Callable, Iterable
+from typing import IO, Any, Literal, Protocol
 
-from transcripts.redact import ConversationRedactor, Redactor
 from transcripts.store import ConversationRecord, Event, ExportFilter, TranscriptStore
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -42,6 +43,22 @@ def safe_cell(value: Any) -> Any:
 
 def _role(direction: str) -> str:
     return "user" if direction == "in" else "worker" if direction == "out" else "system"
+
+
+class ConversationRedactor(Protocol):
+    """Masks one conversation's texts and values."""
+
+    def said(self, text: str | None) -> str | None: ...
+    def worker_said(self, text: str | None) -> str | None: ...
+    def value(self, value: Any, key: str | None = None) -> Any: ...
+    def fields(self, fields: dict[str, Any] | None) -> dict[str, Any]: ...
+
+
+class Redactor(Protocol):
+    """What export asks of a redactor (`channel-worker export --redact` passes one)."""
+
+    def conversation(self, person_texts: Iterable[str | None], fields: dict[str, Any] | None) -> ConversationRedactor: ...
+    def conversation_id(self, conversation_id: str) -> str: ...
 
 
 class _Plain:
