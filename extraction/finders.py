@@ -146,7 +146,7 @@ def find_money(text: str, requested: bool) -> list[Candidate]:
             continue
         elif requested:
             add(amount, None, n.start, end, 0.7)
-        elif _MONEY_WORDS.search(text) and (amount >= 10 or "." in text[n.start:end]) and not re.search(r"[/:]$", text[: n.start]):
+        elif _MONEY_WORDS.search(text) and (amount >= 10 or "." in text[n.start:end]) and not re.search(r"[/:]\n?$", text[max(0, n.start - 2): n.start]):
             add(amount, None, n.start, end, 0.6)
     return out
 

@@ -61,11 +61,16 @@ def _can_follow(current: int, kind: str, value: int) -> bool:
     return last_two == 0 or (last_two >= 20 and last_two % 10 == 0)
 
 
+MAX_NUMBER_DIGITS = 30
+
+
 def find_numbers(text: str) -> list[NumberMatch]:
     """All cardinal and ordinal numbers in `text`, digits or words, longest reading first."""
     found: list[NumberMatch] = []
     for m in re.finditer(r"\b(\d+(?:\.\d+)?)(st|nd|rd|th)?\b", text):
         raw = m.group(1)
+        if len(raw) > MAX_NUMBER_DIGITS:
+            continue  # a run of digits this long is an id or noise, never an amount or a count
         value: int | float = float(raw) if "." in raw else int(raw)
         found.append(NumberMatch(value, m.start(), m.end(), ordinal=bool(m.group(2))))
     for phrase, value in SPECIAL.items():

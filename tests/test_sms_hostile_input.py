@@ -3,7 +3,12 @@ becomes a 500, invalid TwiML, or a process holding hundreds of megabytes."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -11,6 +16,7 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.server import WorkerServer
 from tests.test_sms import ACCOUNT, TOKEN, WORKER_NUMBER, Phone, db_rows, reply_of
@@ -105,3 +111,42 @@ def test_a_body_under_the_limit_is_still_answered(sqlite_sms_server: WorkerServe
     key = f"sms:{phone.number}:{WORKER_NUMBER}"
     assert db_rows(sqlite_sms_server, "SELECT COUNT(*) FROM events WHERE conversation_id = ? AND direction = 'in'",
                    (key,)) == [(1,)]
+
+
+def test_a_long_adversarial_message_is_answered_and_the_server_stays_responsive(sqlite_sms_server: WorkerServer) -> None:
+    # Ten thousand characters of what the finders find hardest ("$5 $5 ...", a 10,000-digit
+    # number): answered (only the first part is read for values), never a 500.
+    for body in ("$5 " * 3333, "7" * 9999, "four five " * 999):
+        phone = Phone(sqlite_sms_server)
+        response = phone.post("/twilio/sms", phone.params(body))
+        assert response.status_code == 200, response.text
+        assert reply_of(response) is not None
+
+
+def test_a_message_whose_turn_always_fails_is_given_up_after_three_tries_and_shown_in_status(
+    sqlite_sms_server: WorkerServer,
+) -> None:
+    phone = Phone(sqlite_sms_server)
+    params = phone.params("a table for 2 tomorrow at 8pm")
+    database = sqlite_sms_server.var / "transcripts.sqlite"
+    with sqlite3.connect(database) as conn:  # every turn now fails: its state cannot be read
+        conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_away")
+    try:
+        codes = [phone.post("/twilio/sms", params).status_code for _ in range(3)]
+        # Twilio is asked to retry twice (500), then the message is given up: 200, nothing said.
+        assert codes == [500, 500, 200]
+        assert reply_of(phone.post("/twilio/sms", params)) is None  # a fourth delivery: still nothing
+    finally:
+        with sqlite3.connect(database) as conn:
+            conn.execute("ALTER TABLE checkpoints_away RENAME TO checkpoints")
+    [(state, attempts, failure)] = db_rows(sqlite_sms_server, "SELECT state, attempts, failure FROM sms_messages WHERE sid = ?",
+                                           (params["MessageSid"],))
+    assert (state, attempts) == ("gave_up", 3) and "checkpoints" in failure
+    status = subprocess.run([sys.executable, "-m", "worker.cli", "status", "--worker", "examples/restaurant_booking.yaml"],
+                            cwd=ROOT, env={**os.environ, "CHANNEL_WORKER_VAR": str(sqlite_sms_server.var)},
+                            capture_output=True, text=True, timeout=120)
+    report = json.loads(status.stdout)
+    assert report["sms"]["gave_up"] >= 1
+    assert any(f["sid"] == params["MessageSid"] and "checkpoints" in f["failure"] for f in report["sms"]["latest_failures"])
+    # The person's next message is answered as usual.
+    assert phone.text("a table for 2 tomorrow at 8pm") is not None

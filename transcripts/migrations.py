@@ -437,7 +437,7 @@ async def migrate(db: Database) -> list[int]:
 MIGRATIONS.append(
     Migration(
         6,
-        "exactly-once: an inbound message recorded once per conversation, how an SMS reply left",
+        "exactly-once: an inbound message recorded once per conversation; how an SMS reply left, its attempts",
         # dedupe_key is the channel's own id for what the person sent (an SMS MessageSid): a
         # redelivery or a crash recovery that runs the turn again records the message once.
         # NULLs never collide, so events without a key are unaffected.
@@ -445,11 +445,17 @@ MIGRATIONS.append(
             "ALTER TABLE events ADD COLUMN dedupe_key TEXT",
             "CREATE UNIQUE INDEX events_dedupe ON events (conversation_id, dedupe_key)",
             "ALTER TABLE sms_messages ADD COLUMN reply_via TEXT",
+            # How many deliveries tried to answer it, and why the last one that failed did.
+            "ALTER TABLE sms_messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE sms_messages ADD COLUMN failure TEXT",
         ),
         postgres=(
             "ALTER TABLE events ADD COLUMN dedupe_key TEXT",
             "CREATE UNIQUE INDEX events_dedupe ON events (conversation_id, dedupe_key)",
             "ALTER TABLE sms_messages ADD COLUMN reply_via TEXT",
+            # How many deliveries tried to answer it, and why the last one that failed did.
+            "ALTER TABLE sms_messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE sms_messages ADD COLUMN failure TEXT",
         ),
     )
 )

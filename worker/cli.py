@@ -267,6 +267,11 @@ def serve(
     # uvloop and httptools: the fast event loop and HTTP parser (about a third more requests per second here).
     options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, lifespan="on", loop="uvloop",
                                    http="httptools", access_log=False)
+    # The client address (failure limits, logs) is the socket's peer. X-Forwarded-For and
+    # X-Forwarded-Proto are believed only from the proxies FORWARDED_ALLOW_IPS names (uvicorn
+    # would otherwise trust them from 127.0.0.1, letting any local caller pick its address).
+    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    options.update(proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
     if workers == 1:
         uvicorn.run(create_app(spec, Settings.from_env()), **options)
         return
@@ -380,18 +385,28 @@ def queue_release(
 
 @app.command()
 def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
-    """Rolling escalation rate and mean field confidence, with any drift alarm, and the email
-    messages per state with the latest that failed and why (JSON)."""
+    """Rolling escalation rate and mean field confidence, with any drift alarm, and the email and
+    SMS messages per state with the latest that failed or were given up and why (JSON)."""
     from channels.email.report import email_report
     from escalation.drift import drift_status
 
     spec = _load(worker)
 
     async def op(engine):  # noqa: ANN001, ANN202
-        return await drift_status(engine.store.db, spec.name, spec.escalation.drift), await email_report(engine.store.db)
+        from channels.sms.store import SmsStore
 
-    result, email = _queue_run(worker, op)
-    sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json")}, indent=2) + "\n")
+        sms = await SmsStore(engine.store.db).failures()
+        return (await drift_status(engine.store.db, spec.name, spec.escalation.drift), await email_report(engine.store.db),
+                sms)
+
+    result, email, (sms_states, sms_failures) = _queue_run(worker, op)
+    sms = {"by_state": sms_states, "gave_up": sms_states.get("gave_up", 0),
+           "latest_failures": [{**r, "updated_at": str(r["updated_at"])} for r in sms_failures]}
+    sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json"), "sms": sms},
+                                indent=2) + "\n")
+    if sms["gave_up"]:
+        err.print(f"[yellow]sms[/yellow] {sms['gave_up']} message(s) given up after repeated failures; latest: "
+                  f"{escape(sms_failures[0]['failure'] or '')}", highlight=False, soft_wrap=True)
     if email.failed:
         err.print(f"[yellow]email[/yellow] {email.failed} message(s) could not be processed; latest: "
                   f"{escape(email.latest_failures[0].reason or '')}", highlight=False, soft_wrap=True)

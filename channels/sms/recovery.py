@@ -64,9 +64,9 @@ async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: Sm
                 )
         except FenceLost:
             continue  # a redelivery took it over and answers it
-        except Exception:
-            log.exception("SMS %s: recovery failed; will try again", sid)
-            await store.finish_inbound(sid, "failed", claim=token)
+        except Exception as exc:
+            gave_up = await store.fail(sid, token, f"{type(exc).__name__}: {exc}")
+            log.exception("SMS %s: recovery failed; %s", sid, "given up" if gave_up else "will try again")
             continue
         log.warning("SMS %s: answered after recovery", sid)
         recovered += 1

@@ -51,6 +51,7 @@ class Delivered(BaseModel):
 
 PROCESSING = "processing:"
 IN_FLIGHT = "in flight"
+MAX_ATTEMPTS = 3  # deliveries or recoveries that may try to answer one message
 
 
 class SmsStore:
@@ -71,8 +72,8 @@ class SmsStore:
             ("INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, media, state, "
              "created_at, updated_at) VALUES (?, ?, 'in', ?, ?, ?, J?, 'new', ?, ?) ON CONFLICT (sid) DO NOTHING",
              (sid, conversation_id, from_number, to_number, body, media, now, now)),
-            ("UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state IN ('new', 'failed')",
-             (claim, now, sid)),
+            ("UPDATE sms_messages SET state = ?, updated_at = ?, attempts = attempts + 1 "
+             "WHERE sid = ? AND state IN ('new', 'failed')", (claim, now, sid)),
             ("SELECT state, EXISTS (SELECT 1 FROM sms_optouts WHERE number = ? AND service_number = ?) AS opted_out "
              "FROM sms_messages WHERE sid = ?", (from_number, to_number, sid)),
         ])
@@ -89,8 +90,33 @@ class SmsStore:
         change nothing, so its turn cannot commit a second reply."""
         token = f"{PROCESSING}{uuid.uuid4().hex}"
         changed = await self.db.execute_count(
-            "UPDATE sms_messages SET state = ?, updated_at = ? WHERE sid = ? AND state = ?", (token, utcnow(), sid, held))
+            "UPDATE sms_messages SET state = ?, updated_at = ?, attempts = attempts + 1 WHERE sid = ? AND state = ?",
+            (token, utcnow(), sid, held))
         return token if changed == 1 else None
+
+    async def fail(self, sid: str, claim: str, reason: str) -> bool:
+        """Record that answering failed. After MAX_ATTEMPTS tries the message is given up:
+        recorded with the reason and never tried again (one message that always breaks its
+        turn must not be retried forever). True when it was given up."""
+        rows = await self.db.batch([
+            ("UPDATE sms_messages SET state = CASE WHEN attempts >= ? THEN 'gave_up' ELSE 'failed' END, failure = ?, "
+             "updated_at = ? WHERE sid = ? AND state = ?", (MAX_ATTEMPTS, reason[:500], utcnow(), sid, claim)),
+            ("SELECT state FROM sms_messages WHERE sid = ?", (sid,)),
+        ])
+        return bool(rows) and rows[0]["state"] == "gave_up"
+
+    async def failures(self, latest: int = 5) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """Inbound messages per state, and the latest that were given up or failed, with why."""
+        counts = await self.db.fetchall(
+            "SELECT state, COUNT(*) AS n FROM sms_messages WHERE direction = 'in' GROUP BY state")
+        by_state: dict[str, int] = {}
+        for row in counts:
+            state = "processing" if row["state"].startswith(PROCESSING) else row["state"]
+            by_state[state] = by_state.get(state, 0) + int(row["n"])
+        rows = await self.db.fetchall(
+            "SELECT sid, from_number, state, attempts, failure, updated_at FROM sms_messages "
+            "WHERE direction = 'in' AND state IN ('failed', 'gave_up') ORDER BY updated_at DESC LIMIT ?", (latest,))
+        return by_state, rows
 
     async def finish_inbound(self, sid: str, state: str, reply: str | None = None, claim: str | None = None,
                              via: str | None = None) -> None:
