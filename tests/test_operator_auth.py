@@ -13,6 +13,7 @@ import select
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from transcripts.db import is_postgres_url
 from transcripts.store import TranscriptStore
 from worker.app import create_app
 from worker.config import Settings
-from worker.operator_auth import FailureLimiter, hash_password, new_token, verify_password
+from worker.operator_auth import FailureLimiter, LimitReached, hash_password, new_token, verify_password
 
 WORKER = "examples/account_support.yaml"
 PASSWORD = "correct horse battery staple"
@@ -98,12 +99,44 @@ def test_failures_are_limited_per_key_within_the_window() -> None:
     assert limiter.retry_after("addr:10.0.0.1") is None  # the window has passed
 
 
-def test_the_limiter_keeps_a_bounded_number_of_keys() -> None:
-    limiter = FailureLimiter(max_failures=1, window=60, clock=lambda: 0.0, max_keys=3)
-    for name in ("a", "b", "c", "d"):
-        limiter.failed(f"user:{name}")
-    assert limiter.retry_after("user:a") is None  # the oldest was dropped
-    assert all(limiter.retry_after(f"user:{n}") is not None for n in ("b", "c", "d"))
+async def test_checks_count_from_when_they_start_and_successes_are_forgiven() -> None:
+    limiter = FailureLimiter(max_failures=3, window=60, clock=lambda: 1000.0)
+    keys = ["addr:10.0.0.1", "user:rita"]
+    running = [await limiter.acquire(keys) for _ in range(3)]  # three checks not finished yet
+    # A fourth waits: the running checks might all succeed.
+    fourth = asyncio.ensure_future(limiter.acquire(keys))
+    await asyncio.sleep(0)
+    assert not fourth.done()
+    running[0].done(True)  # the right password: not counted
+    running.append(await asyncio.wait_for(fourth, 10))
+    for attempt in running[1:]:
+        attempt.done(False)
+    with pytest.raises(LimitReached) as refused:  # three real failures: refused at once
+        await limiter.acquire(keys)
+    assert refused.value.retry_after == pytest.approx(60)
+    with pytest.raises(LimitReached):
+        await limiter.acquire(["user:rita"])
+
+
+def test_the_limiter_bounds_its_keys_but_never_drops_a_locked_one() -> None:
+    now = [1000.0]
+    limiter = FailureLimiter(max_failures=2, window=60, clock=lambda: now[0], max_keys=3)
+    limiter.failed("user:rita")
+    limiter.failed("user:rita")
+    # A flood of one-off failures, each from a new address: they make room for each other only.
+    for i in range(100):
+        limiter.failed(f"addr:10.0.{i // 256}.{i % 256}")
+    assert limiter.retry_after("user:rita") == pytest.approx(60)
+    # Every key locked: an attempt needing a new key is refused until the first lock ends.
+    for _ in range(2):
+        limiter.failed("user:ana")
+        limiter.failed("user:bob")
+    with pytest.raises(LimitReached) as refused:
+        limiter.reserve(["addr:10.1.0.1"])
+    assert refused.value.retry_after == pytest.approx(60)
+    assert limiter.retry_after("user:rita") == pytest.approx(60)
+    now[0] += 61
+    limiter.reserve(["addr:10.1.0.1"])  # the locks have ended: room again
 
 
 # --- every operator route needs credentials ----------------------------------------------------
@@ -224,7 +257,7 @@ def test_operators_work_the_queue_within_their_roles_and_are_recorded_by_name(da
         assert claimed["status"] == "claimed" and claimed["claimed_by"] == "rita"
         assert httpx.post(f"{base}/queue/{hid}/claim", headers=bearer).status_code == 409
         resolved = httpx.post(f"{base}/queue/{hid}/resolve", json={"note": "called back"}, headers=bearer)
-        assert resolved.json()["status"] == "resolved"
+        assert resolved.json()["status"] == "resolved" and resolved.json()["note"] == "called back"
         audit = httpx.get(f"{base}/queue/conversations/{conversation}", auth=rita).json()["audit"]
         assert [(a["action"], a["inputs"]["by"]) for a in audit if a["kind"] == "queue"] == [
             ("claim", "rita"), ("resolve", "token:dashboard")]
@@ -266,6 +299,94 @@ def test_repeated_failures_are_refused_per_address_and_per_user_name(tmp_path: P
             assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
         with from_address("127.0.0.41") as client:
             assert client.get("/queue", auth=("vic", PASSWORD)).status_code == 200
+    finally:
+        server.stop()
+
+
+
+def test_guesses_sent_at_once_get_no_more_checks_than_the_limit(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    assert cli("users", "add", "rita", "--role", "viewer", var=var, stdin=PASSWORD + "\n").returncode == 0
+    server = WorkerServer(WORKER, {}, var)
+
+    async def at_once(passwords: list[str]) -> Counter[int]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120,
+                                     limits=httpx.Limits(max_connections=len(passwords))) as client:
+            answers = await asyncio.gather(*(client.get("/queue", auth=("rita", p)) for p in passwords))
+        return Counter(a.status_code for a in answers)
+
+    try:
+        server.wait_ready()
+        # Right passwords are not counted, however many arrive together.
+        assert asyncio.run(at_once([PASSWORD] * 15)) == {200: 15}
+        # Thirty wrong ones at once: ten are checked (each counted as it starts), the rest refused.
+        assert asyncio.run(at_once([f"guess {i}" for i in range(30)])) == {401: 10, 429: 20}
+        assert httpx.get(f"{server.base_url}/queue", auth=("rita", PASSWORD)).status_code == 429
+    finally:
+        server.stop()
+
+
+def test_x_forwarded_for_is_believed_only_from_a_named_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    var = tmp_path / "var"
+    assert cli("users", "add", "vic", "--role", "viewer", var=var, stdin=PASSWORD + "\n").returncode == 0
+
+    def from_address(server: WorkerServer, address: str) -> httpx.Client:
+        return httpx.Client(base_url=server.base_url, transport=httpx.HTTPTransport(local_address=address))
+
+    # By default the header does not change the address that is counted, not even from 127.0.0.1
+    # (which uvicorn itself would trust).
+    server = WorkerServer(WORKER, {}, var)
+    try:
+        server.wait_ready()
+        with from_address(server, "127.0.0.1") as client:
+            for i in range(10):
+                wrong = client.get("/queue", auth=(f"user{i}", PASSWORD), headers={"X-Forwarded-For": f"10.9.0.{i}"})
+                assert wrong.status_code == 401
+            assert client.get("/queue", auth=("vic", PASSWORD), headers={"X-Forwarded-For": "10.8.0.1"}).status_code == 429
+    finally:
+        server.stop()
+    # With FORWARDED_ALLOW_IPS naming the proxy, the proxy's clients are counted apart; others are not believed.
+    server = WorkerServer(WORKER, {"FORWARDED_ALLOW_IPS": "127.0.0.60"}, var)
+    try:
+        server.wait_ready()
+        with from_address(server, "127.0.0.60") as proxy:
+            for i in range(10):
+                assert proxy.get("/queue", auth=(f"user{i}", PASSWORD), headers={"X-Forwarded-For": "10.9.0.1"}).status_code == 401
+            assert proxy.get("/queue", auth=("vic", PASSWORD), headers={"X-Forwarded-For": "10.9.0.1"}).status_code == 429
+            assert proxy.get("/queue", auth=("vic", PASSWORD), headers={"X-Forwarded-For": "10.9.0.2"}).status_code == 200
+        with from_address(server, "127.0.0.61") as client:
+            for i in range(10):
+                assert client.get("/queue", auth=(f"user{i}", PASSWORD), headers={"X-Forwarded-For": f"10.7.0.{i}"}).status_code == 401
+            assert client.get("/queue", auth=("vic", PASSWORD), headers={"X-Forwarded-For": "10.7.1.1"}).status_code == 429
+    finally:
+        server.stop()
+
+
+def test_queue_moves_authenticate_before_reading_the_body_and_paths_never_redirect(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    assert cli("users", "add", "rita", "--role", "reviewer", var=var, stdin=PASSWORD + "\n").returncode == 0
+    server = WorkerServer(WORKER, {}, var)
+    bad_bodies = [b"{bad", b"[" * 50_000 + b"]" * 50_000, b'{"note": 5}', b"\xff"]
+    json_type = {"Content-Type": "application/json"}
+    try:
+        server.wait_ready()
+        with httpx.Client(base_url=server.base_url) as client:
+            for path in ("/queue/1/claim", "/queue/1/resolve", "/queue/1/release"):
+                for body in bad_bodies:
+                    anonymous = client.post(path, content=body, headers=json_type)
+                    assert anonymous.status_code == 401, (path, body[:8], anonymous.status_code)
+            # An operator is told what is wrong with the body; a good one gets as far as the queue.
+            for path in ("/queue/1/resolve", "/queue/1/release"):
+                for body in bad_bodies:
+                    assert client.post(path, content=body, headers=json_type, auth=("rita", PASSWORD)).status_code == 422
+                missing = client.post(f"/queue/{2**31 - 1}/resolve", json={"note": "done"}, auth=("rita", PASSWORD))
+                assert missing.status_code == 404
+            # No slash redirects (their Location came from the caller's Host header): a 404, for anyone.
+            for method, path in (("GET", "/queue/"), ("GET", "/metrics/"), ("POST", "/queue/1/claim/")):
+                for auth in (None, ("rita", PASSWORD)):
+                    answer = client.request(method, path, headers={"Host": "evil.example"}, auth=auth)
+                    assert answer.status_code == 404 and "location" not in answer.headers, (method, path, answer.status_code)
     finally:
         server.stop()
 

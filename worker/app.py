@@ -144,9 +144,10 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     otel = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_TRACES_EXPORTER"))
     telemetry = None if otel else {"tracing": False, "metrics": False, "logs": False}
     # FastAPI's own docs routes are off: with OPERATOR_API_DOCS=on the operator router serves
-    # them behind authentication.
+    # them behind authentication. No slash redirects: `/queue/` would answer 307 to anyone with a
+    # Location built from the caller's Host header; it is a 404 like any unknown path.
     app = FastAPI(title=f"channel-worker: {spec.name}", lifespan=lifespan, telemetry=telemetry,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str | int]:

@@ -114,17 +114,48 @@ _DUMMY_TOKEN_HASH = _token_hash("not a token")
 
 # --- failure limiter ---------------------------------------------------------------------------
 
+class LimitReached(Exception):
+    """Refused before any check: the key is locked out, or the limiter has no room for a new key.
+    `busy`: locked only by checks still running, which may yet succeed (`acquire` waits for them)."""
+
+    def __init__(self, retry_after: float, busy: bool = False):
+        super().__init__(f"retry after {retry_after:.3f} s")
+        self.retry_after = retry_after
+        self.busy = busy
+
+
+class Attempt:
+    """One check, counted as a failure from the moment it starts; `done(True)` takes it back."""
+
+    def __init__(self, limiter: FailureLimiter, keys: list[str], stamp: float):
+        self._limiter, self._keys, self._stamp = limiter, keys, stamp
+
+    def done(self, success: bool) -> None:
+        keys, self._keys = self._keys, []  # settled once
+        self._limiter._settle(keys, self._stamp, success)
+
+
 class FailureLimiter:
     """At most `max_failures` failed attempts per key (a client address, a user name) within
-    `window` seconds. In memory, per process: with `serve --workers N` each process counts its own."""
+    `window` seconds. In memory, per process: with `serve --workers N` each process counts its own.
+
+    An attempt counts from when its check starts, not from when the check has failed: a burst of
+    concurrent guesses gets `max_failures` checks, not one each. A caller finding the limit taken
+    only by checks still running waits for them (they may succeed and be forgiven) instead of
+    being refused. Memory is bounded by `max_keys`; a locked key is never dropped to make room
+    (that would unlock it), so when every key is locked, attempts that need a new key are refused
+    until the first lock ends."""
 
     def __init__(self, max_failures: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
                  max_keys: int = 10_000):
         self.max_failures = max_failures
         self.window = window
         self.clock = clock
-        self.max_keys = max_keys  # bounded memory whatever names and addresses an attacker sends
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.max_keys = max_keys
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()  # least recently active first
+        self._running: dict[str, int] = {}  # checks not yet settled, per key
+        self._full_until = 0.0  # no room for a new key before this (every key was locked)
+        self._settled: asyncio.Event | None = None  # set when a running check settles
 
     def retry_after(self, key: str) -> float | None:
         """Seconds until `key` may try again, or None if it may try now."""
@@ -133,15 +164,91 @@ class FailureLimiter:
             return None
         return max(times[-self.max_failures] + self.window - self.clock(), 0.001)
 
+    async def acquire(self, keys: list[str]) -> Attempt:
+        """`reserve`, waiting while the limit is taken only by checks still running."""
+        while True:
+            try:
+                return self.reserve(keys)
+            except LimitReached as limited:
+                if not limited.busy:
+                    raise
+            if self._settled is None:
+                self._settled = asyncio.Event()
+            await self._settled.wait()
+
+    def reserve(self, keys: list[str]) -> Attempt:
+        """Count an attempt against every key now; raise LimitReached if any key is at its limit
+        or there is no room for a key not yet counted."""
+        keys = list(dict.fromkeys(keys))
+        waits, busy = [], True
+        for key in keys:
+            wait = self.retry_after(key)
+            if wait is not None:
+                waits.append(wait)
+                busy = busy and len(self._failures[key]) - self._running.get(key, 0) < self.max_failures
+        if waits:
+            raise LimitReached(max(waits), busy=busy)
+        new = sum(1 for key in keys if key not in self._failures)
+        if new and len(self._failures) + new > self.max_keys and not self._make_room(new):
+            raise LimitReached(max(self._full_until - self.clock(), 0.001))
+        stamp = self.clock()
+        for key in keys:
+            times = self._failures.get(key)
+            if times is None:
+                times = self._failures[key] = deque()
+            else:
+                self._failures.move_to_end(key)
+            times.append(stamp)
+            self._running[key] = self._running.get(key, 0) + 1
+        return Attempt(self, keys, stamp)
+
     def failed(self, key: str) -> None:
-        times = self._recent(key)
-        if times is None:
-            times = self._failures[key] = deque(maxlen=self.max_failures)
-            while len(self._failures) > self.max_keys:
-                self._failures.popitem(last=False)
-        else:
-            self._failures.move_to_end(key)
-        times.append(self.clock())
+        """Record one failed attempt (nothing is recorded for a key already at its limit)."""
+        try:
+            self.reserve([key]).done(False)
+        except LimitReached:
+            pass
+
+    def _settle(self, keys: list[str], stamp: float, success: bool) -> None:
+        for key in keys:
+            running = self._running.pop(key, 0) - 1
+            if running > 0:
+                self._running[key] = running
+            times = self._failures.get(key)
+            if success and times is not None and stamp in times:
+                times.remove(stamp)
+                if not times:
+                    del self._failures[key]
+        self._full_until = 0.0  # a key may have become free: look again when room is needed
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
+
+    def _make_room(self, needed: int) -> bool:
+        """Drop expired keys, then the least recently active ones that are neither locked nor
+        being checked, down to 90% of max_keys (one sweep pays for many new keys). False if
+        what is left leaves no room."""
+        now = self.clock()
+        if now < self._full_until:
+            return False
+        target = max(self.max_keys - max(self.max_keys // 10, needed), 0)
+        free, lock_ends = [], []
+        for key, times in list(self._failures.items()):
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if not times:
+                del self._failures[key]
+            elif len(times) >= self.max_failures:
+                lock_ends.append(times[-self.max_failures] + self.window)
+            elif not self._running.get(key):
+                free.append(key)
+        for key in free[:max(len(self._failures) - target, 0)]:
+            del self._failures[key]
+        if len(self._failures) + needed <= self.max_keys:
+            return True
+        # Until a lock ends (or a running check settles, which resets this), do not sweep again.
+        self._full_until = min(lock_ends, default=now)
+        return False
 
     def _recent(self, key: str) -> deque[float] | None:
         times = self._failures.get(key)
@@ -205,14 +312,20 @@ class OperatorAuth:
             keys = [f"addr:{request.client.host if request.client else 'unknown'}"]
             if basic is not None and valid_name(basic.username):
                 keys.append(f"user:{basic.username}")
-            waits = [w for w in map(self.limiter.retry_after, keys) if w is not None]
-            if waits:
+            # Counted before the check is awaited, so guesses sent at once cannot all get past
+            # the limit while the first ones are still being hashed; forgiven on success. An
+            # error in the check counts as a failure.
+            try:
+                attempt = await self.limiter.acquire(keys)
+            except LimitReached as limited:
                 raise HTTPException(429, "too many failed attempts; try again later",
-                                    headers={"Retry-After": str(math.ceil(max(waits)))})
-            operator = await (self._by_password(basic) if basic is not None else self._by_token(bearer.credentials))
+                                    headers={"Retry-After": str(math.ceil(limited.retry_after))}) from None
+            operator = None
+            try:
+                operator = await (self._by_password(basic) if basic is not None else self._by_token(bearer.credentials))
+            finally:
+                attempt.done(operator is not None)
             if operator is None:
-                for key in keys:
-                    self.limiter.failed(key)
                 log.warning("operator authentication failed (%s) from %s", f"user {basic.username[:64]!r}" if basic else "token", keys[0][5:])
                 raise HTTPException(401, "wrong credentials", headers=_CHALLENGE if basic is not None else
                                     {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token"'})

@@ -15,10 +15,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from dialogue.spec import WorkerSpec
 from escalation.drift import drift_status, prometheus
@@ -31,6 +32,28 @@ API_DOCS_ENV = "OPERATOR_API_DOCS"
 
 class NoteBody(BaseModel):
     note: str | None = Field(None, max_length=2000)
+
+
+_NOTE_BODY = TypeAdapter(NoteBody | None)
+# The body is read by the handler (see _note), so the schema is declared here for the API docs.
+_NOTE_OPENAPI = {"requestBody": {"required": False,
+                                  "content": {"application/json": {"schema": NoteBody.model_json_schema()}}}}
+
+
+async def _note(request: Request) -> str | None:
+    """The optional `{"note": ...}` body. Read here, after authentication: a body parameter would
+    be parsed by FastAPI before any dependency runs, answering 422 to callers without credentials."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        body = _NOTE_BODY.validate_json(raw)
+    except ValidationError as exc:
+        # As FastAPI reports a body: located under "body"; raw bytes (unparsable JSON) are not echoed.
+        errors = [{**{k: v for k, v in e.items() if not (k == "input" and isinstance(v, bytes))},
+                   "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+    return body.note if body else None
 
 
 def api_docs_enabled() -> bool:
@@ -90,13 +113,15 @@ def build_router(spec: WorkerSpec, engine: Callable[[], Any], auth: OperatorAuth
         # No body: whoever authenticated takes it (a `by` sent by an old client is ignored).
         return await _move(handoffs().claim(handoff_id, operator.audit_name))
 
-    @router.post("/queue/{handoff_id}/resolve", response_model=Handoff)
-    async def queue_resolve(handoff_id: int, body: NoteBody | None = None, operator: Operator = reviewer) -> Handoff:
-        return await _move(handoffs().resolve(handoff_id, body.note if body else None, by=operator.audit_name))
+    @router.post("/queue/{handoff_id}/resolve", response_model=Handoff, openapi_extra=_NOTE_OPENAPI)
+    async def queue_resolve(handoff_id: int, request: Request, operator: Operator = reviewer) -> Handoff:
+        note = await _note(request)
+        return await _move(handoffs().resolve(handoff_id, note, by=operator.audit_name))
 
-    @router.post("/queue/{handoff_id}/release", response_model=Handoff)
-    async def queue_release(handoff_id: int, body: NoteBody | None = None, operator: Operator = reviewer) -> Handoff:
-        return await _move(handoffs().release(handoff_id, engine(), body.note if body else None, by=operator.audit_name))
+    @router.post("/queue/{handoff_id}/release", response_model=Handoff, openapi_extra=_NOTE_OPENAPI)
+    async def queue_release(handoff_id: int, request: Request, operator: Operator = reviewer) -> Handoff:
+        note = await _note(request)
+        return await _move(handoffs().release(handoff_id, engine(), note, by=operator.audit_name))
 
     @router.get("/metrics", response_class=PlainTextResponse, dependencies=[viewer])
     async def metrics() -> str:
