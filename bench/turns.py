@@ -11,6 +11,16 @@ Runs the same scripted restaurant conversations through:
 and prints p50/p95/p99 per turn, turns per second, and the ratio of each median to the
 baseline's, measured in the same process.
 
+Durability, which sets what a commit costs, is not the same in every run, and the output names it:
+  SQLite runs      the worker's own settings (transcripts/db.py): journal_mode=WAL,
+                   synchronous=NORMAL (a commit does not wait for fsync; a power cut may lose
+                   the last commits, never corrupt the file).
+  engine postgres  the throwaway server is the test suite's (tests/support/postgres.py):
+                   fsync=off, synchronous_commit=off, full_page_writes=off. Nothing waits for
+                   the disk, so these figures are lower than on a production server, where
+                   every commit waits for its WAL flush. With --postgres-url the server's own
+                   settings apply; they are read back from it and printed either way.
+
     .venv/bin/python bench/turns.py [--conversations 200] [--no-postgres] [--postgres-url URL]
 """
 
@@ -117,6 +127,18 @@ def report(rows: list[tuple[str, list[float]]]) -> None:
         )
 
 
+SQLITE_DURABILITY = "journal_mode=WAL, synchronous=NORMAL (the worker's own settings)"
+
+
+def postgres_durability(url: str) -> str:
+    """The server's durability settings, read back from it rather than assumed."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        values = [conn.execute(f"SHOW {name}").fetchone()[0] for name in ("fsync", "synchronous_commit", "full_page_writes")]
+    return "fsync={}, synchronous_commit={}, full_page_writes={}".format(*values)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversations", type=int, default=200)
@@ -129,6 +151,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(("pregel+sqlite", await run_pregel(spec, str(Path(tmp) / "pregel.sqlite"), args.conversations)))
         rows.append(("engine sqlite", await run_engine(spec, str(Path(tmp) / "engine.sqlite"), args.conversations)))
+    durability = [f"SQLite runs: {SQLITE_DURABILITY}"]
     if not args.no_postgres:
         server = None
         url = args.postgres_url
@@ -139,11 +162,14 @@ async def main() -> None:
             url = server.url
         try:
             rows.append(("engine postgres", await run_engine(spec, url, args.conversations)))
+            started = "throwaway server started by the benchmark" if server is not None else "server at --postgres-url"
+            durability.append(f"engine postgres: {postgres_durability(url)} ({started})")
         finally:
             if server is not None:
                 server.stop()
     print(f"{args.conversations} scripted restaurant conversations, {len(rows[0][1])} turns per run")
     report(rows)
+    print("durability: " + "; ".join(durability))
 
 
 if __name__ == "__main__":
