@@ -29,13 +29,9 @@ MAY_IMPORT: dict[str, set[str]] = {
 }
 SHARED_CHANNEL_PARTS = {"twilio"}  # channels/<x>/ used by more than one channel
 
-# Known, named and not yet fixed: module -> the package it may still import against the layers.
-# transcripts/redact.py is built on the extractors' finders and belongs above storage (as
-# extraction/redact.py); it was being rewritten while the layers were put right, so it stays
-# until that work lands. Export already takes the redactor as a parameter, so the move is a
-# `git mv` plus the import in worker/cli.py and tests/test_redact.py; then delete this entry
-# (test_no_package_imports_upward fails once an entry is no longer used).
-PENDING: dict[str, str] = {"transcripts.redact": "extraction"}
+# Known, named and not yet fixed: module -> the package it may still import against the layers
+# (test_no_package_imports_upward fails once an entry is no longer used). None now.
+PENDING: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

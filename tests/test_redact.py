@@ -14,7 +14,7 @@ from dialogue.events import Turn
 from dialogue.spec import WorkerSpec
 from tests.support.talk import MONDAY_MORNING, engine_for
 from tests.test_export import run_export
-from transcripts.redact import Redactor
+from extraction.redact import Redactor
 
 SMS_ID = "sms:+12025550143:+14155550100"
 EMAIL_ID = "email:<CA+thread.7f3a@mail.example.com>"

@@ -9,7 +9,7 @@ and keep every text as stored.
 
 With a `Redactor`, personal data is masked everywhere it is written: what was said, field
 values, metadata (SMS from/to, email senders), escalations and the audit trail's inputs,
-and conversation ids that carry a phone number or an address (see transcripts/redact.py).
+and conversation ids that carry a phone number or an address (see extraction/redact.py).
 The redactor is passed in (anything shaped like `Redactor` below): redaction is built on the
 extractors, which sit above storage, so this module does not import it.
 """

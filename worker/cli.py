@@ -436,7 +436,7 @@ def export_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from transcripts.export import export
-    from transcripts.redact import Redactor
+    from extraction.redact import Redactor
     from transcripts.store import ExportFilter, TranscriptStore
     from worker.config import Settings
 

@@ -31,7 +31,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
-from channels.sms.store import Claim, SmsStore
+from channels.sms.store import MAX_ATTEMPTS, Claim, SmsStore
 from channels.twilio.settings import TwilioSettings
 from channels.twilio.signature import signed_params
 from dialogue.engine import DialogueEngine
@@ -115,9 +115,9 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         except FenceLost:
             log.warning("SMS %s: another delivery took this message over; it answers", sid)
             return
-        except Exception:
+        except Exception as exc:
             log.exception("SMS %s: the turn failed after the webhook was answered", sid)
-            await store.finish_inbound(sid, "failed", claim=claim)
+            await store.fail(sid, claim, f"{type(exc).__name__}: {exc}")
             return
         await sender.send_due()
 
@@ -237,9 +237,14 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
             await task  # the reply was already promised to this response; it is committing now
         except FenceLost:
             raise
-        except Exception:
+        except Exception as exc:
+            if await store.fail(msg.MessageSid, token, f"{type(exc).__name__}: {exc}"):
+                # It failed every time it was tried: a poison message, not a passing fault.
+                # Recorded with the reason (`channel-worker status`) and answered with nothing,
+                # so Twilio stops delivering it and the conversation can go on.
+                log.exception("SMS %s: the turn failed again; given up after %d attempts", msg.MessageSid, MAX_ATTEMPTS)
+                return twiml()
             log.exception("SMS %s: the turn failed; Twilio will deliver it again", msg.MessageSid)
-            await store.finish_inbound(msg.MessageSid, "failed", claim=token)
             return Response("temporary failure", status_code=500, media_type="text/plain")
         crash_point("sms.after_commit")  # the reply is committed and has not left: the worst moment
         reply = reply_text.get("reply")
