@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,28 +18,25 @@ async def test_a_write_that_must_wait_for_another_writer_waits_off_the_event_loo
     db = await Database.open(str(path))
     await migrate(db)
     try:
-        # Another program holds SQLite's write lock for 0.4 s.
+        # Another program holds SQLite's write lock. It lets go only after the event loop has run
+        # twenty more times while our write waits: a write that blocked the loop would never see
+        # the lock released (and would fail on its busy timeout instead).
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")
-        threading.Timer(0.4, lambda: other.execute("COMMIT")).start()
-
         ticks = 0
 
-        async def heartbeat() -> None:
+        async def loop_runs_then_other_commits() -> None:
             nonlocal ticks
-            while True:
+            for ticks in range(1, 21):
                 await asyncio.sleep(0.01)
-                ticks += 1
+            other.execute("COMMIT")
 
-        beat = asyncio.create_task(heartbeat())
-        started = time.perf_counter()
+        other_writer = asyncio.create_task(loop_runs_then_other_commits())
         await db.execute("INSERT INTO conversations (id, worker, channel, started_at, updated_at) "
                          "VALUES ('c1', 'w', 'sms', '2026-11-22', '2026-11-22')")
-        waited = time.perf_counter() - started
-        beat.cancel()
+        # It did wait for the other writer, while the event loop kept running.
+        assert other_writer.done() and ticks == 20
         other.close()
-        assert waited >= 0.3  # it did wait for the other writer...
-        assert ticks >= 15  # ...while the event loop kept running
         assert (await db.fetchone("SELECT id FROM conversations"))["id"] == "c1"
     finally:
         await db.close()
