@@ -8,7 +8,7 @@ on SQLite with one process or on PostgreSQL (a local server this script starts) 
 message waiting for its reply), signed as Twilio signs, each delivery retried with the same
 MessageSid until it gets an answer. Meanwhile the whole server is killed with SIGKILL at
 random moments (every 0.2-1.2 s of uptime) and, more often, at named worst moments
-(transcripts/crash_points.py: after a reply is committed and before it leaves, after a
+(storage/crash_points.py: after a reply is committed and before it leaves, after a
 message is claimed, after it is recorded, after Twilio accepted an outbox send), then started
 again. Counted after each run, from what the people received and from the database:
 

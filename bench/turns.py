@@ -12,7 +12,7 @@ and prints p50/p95/p99 per turn, turns per second, and the ratio of each median 
 baseline's, measured in the same process.
 
 Durability, which sets what a commit costs, is not the same in every run, and the output names it:
-  SQLite runs      the worker's own settings (transcripts/db.py): journal_mode=WAL,
+  SQLite runs      the worker's own settings (storage/db.py): journal_mode=WAL,
                    synchronous=NORMAL (a commit does not wait for fsync; a power cut may lose
                    the last commits, never corrupt the file).
   engine postgres  the throwaway server is the test suite's (tests/support/postgres.py):
@@ -42,9 +42,9 @@ from dialogue.engine import DialogueEngine  # noqa: E402
 from dialogue.events import Turn  # noqa: E402
 from dialogue.graph import build_graph  # noqa: E402
 from dialogue.spec_loader import load_spec  # noqa: E402
-from dialogue.state_store import ConversationSaver  # noqa: E402
 from escalation.handoff import Handoffs  # noqa: E402
 from escalation.notify import Notifier  # noqa: E402
+from storage.checkpoints import ConversationSaver  # noqa: E402
 from transcripts.store import TranscriptStore  # noqa: E402
 
 SCRIPTS = [

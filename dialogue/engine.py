@@ -26,11 +26,11 @@ from pydantic import TypeAdapter
 from dialogue.events import Action, Escalation, FieldValue, Turn, TurnResult
 from dialogue.graph import build_graph, make_nodes
 from dialogue.spec import WorkerSpec
-from dialogue.state_store import ConversationSaver
 from extraction.base import Extractor
-from transcripts.clock import utcnow
-from transcripts.crash_points import crash_point
-from transcripts.db import Statement, WriteConflict
+from storage.checkpoints import ConversationSaver
+from storage.clock import utcnow
+from storage.crash_points import crash_point
+from storage.db import Statement, WriteConflict
 from transcripts.store import Event, TranscriptStore
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
-from transcripts.clock import utcnow
+from storage.clock import utcnow
 
 ChannelName = Literal["console", "sms", "email", "voice", "web"]
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from transcripts.clock import utcnow
-from transcripts.db import Database, Statement
+from storage.clock import utcnow
+from storage.db import Database, Statement
 
 AuditKind = Literal["rule_fired", "action_taken", "action_refused", "handoff", "notification", "queue", "drift"]
 

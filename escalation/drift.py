@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from escalation.rules import DriftBand
-from transcripts.db import Database
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from escalation.notify import Notifier
 from escalation.queue import Handoff, HumanQueue
 from escalation.rules import EscalationSettings
 from extraction.fields import FieldSpec
-from transcripts.db import Statement
+from storage.db import Statement
 from transcripts.store import TranscriptStore
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import aiosmtplib
 import httpx
 from pydantic import BaseModel
 
-from transcripts.clock import utcnow
-from transcripts.db import Database
-from transcripts.outbox import backoff
+from storage.clock import utcnow
+from storage.db import Database
+from storage.outbox import backoff
 
 log = logging.getLogger(__name__)
 

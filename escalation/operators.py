@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from transcripts.clock import utcnow
-from transcripts.db import Database
+from storage.clock import utcnow
+from storage.db import Database
 
 Role = Literal["viewer", "reviewer", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "reviewer", "admin")

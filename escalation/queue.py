@@ -11,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from escalation.operators import valid_operator_id
-from transcripts.clock import utcnow
-from transcripts.db import Database
+from storage.clock import utcnow
+from storage.db import Database
 
 Status = Literal["open", "claimed", "resolved", "released"]
 _NEXT: dict[str, set[str]] = {

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from transcripts.db import Database, WriteConflict
-from transcripts.migrations import migrate
+from storage.db import Database, WriteConflict
+from storage.migrations import migrate
 
 
 async def test_a_write_that_must_wait_for_another_writer_waits_off_the_event_loop(tmp_path: Path) -> None:

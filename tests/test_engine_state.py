@@ -10,9 +10,9 @@ import pytest
 
 from dialogue.events import Turn
 from dialogue.spec import WorkerSpec
+from storage.db import WriteConflict
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.talk import MONDAY_MORNING, Talk, engine_for
-from transcripts.db import WriteConflict
 
 
 async def test_the_state_is_a_langgraph_checkpoint_the_graph_itself_can_continue(restaurant: WorkerSpec, tmp_path) -> None:

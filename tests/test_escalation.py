@@ -153,7 +153,7 @@ async def test_an_action_the_spec_does_not_authorise_is_refused_and_audited(tmp_
 
 
 async def _queue_empty(tmp_path: Path) -> bool:
-    from transcripts.db import Database
+    from storage.db import Database
 
     db = await Database.open(str(tmp_path / "var" / "transcripts.sqlite"))
     try:

@@ -1,8 +1,10 @@
 """Imports run one way and never in a circle.
 
 The layers, top to bottom: worker/ (the composition root) -> channels/ -> the core (dialogue/,
-escalation/, extraction/) -> transcripts/ (storage). A package imports only packages below it;
+escalation/, extraction/) -> transcripts/ -> storage/. A package imports only packages below it;
 inside the core, dialogue may use escalation and extraction, escalation may use extraction.
+storage/ (connection, migrations, checkpoints, outbox timing) is the bottom: it imports none of
+our packages, and every other package may import it.
 Channels do not import each other; what SMS and voice share about Twilio is channels/twilio/.
 
 Every import statement counts: at the top of a module, inside a function (a deferred import is
@@ -16,16 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("worker", "channels", "dialogue", "escalation", "extraction", "transcripts")
+PACKAGES = ("worker", "channels", "dialogue", "escalation", "extraction", "transcripts", "storage")
 
 # Which of our packages each package may import (itself always).
 MAY_IMPORT: dict[str, set[str]] = {
-    "worker": {"channels", "dialogue", "escalation", "extraction", "transcripts"},
-    "channels": {"dialogue", "escalation", "extraction", "transcripts"},
-    "dialogue": {"escalation", "extraction", "transcripts"},
-    "escalation": {"extraction", "transcripts"},
-    "extraction": {"transcripts"},
-    "transcripts": set(),
+    "worker": {"channels", "dialogue", "escalation", "extraction", "transcripts", "storage"},
+    "channels": {"dialogue", "escalation", "extraction", "transcripts", "storage"},
+    "dialogue": {"escalation", "extraction", "transcripts", "storage"},
+    "escalation": {"extraction", "transcripts", "storage"},
+    "extraction": {"transcripts", "storage"},
+    "transcripts": {"storage"},
+    "storage": set(),
 }
 SHARED_CHANNEL_PARTS = {"twilio"}  # channels/<x>/ used by more than one channel
 
@@ -180,7 +183,7 @@ def _the_scan_sees_imports_at_every_level() -> None:
     }
     assert layer_violations(found) == [
         "dialogue.probe (line 6) imports channels.sms.webhook: dialogue/ may import only "
-        "escalation/, extraction/, transcripts/",
+        "escalation/, extraction/, storage/, transcripts/",
     ]
 
 
@@ -207,3 +210,19 @@ def test_no_import_cycles() -> None:
         members = set(component)
         described.append("; ".join(str(imp) for (s, t), imp in sorted(edges.items()) if s in members and t in members))
     assert not found, "import cycles:\n  " + "\n  ".join(described)
+
+
+def test_storage_is_the_bottom_layer() -> None:
+    """storage/ (the database, migrations, checkpoints) imports none of our packages;
+    transcripts/ sits just above it and may import storage/ only; everything else may use storage/."""
+    probe = [
+        Import("storage.db", "transcripts.store", 1),
+        Import("transcripts.store", "storage.db", 2),
+        Import("transcripts.store", "dialogue.events", 3),
+        Import("channels.sms.store", "storage.db", 4),
+        Import("worker.app", "storage.migrations", 5),
+    ]
+    assert layer_violations(probe) == [
+        "storage.db (line 1) imports transcripts.store: storage/ imports none of our other packages",
+        "transcripts.store (line 3) imports dialogue.events: transcripts/ may import only storage/",
+    ]

@@ -24,9 +24,9 @@ from starlette.routing import WebSocketRoute
 
 from dialogue.spec import WorkerSpec
 from escalation.operators import OperatorStore
+from storage.db import is_postgres_url
 from tests.conftest import ROOT
 from tests.support.server import WorkerServer
-from transcripts.db import is_postgres_url
 from transcripts.store import TranscriptStore
 from worker.app import create_app
 from worker.config import Settings

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from dialogue.spec import WorkerSpec
+from storage.db import Database
 from tests.conftest import EXAMPLES, ROOT
 from tests.support.server import WorkerServer
 from tests.support.talk import Talk, engine_for, settings_for
-from transcripts.db import Database
 from transcripts.retention import TABLES, RetentionSettings, purge, purged_counts
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

@@ -18,14 +18,14 @@ from twilio.request_validator import RequestValidator
 
 from channels.sms.segments import segment_count, shape
 from channels.sms.sender import SmsSender
-from channels.twilio.settings import TwilioSettings
 from channels.sms.store import SmsStore
+from channels.twilio.settings import TwilioSettings
 from dialogue.spec import WorkerSpec
+from storage.db import Database
+from storage.migrations import migrate
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.server import WorkerServer
-from transcripts.db import Database
-from transcripts.migrations import migrate
 
 TOKEN = "test-auth-token-0123456789abcdef"
 ACCOUNT = "AC" + "a" * 32

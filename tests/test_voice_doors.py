@@ -21,11 +21,11 @@ import websockets
 
 from channels.voice import stream_token
 from channels.voice.admission import Announced, CallAdmissions, VoiceLimits
+from storage.db import Database
+from storage.migrations import migrate
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.media_stream import Answer, Caller, refusal, ring, start_message, upgrade_signature
 from tests.support.server import WorkerServer
-from transcripts.db import Database
-from transcripts.migrations import migrate
 
 TOKEN = "doors-token-0123456789abcdef0123"
 ACCOUNT = "AC" + "d" * 32

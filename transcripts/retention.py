@@ -29,8 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from transcripts.clock import utcnow
-from transcripts.db import Database, Statement
+from storage.clock import utcnow
+from storage.db import Database, Statement
 
 log = logging.getLogger(__name__)
 

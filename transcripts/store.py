@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from transcripts.db import Database, Statement
-from transcripts.migrations import migrate
+from storage.db import Database, Statement
+from storage.migrations import migrate
 
 _JSON_EVENT = ("fields", "escalation", "actions", "metadata")
 _JSON_CONV = ("fields", "escalation")

@@ -59,7 +59,7 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
 
 
 def _run(coro):  # noqa: ANN001, ANN202
-    from transcripts.db import DatabaseUnavailable
+    from storage.db import DatabaseUnavailable
 
     try:
         return asyncio.run(coro)
@@ -276,7 +276,7 @@ def serve(
         uvicorn.run(create_app(spec, Settings.from_env()), **options)
         return
     # Several processes: each builds its own app. Turns of one conversation taken by two
-    # processes at once are settled by the checkpoint's one-child rule (dialogue/state_store.py);
+    # processes at once are settled by the checkpoint's one-child rule (storage/checkpoints.py);
     # messages by their channel's claims (SMS MessageSid, email Message-ID).
     from worker.asgi import SPEC_ENV
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
-from transcripts.clock import utcnow
+from storage.clock import utcnow
 
 
 class ChatTurn(BaseModel):

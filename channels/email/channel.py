@@ -36,9 +36,9 @@ from channels.email.parse import InboundEmail, build_reply, parse_email, summary
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn
 from escalation.notify import SmtpSettings
-from transcripts.clock import utcnow
-from transcripts.db import Database, DatabaseUnavailable
-from transcripts.outbox import backoff
+from storage.clock import utcnow
+from storage.db import Database, DatabaseUnavailable
+from storage.outbox import backoff
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from transcripts.db import Database
+from storage.db import Database
 
 
 class FailedEmail(BaseModel):

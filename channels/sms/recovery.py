@@ -20,8 +20,8 @@ from channels.sms.sender import SmsSender
 from channels.sms.store import PROCESSING, SmsStore
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn
-from transcripts.clock import utcnow
-from transcripts.db import FenceLost, Statement
+from storage.clock import utcnow
+from storage.db import FenceLost, Statement
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from twilio.rest import Client
 from channels.sms.store import IN_FLIGHT, OutboxItem, SmsStore
 from channels.twilio.rest import close_client, rest_client
 from channels.twilio.settings import TwilioSettings
-from transcripts.clock import utcnow
-from transcripts.crash_points import crash_point
-from transcripts.outbox import backoff
+from storage.clock import utcnow
+from storage.crash_points import crash_point
+from storage.outbox import backoff
 
 log = logging.getLogger(__name__)
 

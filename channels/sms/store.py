@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from transcripts.clock import utcnow
-from transcripts.db import Database, Fenced, Statement
+from storage.clock import utcnow
+from storage.db import Database, Fenced, Statement
 
 
 class OutboxItem(BaseModel):

@@ -37,10 +37,10 @@ from channels.twilio.signature import signed_params
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
 from dialogue.render import render
-from transcripts.clock import utcnow
-from transcripts.db import FenceLost, Statement
-from transcripts.safe_text import clean_text
-from transcripts.crash_points import crash_point
+from storage.clock import utcnow
+from storage.crash_points import crash_point
+from storage.db import FenceLost, Statement
+from storage.safe_text import clean_text
 
 log = logging.getLogger(__name__)
 

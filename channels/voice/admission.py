@@ -21,8 +21,8 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
-from transcripts.clock import utcnow
-from transcripts.db import Database
+from storage.clock import utcnow
+from storage.db import Database
 
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a live row not touched for this long is a dead process's

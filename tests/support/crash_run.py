@@ -157,7 +157,7 @@ async def crash_run(
                # Short enough that a run takes seconds: a dead holder's message is taken over
                # by its retry after budget + 2 s, by recovery after 3 s.
                "SMS_REPLY_BUDGET_SECONDS": "2", "SMS_RECOVERY_AFTER_SECONDS": "3",
-               # Besides the random kills, die at the worst moments on purpose (transcripts/crash_points.py).
+               # Besides the random kills, die at the worst moments on purpose (storage/crash_points.py).
                "CHANNEL_WORKER_CRASH_AT": crash_at}
         if database_url:
             env["DATABASE_URL"] = database_url

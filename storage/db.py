@@ -20,7 +20,7 @@ import queue
 import sqlite3
 import threading
 
-from transcripts.safe_text import storable_json
+from storage.safe_text import storable_json
 
 def iso_utc(moment: datetime) -> str:
     """One text form for every stored time, so SQLite compares them correctly as strings."""

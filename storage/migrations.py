@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transcripts.db import Database
+from storage.db import Database
 
 
 @dataclass(frozen=True)
