@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from escalation.rules import DriftBand
-from storage.db import Database
+from transcripts.store import TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,11 @@ class DriftStatus(BaseModel):
     alarms: list[str]
 
 
-async def drift_status(db: Database, worker: str, band: DriftBand | None) -> DriftStatus:
+async def drift_status(store: TranscriptStore, worker: str, band: DriftBand | None) -> DriftStatus:
     window = band.window if band else 50
-    rows = await db.fetchall(
-        "SELECT outcome, fields FROM conversations WHERE worker = ? AND outcome IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
-        (worker, window), ("fields",),
-    )
-    confidences: list[float] = [f["confidence"] for r in rows for f in (r["fields"] or {}).values() if "confidence" in f]
-    rate = sum(r["outcome"] == "escalated" for r in rows) / len(rows) if rows else None
+    rows = await store.recent_ended(worker, window)
+    confidences: list[float] = [f["confidence"] for r in rows for f in (r.fields or {}).values() if "confidence" in f]
+    rate = sum(r.outcome == "escalated" for r in rows) / len(rows) if rows else None
     mean = sum(confidences) / len(confidences) if confidences else None
     alarms: list[str] = []
     # Too few conversations say nothing yet; wait for a fifth of the window.

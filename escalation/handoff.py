@@ -91,7 +91,7 @@ class Handoffs:
             await self.check_drift(conversation_id)
 
     async def check_drift(self, conversation_id: str) -> DriftStatus:
-        status = await drift_status(self.store.db, self.spec.name, self.spec.escalation.drift)
+        status = await drift_status(self.store, self.spec.name, self.spec.escalation.drift)
         for alarm in status.alarms:
             log.warning("drift alarm for worker %s: %s (last %s conversations)", self.spec.name, alarm, status.conversations)
             await self.audit.record(AuditEntry(

@@ -226,3 +226,10 @@ def test_storage_is_the_bottom_layer() -> None:
         "storage.db (line 1) imports transcripts.store: storage/ imports none of our other packages",
         "transcripts.store (line 3) imports dialogue.events: transcripts/ may import only storage/",
     ]
+
+
+def test_every_package_in_the_map_exists() -> None:
+    """A package named in the map but missing would be scanned as empty and pass unseen."""
+    assert set(MAY_IMPORT) == set(PACKAGES)
+    missing = [p for p in PACKAGES if not (ROOT / p / "__init__.py").is_file()]
+    assert not missing, f"packages in the layer map with no __init__.py: {missing}"

@@ -124,6 +124,15 @@ class TranscriptStore:
         row = await self.db.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,), _JSON_CONV)
         return ConversationRecord(**row) if row else None
 
+    async def recent_ended(self, worker: str, limit: int) -> list[ConversationRecord]:
+        """The worker's last `limit` conversations that reached an outcome, latest first (the
+        drift alarm's window)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM conversations WHERE worker = ? AND outcome IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+            (worker, limit), _JSON_CONV,
+        )
+        return [ConversationRecord(**r) for r in rows]
+
     async def events(self, conversation_id: str) -> list[Event]:
         rows = await self.db.fetchall(
             "SELECT * FROM events WHERE conversation_id = ? ORDER BY id", (conversation_id,), _JSON_EVENT

@@ -396,7 +396,7 @@ def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
         from channels.sms.store import SmsStore
 
         sms = await SmsStore(engine.store.db).failures()
-        return (await drift_status(engine.store.db, spec.name, spec.escalation.drift), await email_report(engine.store.db),
+        return (await drift_status(engine.store, spec.name, spec.escalation.drift), await email_report(engine.store.db),
                 sms)
 
     result, email, (sms_states, sms_failures) = _queue_run(worker, op)

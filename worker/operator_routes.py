@@ -126,7 +126,7 @@ def build_router(spec: WorkerSpec, engine: Callable[[], Any], auth: OperatorAuth
     @router.get("/metrics", response_class=PlainTextResponse, dependencies=[viewer])
     async def metrics() -> str:
         running = engine()
-        status = await drift_status(running.store.db, spec.name, spec.escalation.drift)
+        status = await drift_status(running.store, spec.name, spec.escalation.drift)
         open_count = len(await handoffs().queue.list(status="open", worker=spec.name))
         pending = await handoffs().notifier.pending_count()
         return prometheus(status, {"queue_open": open_count, "notifications_pending": pending})
@@ -134,7 +134,7 @@ def build_router(spec: WorkerSpec, engine: Callable[[], Any], auth: OperatorAuth
     @router.get("/status", dependencies=[viewer])
     async def status() -> dict[str, Any]:
         running = engine()
-        return (await drift_status(running.store.db, spec.name, spec.escalation.drift)).model_dump()
+        return (await drift_status(running.store, spec.name, spec.escalation.drift)).model_dump()
 
     if api_docs:
         # The browser sends the Basic credentials it was asked for on /docs with the page's own

@@ -301,9 +301,8 @@ class DialogueBridge(FrameProcessor):
         ended_by = "worker" if self._ending else "caller"
         outcome = None
         if not self._ending:
-            row = await self._engine.store.db.fetchone("SELECT outcome FROM conversations WHERE id = ?",
-                                                       (self._conversation_id,))
-            outcome = "abandoned" if row is not None and row["outcome"] is None else None
+            record = await self._engine.store.conversation(self._conversation_id)
+            outcome = "abandoned" if record is not None and record.outcome is None else None
         await self._engine.store.append(
             Event(conversation_id=self._conversation_id, channel="voice", direction="system", text=None,
                   time=datetime.now(timezone.utc), outcome=outcome,
