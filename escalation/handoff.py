@@ -148,7 +148,9 @@ class Handoffs:
             "fields": fields,
             "summary": summary,
             "transcript": transcript,
-            "link": f"{base}/queue/conversations/{conversation_id}" if base else f"channel-worker queue show --conversation {conversation_id}",
+            # Without a public URL, the command that finds it (`queue show` takes the handoff id, which
+            # `queue list` prints beside the conversation id).
+            "link": f"{base}/queue/conversations/{conversation_id}" if base else "channel-worker queue list --worker <spec>",
         }
 
 

@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 
 def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0) -> FastAPI:
     state: dict[str, Any] = {}
-    if os.environ.get("SWITCHI"):
-        import sys
-        sys.setswitchinterval(float(os.environ["SWITCHI"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
