@@ -16,7 +16,7 @@ again. Counted after each run, from what the people received and from the databa
   duplicated   replies beyond one per message (webhook responses plus REST sends)
   dup turns    a person's message stored more than once in the transcript
   unfinished   conversations that did not end with a booking
-  slow         replies later than a person waits (150 s): that person's script stops there, so
+  slow         replies later than a person waits (300 s): that person's script stops there, so
                it also shows as unfinished; the reply still counts as delivered if it came
 
 Also printed: kills, crash points fired, retries, and retries answered (a stored reply sent
@@ -46,6 +46,8 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=40, help="people texting at once per run (default 40)")
     parser.add_argument("--only", default="sqlite,postgres", help="sqlite, postgres or both (default both)")
     parser.add_argument("--seed", type=int, default=2026, help="first run's seed; run i uses seed + i")
+    parser.add_argument("--deaths", type=int, default=40,
+                        help="kills plus crash points per run (default 40); then the server runs on undisturbed")
     args = parser.parse_args()
     which = set(args.only.split(","))
     reports: list[Report] = []
@@ -61,7 +63,7 @@ def main() -> int:
                 with tempfile.TemporaryDirectory() as tmp:
                     url = postgres.create_database(f"kill_{run}_{int(time.time())}") if database == "postgres" else None
                     report = asyncio.run(crash_run(Path(tmp), conversations=args.conversations, database_url=url,
-                                                   processes=2 if url else 1, seed=args.seed + run))
+                                                   processes=2 if url else 1, seed=args.seed + run, deaths=args.deaths))
                 reports.append(report)
                 print(f"{report.database:<12}{report.processes:>6}{run + 1:>4}{report.messages:>6}{report.kills:>6}"
                       f"{report.crash_points:>10}{report.retries:>8}{report.retried_answered:>12}{report.lost:>6}"

@@ -150,7 +150,7 @@ class Handoffs:
             "transcript": transcript,
             # Without a public URL, the command that finds it (`queue show` takes the handoff id, which
             # `queue list` prints beside the conversation id).
-            "link": f"{base}/queue/conversations/{conversation_id}" if base else "channel-worker queue list --worker <spec>",
+            "link": f"{base}/queue/conversations/{conversation_id}" if base else f"channel-worker queue list --worker <spec> (conversation {conversation_id})",
         }
 
 

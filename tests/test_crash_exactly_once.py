@@ -27,11 +27,11 @@ def _assert_clean(report) -> None:  # noqa: ANN001
 
 
 def test_sqlite_one_process_killed_mid_request_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    report = asyncio.run(crash_run(tmp_path, conversations=12, seed=14))
+    report = asyncio.run(crash_run(tmp_path, conversations=12, seed=14, deaths=15))
     _assert_clean(report)
 
 
 @pytest.mark.postgres
 def test_postgresql_two_processes_killed_mid_request_lose_and_repeat_nothing(tmp_path: Path, postgres_url: str) -> None:
-    report = asyncio.run(crash_run(tmp_path, conversations=12, database_url=postgres_url, processes=2, seed=15))
+    report = asyncio.run(crash_run(tmp_path, conversations=12, database_url=postgres_url, processes=2, seed=15, deaths=15))
     _assert_clean(report)

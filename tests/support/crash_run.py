@@ -76,8 +76,15 @@ class Server:
         self.processes = processes
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_with: dict[str, str] | None = None
+
+    @property
+    def started_clean(self) -> bool:
+        """The running server was started without crash points."""
+        return self._started_with is not None and "CHANNEL_WORKER_CRASH_AT" not in self._started_with
 
     def start(self) -> None:
+        self._started_with = dict(self.env)
         args = [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml",
                 "--port", str(self.port), "--log-level", "warning"]
         if self.processes > 1:
@@ -144,8 +151,9 @@ class _Rows:
 
 async def crash_run(
     workdir: Path, *, conversations: int = 20, database_url: str | None = None, processes: int = 1,
-    kill_every: tuple[float, float] = (0.2, 1.2), seed: int = 0, settle_seconds: float = 150.0,
+    kill_every: tuple[float, float] = (0.2, 1.2), seed: int = 0, settle_seconds: float = 300.0,
     crash_at: str = "sms.after_commit=0.04,sms.after_claim=0.02,turn.after_record=0.02,outbox.after_send=0.1",
+    deaths: int = 30,
 ) -> Report:
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -221,13 +229,21 @@ async def crash_run(
         async def killer() -> None:
             # A kill from outside at a random moment, or a crash point firing inside: either
             # way every server process is gone, and the server is started again.
+            # After `deaths` of them the server runs on without crash points and is left alone,
+            # so every run ends: what is counted then is what the deaths left behind.
             while not done.is_set():
+                if report.kills + report.crash_points >= deaths:
+                    server.env.pop("CHANNEL_WORKER_CRASH_AT", None)
                 wake = time.monotonic() + kill_every[0] + rng.random() * (kill_every[1] - kill_every[0])
                 while time.monotonic() < wake and not done.is_set() and server.process.poll() is None:
                     await asyncio.sleep(0.02)
                 if done.is_set():
                     return
                 if server.process.poll() is None:
+                    if report.kills + report.crash_points >= deaths and "CHANNEL_WORKER_CRASH_AT" not in server.env:
+                        if server.started_clean:
+                            await done.wait()
+                            return
                     report.kills += 1
                 else:
                     report.crash_points += 1
