@@ -16,32 +16,34 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from channels.sms.sender import SmsSender
-from channels.twilio.settings import TwilioSettings
 from channels.sms.store import SmsStore
-from channels.email.channel import EmailChannel, EmailSettings
+from channels.email.channel import EmailChannel
 from channels.sms.recovery import recover_unanswered
 from channels.sms.webhook import DEFAULT_MAX_SEGMENTS
 from channels.sms.webhook import build_router as build_sms_router
 from dialogue.spec import WorkerSpec
 from escalation.operators import OperatorStore
-from worker.body_limit import DEFAULT_MAX_REQUEST_BYTES, BodyLimit
+from worker.body_limit import BodyLimit
 from worker.config import Settings
+from worker.settings import WorkerSettings
 from worker.operator_auth import OperatorAuth
-from worker.operator_routes import api_docs_enabled
 from worker.operator_routes import build_router as build_operator_router
 from worker.runtime import open_engine
 from worker.supervisor import Supervisor
-from transcripts.retention import RetentionSettings, purge_forever
+from transcripts.retention import purge_forever
 
 log = logging.getLogger(__name__)
 
 
-def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0) -> FastAPI:
+def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0,
+               env: WorkerSettings | None = None) -> FastAPI:
+    """`env`: the environment as `serve` read it once; without it, it is read here (at start for the channels)."""
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_engine(spec, settings) as engine:
+        started = env or WorkerSettings.from_env()
+        async with open_engine(spec, settings or started.config(), env=started) as engine:
             state["engine"] = engine
             # Everything loaded so far (models, graph, caches) lives as long as the process.
             # Frozen, the collector stops rescanning it: full collections under load went
@@ -62,11 +64,11 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
             # Long-running loops are supervised: restarted after a crash, and /healthz says which is down.
             supervisor = state["supervisor"] = Supervisor()
             tasks = [supervisor.start("notifications", deliver_forever)]
-            retention = RetentionSettings.from_env()
+            retention = started.retention_settings()
             if retention.days:  # RETENTION_DAYS: old conversations purged hourly (transcripts/retention.py)
                 tasks.append(supervisor.start("retention", lambda: purge_forever(engine.store.db, retention)))
             sms = None
-            twilio = TwilioSettings.from_env() if (spec.channels.sms.enabled or spec.channels.voice.enabled) else None
+            twilio = started.twilio_settings() if (spec.channels.sms.enabled or spec.channels.voice.enabled) else None
             if twilio is not None and spec.channels.sms.enabled:
                 sms_store = SmsStore(engine.store.db)
                 sms = SmsSender(twilio, sms_store)
@@ -97,7 +99,7 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
             # Voice comes with the Twilio settings, as SMS does; TWILIO_VOICE=off leaves the speech
             # models unloaded (600 MB and a few seconds at start) on a text-only deployment.
             if (twilio is not None and spec.channels.voice.enabled
-                    and os.environ.get("TWILIO_VOICE", "on").lower() not in ("off", "0", "false", "no")):
+                    and started.twilio.voice_on):
                 # Imported only here: pipecat and the speech models are for voice alone.
                 from channels.voice.recogniser import Recogniser
                 from channels.voice.transfer import CallControl
@@ -111,9 +113,9 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
                 tasks.append(asyncio.create_task(voice.warm(fixed_lines(spec))))  # the script's lines, ready before callers need them
                 calls = CallControl(twilio)
-                app.include_router(build_voice_router(engine, twilio, recogniser, voice, calls))
+                app.include_router(build_voice_router(engine, twilio, recogniser, voice, calls, started.voice_limits()))
                 log.info("voice channel on: POST %s/twilio/voice", twilio.public_base_url or "")
-            email = EmailSettings.from_env() if spec.channels.email.enabled else None
+            email = started.email_settings() if spec.channels.email.enabled else None
             email_channel = None
             if email is not None:
                 email_channel = EmailChannel(engine, email)
@@ -138,7 +140,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
     # FastAPI's native OpenTelemetry looks up the global providers on every request; keep it
     # for deployments that export traces, skip its cost for everyone else.
-    otel = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_TRACES_EXPORTER"))
+    built = env or WorkerSettings.from_env()
+    otel = built.http.otel
     telemetry = None if otel else {"tracing": False, "metrics": False, "logs": False}
     # FastAPI's own docs routes are off: with OPERATOR_API_DOCS=on the operator router serves
     # them behind authentication. No slash redirects: `/queue/` would answer 307 to anyone with a
@@ -158,8 +161,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
 
     # Everything but /healthz and the Twilio webhooks (signed by Twilio) needs an operator.
     auth = OperatorAuth(lambda: OperatorStore(state["engine"].store.db))
-    app.include_router(build_operator_router(spec, lambda: state["engine"], auth, app.openapi, app.title, api_docs_enabled()))
+    app.include_router(build_operator_router(spec, lambda: state["engine"], auth, app.openapi, app.title, built.http.api_docs))
 
     # Outermost of our middleware: no route, signature check or form parser sees more than this.
-    app.add_middleware(BodyLimit, max_bytes=int(os.environ.get("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)))
+    app.add_middleware(BodyLimit, max_bytes=built.http.max_request_bytes)
     return app

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from dialogue.spec_loader import load_spec
 from worker.app import create_app
-from worker.config import Settings
+from worker.settings import WorkerSettings
 
 SPEC_ENV = "CHANNEL_WORKER_SPEC"
 
 
 def app_from_env() -> FastAPI:
-    return create_app(load_spec(Path(os.environ[SPEC_ENV])), Settings.from_env())
+    env = WorkerSettings.from_env()
+    return create_app(load_spec(Path(env.internal.channel_worker_spec or os.environ[SPEC_ENV])), env.config(), env=env)

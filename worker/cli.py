@@ -246,6 +246,53 @@ def transcribe(
     sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
 
 
+def _warn_unknown_variables() -> None:
+    """A misspelt variable (TWILIO_AUTH_TOKN) would otherwise be ignored without a word."""
+    from worker.settings import unknown_variable_warnings
+
+    for line in unknown_variable_warnings():
+        err.print(f"[yellow]warning[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+@app.command("config")
+def config_command(
+    worker: Annotated[Optional[Path], typer.Option("--worker", "-w", help="Worker spec YAML file: checked and named in the output (settings come from the environment alone).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array of {concern, name, value, source, secret, meaning} on stdout.")] = False,
+) -> None:
+    """Print every setting `serve` would use: environment variable, value (secrets as ***), source (env or default) and meaning.
+
+    Unknown variables that look like ours (TWILIO_*, SMS_*, VOICE_*, WHISPER_*, IMAP_*, SMTP_*, EMAIL_*,
+    LLM_*, RETENTION_*, OPERATOR_*, CHANNEL_WORKER_*) are warned about on stderr, with the closest known name.
+    Every variable is described in docs/configuration.md.
+    """
+    from pydantic import ValidationError
+
+    from worker.settings import WorkerSettings
+
+    spec = _load(worker) if worker is not None else None
+    _warn_unknown_variables()
+    try:
+        rows = WorkerSettings.from_env().describe()
+    except ValidationError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps([row.model_dump() for row in rows], ensure_ascii=False) + "\n")
+        return
+    title = f"Settings of {spec.name}" if spec is not None else "Settings"
+    table = Table(title=title)
+    table.add_column("concern", no_wrap=True)
+    table.add_column("variable", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("source", no_wrap=True)
+    table.add_column("meaning", overflow="fold")
+    for row in rows:
+        value = "[dim]unset[/dim]" if row.value is None else escape(row.value)
+        source = row.source if row.source == "default" else f"[bold]{row.source}[/bold]"
+        table.add_row(row.concern, row.name, value, source, escape(row.meaning))
+    out.print(table)
+
+
 @app.command()
 def serve(
     worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file.")],
@@ -259,21 +306,30 @@ def serve(
 
     import uvicorn
 
+    from pydantic import ValidationError
+
     from worker.app import create_app
-    from worker.config import Settings
+    from worker.settings import WorkerSettings, unknown_variable_warnings
 
     spec = _load(worker)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for line in unknown_variable_warnings():
+        logging.getLogger("worker.settings").warning("%s", line)
     # uvloop and httptools: the fast event loop and HTTP parser (about a third more requests per second here).
     options: dict[str, Any] = dict(host=host, port=port, log_level=log_level, lifespan="on", loop="uvloop",
                                    http="httptools", access_log=False)
     # The client address (failure limits, logs) is the socket's peer. X-Forwarded-For and
     # X-Forwarded-Proto are believed only from the proxies FORWARDED_ALLOW_IPS names (uvicorn
     # would otherwise trust them from 127.0.0.1, letting any local caller pick its address).
-    trusted_proxies = os.environ.get("FORWARDED_ALLOW_IPS", "").strip()
+    try:
+        env = WorkerSettings.from_env()  # read once, handed to the app
+    except ValidationError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    trusted_proxies = env.http.forwarded_allow_ips.strip()
     options.update(proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
     if workers == 1:
-        uvicorn.run(create_app(spec, Settings.from_env()), **options)
+        uvicorn.run(create_app(spec, env.config(), env=env), **options)
         return
     # Several processes: each builds its own app. Turns of one conversation taken by two
     # processes at once are settled by the checkpoint's one-child rule (storage/checkpoints.py);

@@ -1,11 +1,18 @@
-"""Where the worker keeps its state, read from the environment once."""
+"""Where the worker keeps its state, read from the environment once (the database part of
+worker/settings.py's WorkerSettings, here so that settings.py may import Settings)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
+    database_url: SecretStr | None = Field(None, description="PostgreSQL URL for state and transcripts; unset: SQLite under CHANNEL_WORKER_VAR.")
+    channel_worker_var: Path = Field(Path("var"), description="Folder of the SQLite file when DATABASE_URL is unset.")
 
 
 class Settings(BaseModel):
@@ -14,10 +21,11 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls) -> Settings:
-        return cls(
-            database_url=os.environ.get("DATABASE_URL") or None,
-            var_dir=Path(os.environ.get("CHANNEL_WORKER_VAR", "var")),
-        )
+        """DATABASE_URL and CHANNEL_WORKER_VAR alone (worker/settings.py), so that commands that only
+        need the database do not fail over another concern's bad variable."""
+        read = DatabaseSettings()
+        return cls(database_url=read.database_url.get_secret_value() if read.database_url else None,
+                   var_dir=read.channel_worker_var)
 
     @property
     def transcripts_url(self) -> str:

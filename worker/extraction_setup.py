@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
-from extraction.llm import LLMSettings, LLMExtractor
+from extraction.llm import LLMExtractor
 from extraction.rules import RuleExtractor
+from worker.settings import WorkerSettings
 
 
-def build_extractor(spec: WorkerSpec) -> Extractor:
+def build_extractor(spec: WorkerSpec, env: WorkerSettings | None = None) -> Extractor:
     rules = RuleExtractor(phone_region=spec.phone_region)
-    settings = LLMSettings.from_env()
+    settings = (env or WorkerSettings.from_env()).llm_settings()
     if settings is None:
         return rules
     return LLMExtractor(rules, settings)

@@ -11,7 +11,6 @@ Queue actions are recorded under the authenticated operator's name, never a name
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,9 +25,6 @@ from escalation.drift import drift_status, prometheus
 from escalation.operators import role_allows
 from escalation.queue import Handoff, QueueError
 from worker.operator_auth import Operator, OperatorAuth
-
-API_DOCS_ENV = "OPERATOR_API_DOCS"
-
 
 class NoteBody(BaseModel):
     note: str | None = Field(None, max_length=2000)
@@ -54,11 +50,6 @@ async def _note(request: Request) -> str | None:
                    "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
     return body.note if body else None
-
-
-def api_docs_enabled() -> bool:
-    """FastAPI's /docs, /redoc and /openapi.json exist only with OPERATOR_API_DOCS=on."""
-    return os.environ.get(API_DOCS_ENV, "off").strip().lower() in ("on", "1", "true", "yes")
 
 
 def _for_viewer(handoff: Handoff) -> Handoff:
