@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -37,6 +36,7 @@ from channels.twilio.signature import signed_params
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn, TurnResult
 from dialogue.render import render
+from extraction.intents import compliance_keyword
 from storage.clock import utcnow
 from storage.crash_points import crash_point
 from storage.db import FenceLost, Statement
@@ -44,9 +44,6 @@ from storage.safe_text import clean_text
 
 log = logging.getLogger(__name__)
 
-STOP_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
-START_WORDS = {"START", "UNSTOP", "YES"}
-HELP_WORDS = {"HELP", "INFO"}
 DEFAULT_MAX_SEGMENTS = 3
 TWIML_TYPE = "application/xml"
 TAKEOVER_MARGIN_SECONDS = 2.0  # beyond the reply budget: no live first delivery holds a message this long
@@ -179,13 +176,13 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         assert token is not None
         crash_point("sms.after_claim")  # recorded and claimed, not yet answered
         status_action = settings.status_callback_url
-        word = re.sub(r"[^A-Za-z]", "", msg.Body).upper()
-        if word in STOP_WORDS:
+        keyword = compliance_keyword(msg.Body)
+        if keyword == "stop":
             first = await store.opt_out(msg.From, msg.To)
             reply = "You have been unsubscribed and will get no more messages. Reply START to resubscribe." if first else None
             await store.finish_inbound(msg.MessageSid, "opted_out", reply, claim=token)
             return twiml(reply, action=status_action) if reply else twiml()
-        if word in START_WORDS and claim.opted_out:
+        if keyword == "start" and claim.opted_out:
             await store.opt_in(msg.From, msg.To)
             reply = shaped(f"You are resubscribed to {spec.persona.split(',')[0]}. Reply HELP for help, STOP to stop.")
             await store.finish_inbound(msg.MessageSid, "opted_in", reply, claim=token)
@@ -193,7 +190,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         if claim.opted_out:
             await store.finish_inbound(msg.MessageSid, "ignored_opted_out", claim=token)
             return twiml()
-        if word in HELP_WORDS:
+        if keyword == "help":
             help_line = render(spec.script.help, spec.fields, {}, worker=spec.persona)  # a template like any line
             reply = shaped((help_line or f"This is {spec.persona}.") + " Reply STOP to unsubscribe.")
             await store.finish_inbound(msg.MessageSid, "help", reply, claim=token)
