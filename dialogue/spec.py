@@ -18,7 +18,7 @@ from dialogue.render import sample_value
 from extraction.fields import IDENTIFIER, FieldSpec
 
 BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
-TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value"}
+TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value", "limit"}
 
 
 class _Strict(BaseModel):
@@ -56,6 +56,56 @@ class Script(_Strict):
         "I'm sorry, I'm having trouble with this.", description="Said when a field was re-asked too often."
     )
     help: str = Field("", description="Answer to HELP (SMS) or 'what can you do'.")
+    # What the channels themselves say, outside the dialogue: compliance answers, notices about
+    # what could not be read, and the voice lines around a call. The defaults are today's text.
+    sms_opted_out: str = Field(
+        "You have been unsubscribed and will get no more messages. Reply START to resubscribe.",
+        description="SMS: answer to STOP (and its synonyms) from a number that was subscribed.",
+    )
+    sms_resubscribed: str = Field(
+        "You are resubscribed to {worker}. Reply HELP for help, STOP to stop.",
+        description="SMS: answer to START from an opted-out number; {worker} is the persona up to its first comma.",
+    )
+    sms_help_unset: str = Field(
+        "This is {worker}.", description="SMS: answer to HELP when script.help is empty; {worker} is the persona."
+    )
+    sms_help_footer: str = Field(
+        "Reply STOP to unsubscribe.", description="SMS: appended to every answer to HELP (carriers require it)."
+    )
+    sms_empty: str = Field("Sorry, that message was empty.", description="SMS: answer to a message with no text.")
+    sms_media: str = Field(
+        "Thanks! I can only read text messages, so I couldn't open what you attached.",
+        description="SMS: said before the reply (or alone) when a message came with pictures or files.",
+    )
+    email_too_large: str = Field(
+        "Thank you for your message. It is larger than I can read ({limit} MB at most), so I couldn't take it in. "
+        "Could you send your request again as a short text message, without attachments?",
+        description="Email: answer to a message over EMAIL_MAX_BYTES; {limit} is that size in MB.",
+    )
+    email_no_text: str = Field(
+        "Thank you for your message. I couldn't find any text in it; could you write your request in the email itself?",
+        description="Email: answer to a message with no new text in it.",
+    )
+    voice_busy: str = Field(
+        "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye.",
+        description="Voice: said before hanging up on a call beyond VOICE_MAX_CALLS.",
+    )
+    voice_still_there: str = Field(
+        "Are you still there? {prompt}",
+        description="Voice: said after a silence; {prompt} is the last thing the worker said.",
+    )
+    voice_silence_goodbye: str = Field(
+        "I can't hear anything, so I'll let you go. Please call again any time. Goodbye.",
+        description="Voice: said before hanging up when the caller stayed silent through every re-prompt.",
+    )
+    voice_transfer_failed: str = Field(
+        "I'm sorry, I couldn't put you through. We have your details and will call you back.",
+        description="Voice: said when putting the call through to a person was refused.",
+    )
+    voice_no_answer: str = Field(
+        "I'm sorry, nobody could take your call just now. We have your details and will call you back.",
+        description="Voice: said when the person the call was put through to does not answer.",
+    )
     examples: list[str] = Field(default_factory=list, description="Example lines in the worker's voice.")
 
 

@@ -35,6 +35,7 @@ from channels.email.imap import ImapSettings, InboxWatcher
 from channels.email.parse import InboundEmail, build_reply, parse_email, summary
 from dialogue.engine import DialogueEngine
 from dialogue.events import Turn
+from dialogue.render import render
 from escalation.notify import SmtpSettings
 from storage.clock import utcnow
 from storage.db import Database, DatabaseUnavailable
@@ -155,6 +156,10 @@ class EmailChannel:
         if body:
             self._wake.set()
 
+    def _line(self, template: str, **extra: str) -> str:
+        """A line of the spec's script (every sentence a person reads comes from the spec)."""
+        return render(template, self.engine.spec.fields, {}, **extra)
+
     async def _decide(self, inbound: InboundEmail, conversation: str) -> tuple[str, str | None, str | None]:
         if inbound.auto_generated:
             log.info("email %s from %s not answered: %s", inbound.message_id, inbound.sender, inbound.auto_generated)
@@ -173,12 +178,9 @@ class EmailChannel:
         if inbound.size > self.settings.max_bytes:
             limit = self.settings.max_bytes / 1_000_000
             detail = f"too large: {inbound.size} bytes, more than EMAIL_MAX_BYTES ({self.settings.max_bytes}); asked to resend it shorter"
-            return "failed", detail, (
-                f"Thank you for your message. It is larger than I can read ({limit:g} MB at most), so I couldn't "
-                "take it in. Could you send your request again as a short text message, without attachments?")
+            return "failed", detail, self._line(self.engine.spec.script.email_too_large, limit=f"{limit:g}")
         if not inbound.new_text:
-            return "answered", "no text", (
-                "Thank you for your message. I couldn't find any text in it; could you write your request in the email itself?")
+            return "answered", "no text", self._line(self.engine.spec.script.email_no_text)
         reply = await self.engine.store.reply_after(conversation, "email_message_id", inbound.message_id)  # type: ignore[union-attr]
         if reply is None:
             result = await self.engine.handle(Turn(

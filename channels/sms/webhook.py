@@ -106,6 +106,10 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
     def shaped(text: str) -> str:
         return shape(text, max_segments)
 
+    def line(template: str, **extra: Any) -> str:
+        """A line of the spec's script (every sentence a person reads comes from the spec)."""
+        return render(template, spec.fields, {}, **extra)
+
     async def send_later(task: asyncio.Task[TurnResult], sid: str, claim: str) -> None:
         try:
             await task
@@ -179,12 +183,12 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
         keyword = compliance_keyword(msg.Body)
         if keyword == "stop":
             first = await store.opt_out(msg.From, msg.To)
-            reply = "You have been unsubscribed and will get no more messages. Reply START to resubscribe." if first else None
+            reply = line(spec.script.sms_opted_out) if first else None
             await store.finish_inbound(msg.MessageSid, "opted_out", reply, claim=token)
             return twiml(reply, action=status_action) if reply else twiml()
         if keyword == "start" and claim.opted_out:
             await store.opt_in(msg.From, msg.To)
-            reply = shaped(f"You are resubscribed to {spec.persona.split(',')[0]}. Reply HELP for help, STOP to stop.")
+            reply = shaped(line(spec.script.sms_resubscribed, worker=spec.persona.split(",")[0]))
             await store.finish_inbound(msg.MessageSid, "opted_in", reply, claim=token)
             return twiml(reply, action=status_action)
         if claim.opted_out:
@@ -192,17 +196,18 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
             return twiml()
         if keyword == "help":
             help_line = render(spec.script.help, spec.fields, {}, worker=spec.persona)  # a template like any line
-            reply = shaped((help_line or f"This is {spec.persona}.") + " Reply STOP to unsubscribe.")
+            reply = shaped((help_line or line(spec.script.sms_help_unset, worker=spec.persona)) + " "
+                           + line(spec.script.sms_help_footer))
             await store.finish_inbound(msg.MessageSid, "help", reply, claim=token)
             return twiml(reply, action=status_action)
         notice = ""
         if media:
-            notice = "Thanks! I can only read text messages, so I couldn't open what you attached. "
+            notice = line(spec.script.sms_media) + " "
         turn = Turn(conversation_id=key, channel="sms", text=msg.Body or None, time=arrived,
                     metadata={"message_sid": msg.MessageSid, "from": msg.From, "to": msg.To, "media": media},
                     dedupe_key=f"sms:{msg.MessageSid}")
         if not msg.Body.strip():
-            reply = shaped(notice.strip() or "Sorry, that message was empty.")
+            reply = shaped(notice.strip() or line(spec.script.sms_empty))
             await store.finish_inbound(msg.MessageSid, "answered", reply, claim=token)
             return twiml(reply, action=status_action)
 

@@ -35,6 +35,8 @@ from channels.voice.speakable import speakable
 from channels.voice.transfer import CallControl
 from dialogue.engine import DialogueEngine
 from dialogue.events import Transfer, Turn, TurnResult
+from dialogue.render import render
+from dialogue.spec import Script
 from escalation.queue import HumanQueue
 from extraction.fields import FieldType
 from transcripts.store import Event
@@ -183,6 +185,14 @@ class DialogueBridge(FrameProcessor):
         else:
             self._stt.expect_digits((field.constraints.min_length or 1, field.constraints.max_length or 20))
 
+    @property
+    def _script(self) -> Script:
+        return self._engine.spec.script
+
+    def _line(self, template: str, **extra: str) -> str:
+        """A line of the spec's script (every sentence a caller hears comes from the spec)."""
+        return render(template, self._engine.spec.fields, {}, **extra)
+
     def _heard_something(self) -> None:
         if self._silence is not None:
             self._silence.cancel()
@@ -195,10 +205,10 @@ class DialogueBridge(FrameProcessor):
         self._silence = None
         if self._reprompts < SILENCE_PROMPTS:
             self._reprompts += 1
-            await self.push_frame(TTSSpeakFrame(speakable(f"Are you still there? {self._last_said}")))
+            await self.push_frame(TTSSpeakFrame(speakable(self._line(self._script.voice_still_there, prompt=self._last_said))))
             return
         self._ending = True
-        goodbye = "I can't hear anything, so I'll let you go. Please call again any time. Goodbye."
+        goodbye = self._line(self._script.voice_silence_goodbye)
         await self._engine.store.append(
             Event(conversation_id=self._conversation_id, channel="voice", direction="out", text=goodbye,
                   time=datetime.now(timezone.utc), outcome="abandoned",
@@ -280,8 +290,9 @@ class DialogueBridge(FrameProcessor):
         await asyncio.sleep(TRANSFER_GRACE_SECONDS)
         handoff = await HumanQueue(self._engine.store.db).open_for(self._conversation_id)
         outcome = await self._calls.transfer(self._metadata.get("call_sid", ""), transfer.to,
-                                             caller_id=self._metadata.get("from") or None)
-        apology = None if outcome.ok else "I'm sorry, I couldn't put you through. We have your details and will call you back."
+                                             caller_id=self._metadata.get("from") or None,
+                                             no_answer=self._line(self._script.voice_no_answer))
+        apology = None if outcome.ok else self._line(self._script.voice_transfer_failed)
         await self._engine.store.append(
             Event(conversation_id=self._conversation_id, channel="voice", direction="system", text=apology,
                   time=datetime.now(timezone.utc),

@@ -18,9 +18,11 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels.twilio.rest import close_client, rest_client
 from channels.twilio.settings import TwilioSettings
+from dialogue.spec import Script
 
 log = logging.getLogger(__name__)
-NO_ANSWER = "I'm sorry, nobody could take your call just now. We have your details and will call you back."
+# The spec's default line; a call put through by the worker says the spec's own (`script.voice_no_answer`).
+NO_ANSWER: str = Script.model_fields["voice_no_answer"].default
 ATTEMPTS = 3  # a caller is waiting on the line: a few quick tries, not the outbox's patience
 
 
@@ -32,7 +34,7 @@ class TransferResult(BaseModel):
     error: str | None = None
 
 
-def dial_twiml(to: str, caller_id: str | None, timeout_seconds: int = 30) -> str:
+def dial_twiml(to: str, caller_id: str | None, timeout_seconds: int = 30, no_answer: str = NO_ANSWER) -> str:
     """TwiML that dials `to` (an E.164 number, or a `sip:` address) for the caller."""
     response = VoiceResponse()
     # answerOnBridge: the caller hears ringing, not silence, until someone picks up.
@@ -42,7 +44,7 @@ def dial_twiml(to: str, caller_id: str | None, timeout_seconds: int = 30) -> str
     else:
         dial.number(to)
     response.append(dial)
-    response.say(NO_ANSWER)  # reached only when the dialled party does not answer
+    response.say(no_answer)  # reached only when the dialled party does not answer
     return str(response)
 
 
@@ -59,8 +61,10 @@ class CallControl:
             self._client = rest_client(self.settings)
         return self._client
 
-    async def transfer(self, call_sid: str, to: str, caller_id: str | None) -> TransferResult:
-        twiml = dial_twiml(to, caller_id)
+    async def transfer(self, call_sid: str, to: str, caller_id: str | None,
+                       no_answer: str = NO_ANSWER) -> TransferResult:
+        """`no_answer` is said when nobody picks up: the spec's `script.voice_no_answer`."""
+        twiml = dial_twiml(to, caller_id, no_answer=no_answer)
         error = None
         for attempt in range(1, ATTEMPTS + 1):
             try:

@@ -31,10 +31,10 @@ from channels.voice.recogniser import Recogniser
 from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
 from dialogue.engine import DialogueEngine
+from dialogue.render import render
 
 log = logging.getLogger(__name__)
 MEDIA_PATH = "/twilio/media"
-BUSY = "Sorry, all our lines are busy right now. Please call again in a few minutes. Goodbye."
 POLICY_VIOLATION = 1008
 
 
@@ -78,7 +78,8 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
         announced = await admissions.announce(call_sid, grant.nonce)
         if announced is Announced.busy:
             log.warning("call %s refused: %d calls in progress (VOICE_MAX_CALLS)", call_sid, limits.max_calls)
-            return Response(content=hangup_twiml(BUSY), media_type="application/xml")
+            busy = render(engine.spec.script.voice_busy, engine.spec.fields, {})
+            return Response(content=hangup_twiml(busy), media_type="application/xml")
         if announced is Announced.known:
             # A call gets one stream, ever; Twilio asks this webhook once per call.
             log.warning("call %s announced again after its stream started; hanging up", call_sid)
