@@ -149,6 +149,26 @@ class DialogueEngine:
         assert result is not None
         return result
 
+    async def end(self, conversation_id: str, channel: str, reason: str, *, outcome: str | None = "abandoned",
+                  said: str | None = None, metadata: dict[str, Any] | None = None) -> str | None:
+        """Record that a conversation ended outside a turn (a hang-up, a silence): the end
+        event, with `said` as what the worker said last, and `outcome` when the conversation
+        has none yet, since an outcome the dialogue reached (completed, escalated) is the truer
+        one. The outcome is decided here, not by the channel. Returns the outcome recorded."""
+        if outcome is not None and outcome not in {o.name for o in self.spec.outcomes}:
+            raise ValueError(f"{outcome!r} is not an outcome of worker {self.spec.name}")
+        async with self._lock(conversation_id):
+            if outcome is not None:
+                record = await self.store.conversation(conversation_id)
+                if record is None or record.outcome is not None:
+                    outcome = None
+            await self.store.append(
+                Event(conversation_id=conversation_id, channel=channel, direction="out" if said else "system",
+                      text=said, time=utcnow(), outcome=outcome, metadata={**(metadata or {}), "event": reason}),
+                worker=self.spec.name,
+            )
+        return outcome
+
     async def snapshot(self, conversation_id: str) -> TurnResult | None:
         """The conversation as it stands, without taking a turn."""
         state = await self.graph.aget_state({"configurable": {"thread_id": conversation_id}})

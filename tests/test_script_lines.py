@@ -1,6 +1,8 @@
-"""Every sentence a person reads or hears comes from the spec's script: the lines the channels
-say themselves (compliance answers, notices, the voice lines around a call) have defaults and
-a spec can change them; `spec check` holds them to the same template rules as any line."""
+"""Decisions live in the core, not in the channels. Every sentence a person reads or hears
+comes from the spec's script: the lines the channels say themselves (compliance answers,
+notices, the voice lines around a call) have defaults and a spec can change them; `spec check`
+holds them to the same template rules as any line. The compliance keywords are one list, and
+how a conversation that ends outside a turn ends is the engine's call."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from pipecat.tests.utils import SleepFrame, run_test
 from channels.twilio.settings import TwilioSettings
 from channels.voice.bridge import DialogueBridge
 from channels.voice.transfer import CallControl
+from dialogue.events import Turn
 from dialogue.spec import Script, WorkerSpec
 from extraction.intents import compliance_keyword, detect_intents
+from storage.clock import utcnow
 from tests.conftest import EXAMPLES, ROOT
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.server import WorkerServer
@@ -112,3 +116,25 @@ def test_the_compliance_keywords_are_one_list_for_sms_and_the_dialogue() -> None
     # The dialogue reads a turn the way the SMS webhook does: END and CANCEL leave, INFO asks for help.
     assert "stop" in detect_intents("END") and "stop" in detect_intents("Cancel.")
     assert "help" in detect_intents("info!") and "help" in detect_intents("what can you do?")
+
+
+async def test_a_conversation_ended_outside_a_turn_is_abandoned_unless_it_already_had_an_outcome(
+        restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        silent, handed_over = f"voice:{uuid.uuid4().hex}", f"voice:{uuid.uuid4().hex}"
+        await engine.handle(Turn(conversation_id=silent, channel="voice", text=None, time=utcnow()))
+        assert await engine.end(silent, "voice", "caller silent", said="Goodbye.") == "abandoned"
+        assert await engine.end(silent, "voice", "call ended") is None  # the hang-up after it changes nothing
+        await engine.handle(Turn(conversation_id=handed_over, channel="voice", text="I want to talk to a person",
+                                 time=utcnow()))
+        assert await engine.end(handed_over, "voice", "caller silent") is None
+        with pytest.raises(ValueError):
+            await engine.end(silent, "voice", "call ended", outcome="vanished")  # not an outcome of this worker
+        assert (await engine.store.conversation(silent)).outcome == "abandoned"
+        assert (await engine.store.conversation(handed_over)).outcome == "escalated"
+        events = await engine.store.db.fetchall(
+            "SELECT direction, text, outcome, metadata FROM events WHERE conversation_id = ? AND metadata IS NOT NULL "
+            "ORDER BY id", (silent,), ("metadata",))
+    ends = [(e["direction"], e["text"], e["outcome"], e["metadata"]["event"]) for e in events
+            if e["metadata"].get("event") in ("caller silent", "call ended")]
+    assert ends == [("out", "Goodbye.", "abandoned", "caller silent"), ("system", None, None, "call ended")]

@@ -209,12 +209,8 @@ class DialogueBridge(FrameProcessor):
             return
         self._ending = True
         goodbye = self._line(self._script.voice_silence_goodbye)
-        await self._engine.store.append(
-            Event(conversation_id=self._conversation_id, channel="voice", direction="out", text=goodbye,
-                  time=datetime.now(timezone.utc), outcome="abandoned",
-                  metadata={"event": "caller silent", "reprompts": self._reprompts}),
-            worker=self._engine.spec.name,
-        )
+        await self._engine.end(self._conversation_id, "voice", "caller silent", outcome="abandoned", said=goodbye,
+                               metadata={"reprompts": self._reprompts})
         await self.push_frame(TTSSpeakFrame(goodbye))
         await self.push_frame(EndWorkerFrame())
 
@@ -310,15 +306,9 @@ class DialogueBridge(FrameProcessor):
         ended it, the per-turn timings, and the recording's path. A caller who hangs up before
         the conversation reached an outcome has abandoned it."""
         ended_by = "worker" if self._ending else "caller"
-        outcome = None
-        if not self._ending:
-            record = await self._engine.store.conversation(self._conversation_id)
-            outcome = "abandoned" if record is not None and record.outcome is None else None
-        await self._engine.store.append(
-            Event(conversation_id=self._conversation_id, channel="voice", direction="system", text=None,
-                  time=datetime.now(timezone.utc), outcome=outcome,
-                  metadata={"event": "call ended", "ended_by": ended_by,
-                            "duration_seconds": round(time.monotonic() - self._call_started, 2),
-                            "turns": self.timings, "recording": recording}),
-            worker=self._engine.spec.name,
-        )
+        # The engine decides the outcome: abandoned, unless the dialogue already reached one.
+        await self._engine.end(self._conversation_id, "voice", "call ended",
+                               outcome=None if self._ending else "abandoned",
+                               metadata={"ended_by": ended_by,
+                                         "duration_seconds": round(time.monotonic() - self._call_started, 2),
+                                         "turns": self.timings, "recording": recording})
