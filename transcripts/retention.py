@@ -83,16 +83,20 @@ class RetentionSettings(BaseModel):
     days: int | None = Field(None, ge=1)
     interval_seconds: float = Field(3600.0, gt=0)
 
+    @staticmethod
+    def parse_days(raw: str) -> int | None:
+        """RETENTION_DAYS as written: unset, empty, 0 or off mean keep everything."""
+        raw = raw.strip().lower()
+        if raw in ("", "0", "off", "no", "false"):
+            return None
+        if raw.isdigit():
+            return int(raw)
+        raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
+
     @classmethod
     def from_env(cls) -> RetentionSettings:
-        raw = os.environ.get("RETENTION_DAYS", "").strip().lower()
-        if raw in ("", "0", "off", "no", "false"):
-            days = None
-        elif raw.isdigit():
-            days = int(raw)
-        else:
-            raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
-        return cls(days=days, interval_seconds=float(os.environ.get("RETENTION_INTERVAL_SECONDS") or 3600))
+        return cls(days=cls.parse_days(os.environ.get("RETENTION_DAYS", "")),
+                   interval_seconds=float(os.environ.get("RETENTION_INTERVAL_SECONDS") or 3600))
 
 
 class PurgeReport(BaseModel):

@@ -232,14 +232,8 @@ class WorkerSettings(BaseModel):
                            timeout=m.llm_timeout)
 
     def retention_settings(self) -> RetentionSettings:
-        raw = self.retention.retention_days.strip().lower()
-        if raw in ("", "0", "off", "no", "false"):
-            days = None
-        elif raw.isdigit():
-            days = int(raw)
-        else:
-            raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
-        return RetentionSettings(days=days, interval_seconds=self.retention.retention_interval_seconds)
+        return RetentionSettings(days=RetentionSettings.parse_days(self.retention.retention_days),
+                                 interval_seconds=self.retention.retention_interval_seconds)
 
     # --- what `channel-worker config` shows ---
 
