@@ -38,7 +38,6 @@ from dialogue.events import Transfer, Turn, TurnResult
 from dialogue.render import render
 from dialogue.spec import Script
 from escalation.queue import HumanQueue
-from extraction.fields import FieldType
 from transcripts.store import Event
 
 log = logging.getLogger(__name__)
@@ -174,16 +173,11 @@ class DialogueBridge(FrameProcessor):
                 transcribed, text, confidence = text, read.text, read.confidence
         await self._take_turn(text, timing=timing, confidence=confidence, transcribed=transcribed)
 
-    def _listen_for(self, requested: str | None) -> None:
-        """Tell the recogniser when the next answer is a digit field, so that a number said
-        digit by digit is read digit by digit when the turn ends."""
+    def _listen_for(self, requested: str | None, question: str | None) -> None:
+        """Tell the recogniser what the next answer is for (the field asked and the line said)."""
         if self._stt is None:
             return
-        field = next((f for f in self._engine.spec.fields if f.name == requested), None)
-        if field is None or field.type is not FieldType.digits:
-            self._stt.expect_digits(None)
-        else:
-            self._stt.expect_digits((field.constraints.min_length or 1, field.constraints.max_length or 20))
+        self._stt.listen_for(next((f for f in self._engine.spec.fields if f.name == requested), None), question)
 
     @property
     def _script(self) -> Script:
@@ -254,7 +248,7 @@ class DialogueBridge(FrameProcessor):
         async with self._turns:
             result = await self._engine.handle(turn)
         self.results.append(result)
-        self._listen_for(result.requested)
+        self._listen_for(result.requested, result.reply)
         timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
                   "dialogue_ms": round((time.monotonic() - began) * 1000)}
         self.timings.append(timing)

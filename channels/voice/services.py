@@ -16,6 +16,7 @@ from pipecat.utils.time import time_now_iso8601
 
 from channels.voice.recogniser import Heard, Recogniser
 from channels.voice.tts import PiperServer, SpeechUnavailable, sentences
+from extraction.fields import FieldSpec, FieldType
 
 
 class LocalWhisperSTT(SegmentedSTTService):
@@ -44,6 +45,15 @@ class LocalWhisperSTT(SegmentedSTTService):
         # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
         yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
 
+
+    def listen_for(self, field: FieldSpec | None, question: str | None = None) -> None:
+        """Told by the bridge before each caller turn: the field asked for next (or None) and
+        the line just said, so the next answer is heard in the context of its question. Today
+        only digit fields change how the answer is read."""
+        if field is None or field.type is not FieldType.digits:
+            self.expect_digits(None)
+        else:
+            self.expect_digits((field.constraints.min_length or 1, field.constraints.max_length or 20))
 
     def expect_digits(self, lengths: tuple[int, int] | None) -> None:
         self.digit_lengths = lengths
