@@ -73,11 +73,20 @@ class PiperVoice(TTSService):
     def __init__(self, server: PiperServer, **kwargs: object):
         super().__init__(settings=TTSSettings(model="piper", voice=server.voice.stem, language="en"), **kwargs)
         self._server = server
+        self.replies_in_progress = 0  # replies still being made: the caller is not expected to answer yet
 
     def can_generate_metrics(self) -> bool:
         return True
 
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
+        self.replies_in_progress += 1
+        try:
+            async for frame in self._spoken(text, context_id):
+                yield frame
+        finally:
+            self.replies_in_progress -= 1
+
+    async def _spoken(self, text: str, context_id: str) -> AsyncGenerator[Frame | None, None]:
         parts = sentences(text)
         # The next sentence is made while this one plays.
         upcoming = asyncio.ensure_future(self._server.speak(parts[0])) if parts else None
