@@ -34,7 +34,14 @@ from dialogue.spec_loader import load_spec  # noqa: E402
 from extraction import calibration  # noqa: E402
 from extraction.base import ExtractionContext  # noqa: E402
 from extraction.evaluation import (  # noqa: E402
+    DSTC8_NOW,
+    DSTC8_SPECS,
     NLUPP_SLOTS,
+    NLUPP_TUNE_FOLDS,
+    auroc,
+    evaluate_roles,
+    load_nlupp_utterances,
+    split_halves,
     RESTAURANT_SLOTS,
     SpanReport,
     evaluate_spans,
@@ -88,15 +95,15 @@ def ece_of(samples: list[tuple[str, float, bool]], table: dict | None) -> float:
     return expected_calibration_error(pairs)
 
 
-def print_spans(report: SpanReport) -> None:
-    print(f"{'slot':<11} {'exact P':>8} {'R':>6} {'F1':>6}   {'overlap P':>9} {'R':>6} {'F1':>6}")
-    for slot in RESTAURANT_SLOTS:
+def print_spans(report: SpanReport, slots: tuple[str, ...] = RESTAURANT_SLOTS, split: str = "") -> None:
+    print(f"{'slot':<14} {'exact P':>8} {'R':>6} {'F1':>6}   {'overlap P':>9} {'R':>6} {'F1':>6}   split")
+    for slot in slots:
         ep, er, ef = report.exact[slot].f1()
         op, orr, of = report.overlap[slot].f1()
-        print(f"{slot:<11} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}")
+        print(f"{slot:<14} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}   {split}")
     ep, er, ef = report.micro(report.exact)
     op, orr, of = report.micro(report.overlap)
-    print(f"{'micro':<11} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}")
+    print(f"{'micro':<14} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}   {split}")
 
 
 def main() -> None:
@@ -121,21 +128,51 @@ def main() -> None:
         calibration.save(calibration.fit(samples))
         print(f"wrote {calibration.TABLE.relative_to(ROOT)} from {len(samples)} readings")
 
-    print(f"== Restaurants-8k ({len(r8k)} utterances, exact span and overlap)")
-    report = evaluate_spans(extractor, spec.fields, r8k, R8K_NOW, keep_errors=bool(args.errors))
-    print_spans(report)
-    if args.errors:
-        random.seed(0)
-        for slot in RESTAURANT_SLOTS:
-            errs = [e for e in report.errors if e["slot"] == slot]
-            for e in random.sample(errs, min(args.errors, len(errs))):
-                print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+    halves = split_halves(r8k)
+    for split in ("tune", "report"):
+        part = halves[split]
+        print(f"== Restaurants-8k, split {split} ({len(part)} utterances, exact span and overlap)")
+        report = evaluate_spans(extractor, spec.fields, part, R8K_NOW, keep_errors=bool(args.errors) and split == "tune")
+        print_spans(report, split=split)
+        if args.errors and split == "tune":
+            random.seed(0)
+            for slot in RESTAURANT_SLOTS:
+                errs = [e for e in report.errors if e["slot"] == slot]
+                for e in random.sample(errs, min(args.errors, len(errs))):
+                    print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+        print()
 
-    print(f"\n== NLU++ normalised values ({len(nlupp)} labelled values, reference 2022-03-15 09:00)")
+    folds = {"tune": list(NLUPP_TUNE_FOLDS), "report": [i for i in range(10) if i not in NLUPP_TUNE_FOLDS]}
+    print(f"== NLU++ values, each label in the field of its role (whole hotel/banking spec at once; "
+          f"tune = folds {folds['tune'][0]}-{folds['tune'][-1]}, report = folds {folds['report'][0]}-{folds['report'][-1]})")
+    print(f"{'kind':<7} {'right/n':>10} {'acc':>6}   split")
+    role_conf: list[tuple[float, bool]] = []
+    for split, which in folds.items():
+        role = evaluate_roles(extractor, load_nlupp_utterances(args.data / "nlupp", which), keep_errors=bool(args.errors))
+        if split == "tune":
+            role_conf = role.confidence
+        for kind in ("dates", "times", "counts", "money"):
+            right, n = role.right.get(kind, [0, 0])
+            print(f"{kind:<7} {f'{right}/{n}':>10} {right / n if n else 0:>6.3f}   {split}")
+        print(f"{'spurious':<7} {f'{role.spurious}/{role.utterances}':>10} {role.spurious / role.utterances:>6.3f}   {split}"
+              "  (utterances with a value in a field where none was labelled)")
+        if args.errors and split == "tune":
+            random.seed(0)
+            for e in random.sample(role.errors, min(args.errors * 4, len(role.errors))):
+                print(f"  {e['slot']}->{e['field']}: gold {e['gold']!r} got {e['got']} | {e['text']}")
+
+    print("\n== NLU++ values, any reading of the type (the old, lenient score; all folds)")
     scores, _ = evaluate_values(lambda t, f, now, r: extractor.readings(t, f, now, r), nlupp)
     for kind in ("dates", "times", "counts", "money"):
         right, n = scores.get(kind, [0, 0])
-        print(f"{kind:<7} {right:>4}/{n:<4} {right / n if n else 0:.3f}")
+        print(f"{kind:<7} {right:>4}/{n:<4} {right / n if n else 0:.3f}   all")
+
+    print("\n== Unseen domains (DSTC8 span sets; never tuned on), split report")
+    for domain, fields in DSTC8_SPECS.items():
+        examples = load_restaurant8k(args.data / "dstc8" / domain / "train.json")
+        print(f"-- {domain} ({len(examples)} utterances)")
+        print_spans(evaluate_spans(extractor, fields, examples, DSTC8_NOW), tuple(f.name for f in fields), split="report")
+    print()
 
     right, n, failures = spoken_forms(extractor)
     print(f"\n== Spoken forms: {right}/{n} = {right / n:.3f}")
@@ -152,6 +189,9 @@ def main() -> None:
     folds = [(shuffled[:half], shuffled[half:]), (shuffled[half:], shuffled[:half])]
     cv = statistics.mean(ece_of(test, calibration.fit(train)) for train, test in folds)
     print(f"2-fold cross-validated ECE of the fitting method: {cv:.3f}")
+    r8k_conf = evaluate_spans(extractor, spec.fields, halves["tune"], R8K_NOW).confidence
+    print(f"AUROC of confidence, right vs wrong readings (split tune: Restaurants-8k first half + NLU++ role-strict "
+          f"folds 0-4): {auroc(r8k_conf + role_conf):.3f}")
     print(f"{'confidence':<14} {'n':>5} {'mean conf':>10} {'right':>7}")
     pairs = [(table.get(t, {}).get(f"{r:.2f}", r), ok) for t, r, ok in samples]
     for lo, hi in ((0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 0.95), (0.95, 1.01)):

@@ -35,10 +35,21 @@ class FieldType(str, Enum):
     choice = "choice"
     yes_no = "yes_no"
     free_text = "free_text"
+    place = "place"
+    duration = "duration"
 
 
 NUMERIC_TYPES = {FieldType.integer, FieldType.count}
 NAME_TYPES = {FieldType.name, FieldType.first_name, FieldType.last_name, FieldType.full_name}
+# Which roles a field of each type may play: two dates in one spec are a start and an end
+# (check in / check out), two places an origin and a destination.
+ROLES: dict[FieldType, tuple[str, ...]] = {
+    FieldType.date: ("start", "end"),
+    FieldType.time: ("start", "end"),
+    FieldType.datetime: ("start", "end"),
+    FieldType.place: ("origin", "destination"),
+}
+Role = Literal["start", "end", "origin", "destination"]
 
 
 class Choice(BaseModel):
@@ -69,6 +80,9 @@ class Constraints(BaseModel):
     earliest: str | None = Field(None, pattern=r"^\d\d:\d\d$", description="Times: earliest allowed, HH:MM; also settles 7 vs 19.")
     latest: str | None = Field(None, pattern=r"^\d\d:\d\d$", description="Times: latest allowed, HH:MM.")
     date_order: Literal["MDY", "DMY"] = Field("MDY", description="Dates: how to read 5/12/2018.")
+    country: str | None = Field(
+        None, pattern=r"^[A-Z]{2}$", description="Places: ISO 3166 country code the gazetteer's towns must be in."
+    )
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -122,6 +136,14 @@ class FieldSpec(BaseModel):
     confirm_as: str | None = Field(
         None, description="How the value reads back in the confirmation, e.g. '{date:%A %d %B}'."
     )
+    role: Role | None = Field(
+        None,
+        description="Dates and times: start or end; places: origin or destination. Tells two fields of one type apart.",
+    )
+    cues: list[str] = Field(
+        default_factory=list,
+        description="Words people say before a value of this field ('check in', 'pick up'); added to those of its name and role.",
+    )
 
     @property
     def spoken_label(self) -> str:
@@ -131,6 +153,28 @@ class FieldSpec(BaseModel):
     def _choices_only_for_choice(self) -> FieldSpec:
         if self.type is FieldType.choice and not self.constraints.choices:
             raise ValueError("a choice field needs constraints.choices")
-        if self.type is not FieldType.choice and self.constraints.choices:
-            raise ValueError("constraints.choices only applies to fields of type choice")
+        # A place field may list the spec's own areas or venues, with their synonyms.
+        if self.type not in (FieldType.choice, FieldType.place) and self.constraints.choices:
+            raise ValueError("constraints.choices only applies to fields of type choice or place")
+        if self.role is not None and self.role not in ROLES.get(self.type, ()):
+            allowed = ROLES.get(self.type)
+            raise ValueError(
+                f"a {self.type.value} field has no role {self.role!r}"
+                + (f" (roles: {', '.join(allowed)})" if allowed else f"; roles apply to {', '.join(t.value for t in ROLES)} fields")
+            )
         return self
+
+
+def role_conflicts(fields: list[FieldSpec]) -> list[str]:
+    """Two fields of one type with one role cannot be told apart; `spec check` refuses them."""
+    seen: dict[tuple[FieldType, str], str] = {}
+    problems = []
+    for f in fields:
+        if f.role is None:
+            continue
+        key = (f.type, f.role)
+        if key in seen:
+            problems.append(f"fields {seen[key]!r} and {f.name!r} are both {f.type.value} fields with role {f.role!r}")
+        else:
+            seen[key] = f.name
+    return problems
