@@ -609,3 +609,101 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        11,
+        "actions: the stored result of each action call, one per conversation and step",
+        # A call's result is stored the moment it arrives, in its own transaction, so a turn that
+        # runs again (write conflict, crash, retry) reuses it instead of calling twice. Only an
+        # 'ok' row is reused; an 'error' row records the latest failure and is overwritten by the
+        # next attempt, which carries the same Idempotency-Key (actions/client.py).
+        sqlite=(
+            """CREATE TABLE action_results (
+                conversation_id TEXT NOT NULL,
+                step_id TEXT NOT NULL,
+                action TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+                http_status INTEGER,
+                response TEXT,
+                error TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (conversation_id, step_id)
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE action_results (
+                conversation_id TEXT NOT NULL,
+                step_id TEXT NOT NULL,
+                action TEXT NOT NULL,
+                idempotency_key TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+                http_status INTEGER,
+                response JSONB,
+                error JSONB,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (conversation_id, step_id)
+            )""",
+        ),
+    )
+)
+
+MIGRATIONS.append(
+    Migration(
+        12,
+        "outcome deliveries: the finished record POSTed to the business, through an outbox",
+        # One row per conversation, task, outcome and delivery (the UNIQUE key is what makes it
+        # exactly once: a turn that runs again inserts nothing). The body is kept as the exact
+        # text sent and signed; the URL, headers and secret are kept as ${VAR} templates, so no
+        # secret is ever stored (actions/deliveries.py).
+        sqlite=(
+            """CREATE TABLE outcome_deliveries (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id TEXT NOT NULL,
+                task TEXT NOT NULL DEFAULT '',
+                outcome TEXT NOT NULL,
+                target TEXT NOT NULL,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                headers TEXT NOT NULL DEFAULT '{}',
+                timeout REAL NOT NULL,
+                body TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                delivered_at TEXT,
+                UNIQUE (conversation_id, task, outcome, target)
+            )""",
+            "CREATE INDEX outcome_deliveries_due ON outcome_deliveries (status, next_attempt_at)",
+        ),
+        postgres=(
+            """CREATE TABLE outcome_deliveries (
+                id BIGSERIAL PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                task TEXT NOT NULL DEFAULT '',
+                outcome TEXT NOT NULL,
+                target TEXT NOT NULL,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                headers JSONB NOT NULL DEFAULT '{}',
+                timeout DOUBLE PRECISION NOT NULL,
+                body TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL,
+                last_error TEXT,
+                created_at TIMESTAMPTZ NOT NULL,
+                delivered_at TIMESTAMPTZ,
+                UNIQUE (conversation_id, task, outcome, target)
+            )""",
+            "CREATE INDEX outcome_deliveries_due ON outcome_deliveries (status, next_attempt_at)",
+        ),
+    )
+)

@@ -1,8 +1,9 @@
 """Imports run one way and never in a circle.
 
 The layers, top to bottom: worker/ (the composition root) -> channels/ -> the core (dialogue/,
-escalation/, extraction/) -> transcripts/ -> storage/. A package imports only packages below it;
-inside the core, dialogue may use escalation and extraction, escalation may use extraction.
+actions/, escalation/, extraction/) -> transcripts/ -> storage/. A package imports only packages below it;
+inside the core, dialogue may use actions, escalation and extraction, actions may use escalation and
+extraction (an action is a step dialogue runs), escalation may use extraction.
 storage/ (connection, migrations, checkpoints, outbox timing) is the bottom: it imports none of
 our packages, and every other package may import it.
 Channels do not import each other; what SMS and voice share about Twilio is channels/twilio/.
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("worker", "channels", "dialogue", "escalation", "extraction", "transcripts", "storage")
+PACKAGES = ("worker", "channels", "dialogue", "actions", "escalation", "extraction", "transcripts", "storage")
 
 # Which of our packages each package may import (itself always).
 MAY_IMPORT: dict[str, set[str]] = {
-    "worker": {"channels", "dialogue", "escalation", "extraction", "transcripts", "storage"},
-    "channels": {"dialogue", "escalation", "extraction", "transcripts", "storage"},
-    "dialogue": {"escalation", "extraction", "transcripts", "storage"},
+    "worker": {"channels", "dialogue", "actions", "escalation", "extraction", "transcripts", "storage"},
+    "channels": {"dialogue", "actions", "escalation", "extraction", "transcripts", "storage"},
+    "dialogue": {"actions", "escalation", "extraction", "transcripts", "storage"},
+    "actions": {"escalation", "extraction", "transcripts", "storage"},
     "escalation": {"extraction", "transcripts", "storage"},
     "extraction": {"transcripts", "storage"},
     "transcripts": {"storage"},
@@ -183,7 +185,7 @@ def _the_scan_sees_imports_at_every_level() -> None:
     }
     assert layer_violations(found) == [
         "dialogue.probe (line 6) imports channels.sms.webhook: dialogue/ may import only "
-        "escalation/, extraction/, storage/, transcripts/",
+        "actions/, escalation/, extraction/, storage/, transcripts/",
     ]
 
 

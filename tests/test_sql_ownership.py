@@ -17,7 +17,7 @@ from pathlib import Path
 from storage.migrations import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("worker", "channels", "dialogue", "escalation", "extraction", "transcripts", "storage")
+PACKAGES = ("worker", "channels", "dialogue", "actions", "escalation", "extraction", "transcripts", "storage")
 
 # Table -> the package (or sub-package) that owns it.
 OWNER: dict[str, str] = {
@@ -40,6 +40,8 @@ OWNER: dict[str, str] = {
     "email_outbox": "channels.email",
     "email_cursor": "channels.email",
     "voice_calls": "channels.voice",
+    "action_results": "actions",
+    "outcome_deliveries": "actions",
 }
 
 # Known and named: module -> tables it may still touch against ownership.
