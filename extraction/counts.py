@@ -82,10 +82,12 @@ _GROUP_WIDE = re.compile(
 )
 
 
-def _category_counts(text: str, kids: bool) -> list[CountReading]:
+def _category_counts(text: str, kids: bool, requested: bool = True) -> list[CountReading]:
     """In "my wife, our two sons and I": 2 adults and 2 kids, each counted over the terms of its kind."""
     out = []
     for m in _GROUP_WIDE.finditer(text):
+        if not requested and not re.search(_SEP, m.group(0), re.I) and not find_numbers(m.group(0)):
+            continue  # "I", "my daughter" alone: a person mentioned, not a count nobody asked for
         spans = []
         total = 0
         pos = m.start()
@@ -138,7 +140,7 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(0, m.start(), m.end(), 0.8)
     if not people_mode and personal or any(_CHILD_WORDS.fullmatch(u) for u in units):
         kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
-        for r in _category_counts(text, kids):
+        for r in _category_counts(text, kids, requested):
             add(r.value, r.start, r.end, r.confidence)
         if not kids:
             for m in _COUPLE.finditer(text):
@@ -169,7 +171,9 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(n.value, start, n.end, 0.8)
     if not people_mode:
         # "a double room", "my room", "a child": one of the unit; "no kids", "without children": none.
-        for m in re.finditer(rf"\b(?P<art>an?|my|our|the|one|single)\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
+        # "the room", "my room" name one already had: a count of 1 only as an answer.
+        articles = "an?|my|our|the|one|single" if requested else "an?|one|single"
+        for m in re.finditer(rf"\b(?P<art>{articles})\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
             if not re.search(rf"(?i)\b(?:{unit_alt})\b", m.group(0)[: m.start("unit") - m.start()]):
                 add(1, m.start(), m.end(), 0.8)
     if personal:
@@ -179,7 +183,7 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(1, s if requested else m.start(), m.end(), 0.8)
         for m in _ME.finditer(text):
             add(1, m.start("me"), m.end("me"), 0.75)
-        if not people_mode:
+        if not people_mode and requested:  # a pronoun is a count only as the answer to "how many"
             for m in re.finditer(r"\b(?:me|myself)\b", text, re.I):
                 add(1, m.start(), m.end(), 0.65)
     if people_mode:
@@ -195,3 +199,15 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
         if m and not out and len(text.split()) <= 4:
             add(1, m.start(), m.end(), 0.7)
     return sorted(out, key=lambda r: r.start)
+
+
+def names_parts(span: str, part_units: list[list[str]]) -> bool:
+    """Does this span count people some other field counts by kind ("2 adults and 3 kids" when
+    the spec has adults and kids fields)? Then a total is not the party-size field's to take."""
+    for units in part_units:
+        alt = "|".join(re.escape(u) for u in units)
+        if alt and re.search(rf"\b(?:{alt})\b", span, re.I):
+            return True
+        if any(_CHILD_WORDS.fullmatch(u) for u in units) and _CHILD_WORDS.search(span):
+            return True
+    return False

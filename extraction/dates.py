@@ -311,7 +311,8 @@ def find_dates(
             delta = timedelta(hours=count) if m.group("unit").lower().startswith("h") else timedelta(minutes=count)
             add((now + delta).date(), m.start(), m.end(), 0.8, True)
         for m in re.finditer(r"\bright\s+now\b", text, re.I):
-            add(now.date(), m.start(), m.end(), 0.7, True)
+            if requested:  # said in passing, "right now" is urgency, not a date
+                add(now.date(), m.start(), m.end(), 0.7, True)
     for m in _HOLIDAY.finditer(text):
         month, day = HOLIDAYS[m.group("hol").lower()]
         year = _year(m.group("y"))

@@ -230,10 +230,12 @@ _COUNT_UNITS = {k: NLUPP_SLOTS[k][1].units for k in ("adults", "kids", "rooms")}
 # author would write them, nothing taken from the data's values.
 NLUPP_ROLE_SPECS: dict[str, list[FieldSpec]] = {
     "hotels": [
-        _spec("check_in", FieldType.date, role="start", label="check-in date", constraints={"date_order": "DMY"}),
-        _spec("check_out", FieldType.date, role="end", label="check-out date", constraints={"date_order": "DMY"}),
-        _spec("arrival_time", FieldType.time, role="start", label="arrival time"),
-        _spec("departure_time", FieldType.time, role="end", label="departure time"),
+        _spec("check_in", FieldType.date, role="start", label="check-in date", description="the day the guests arrive",
+              constraints={"date_order": "DMY"}),
+        _spec("check_out", FieldType.date, role="end", label="check-out date", description="the day the guests leave",
+              constraints={"date_order": "DMY"}),
+        _spec("arrival_time", FieldType.time, role="start", label="arrival time", description="when the guests arrive or check in"),
+        _spec("departure_time", FieldType.time, role="end", label="departure time", description="when the guests leave or check out"),
         _spec("people", FieldType.count, label="number of guests"),
         _spec("adults", FieldType.count, units=_COUNT_UNITS["adults"]),
         _spec("kids", FieldType.count, units=_COUNT_UNITS["kids"]),
@@ -329,14 +331,15 @@ def evaluate_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]], n
 DSTC8_SPECS: dict[str, list[FieldSpec]] = {
     # As a worker's author would write them from the domain (Schema-Guided Dialogue descriptions).
     "Buses_1": [
-        _spec("from_location", FieldType.place, role="origin", label="departure city", description="city the bus leaves from"),
-        _spec("to_location", FieldType.place, role="destination", label="destination city", description="city the bus goes to"),
+        # No `role`: the two places are told apart by their names and labels alone.
+        _spec("from_location", FieldType.place, label="departure city", description="city the bus leaves from"),
+        _spec("to_location", FieldType.place, label="destination city", description="city the bus goes to"),
         _spec("leaving_date", FieldType.date, label="departure date", description="date of the trip"),
     ],
     "RentalCars_1": [
         _spec("pickup_city", FieldType.place, label="pick-up city", description="city where the car is picked up"),
-        _spec("pickup_date", FieldType.date, role="start", label="pick-up date", description="date the rental starts"),
-        _spec("dropoff_date", FieldType.date, role="end", label="drop-off date", description="date the car is returned"),
+        _spec("pickup_date", FieldType.date, label="pick-up date", description="date the rental starts"),
+        _spec("dropoff_date", FieldType.date, label="drop-off date", description="date the car is returned"),
         _spec("pickup_time", FieldType.time, label="pick-up time", description="time the car is picked up"),
     ],
 }

@@ -6,10 +6,10 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from extraction import finders
+from extraction import finders, roles
 from extraction.calibration import calibrated
 from extraction.base import ExtractionContext, Extracted, grounded
-from extraction.counts import find_counts
+from extraction.counts import find_counts, names_parts
 from extraction.dates import find_dates
 from extraction.fields import FieldSpec, FieldType
 from extraction.finders import Candidate
@@ -36,16 +36,20 @@ class RuleExtractor:
                 proposals.append((requested, spec, cand))
         proposals.extend(self._names(text, fields, context))
         proposals = [(r, f, _prefer_corrections(text, c)) for r, f, c in proposals]
+        proposals = roles.steer(text, fields, proposals, context.requested)
+        proposals = _parts_before_totals(text, fields, proposals)
         # The surest readings first, with a head start for the field just asked for; a span is used once.
         proposals.sort(key=lambda p: (-(p[2].confidence + (0.1 if p[0] else 0.0)), p[2].start))
-        taken: list[tuple[int, int, bool]] = []
+        taken: list[tuple[int, int, bool, FieldType]] = []
         chosen: dict[str, Extracted] = {}
         for _, spec, cand in proposals:
             if spec.name in chosen:
                 continue
-            if any(cand.start < e and s < cand.end and not (shared and cand.shared) for s, e, shared in taken):
+            # A shared phrase ("tonight") gives a date and a time, never the same value to two fields of one type.
+            if any(cand.start < e and s < cand.end and not (shared and cand.shared and t is not spec.type)
+                   for s, e, shared, t in taken):
                 continue
-            taken.append((cand.start, cand.end, cand.shared))
+            taken.append((cand.start, cand.end, cand.shared, spec.type))
             confidence = calibrated(spec.type.value, cand.confidence) if self.calibrate else cand.confidence
             chosen[spec.name] = Extracted(
                 field=spec.name, value=cand.value, start=cand.start, end=cand.end,
@@ -132,6 +136,19 @@ class RuleExtractor:
             elif last is not None:
                 out.append(cand(last, tokens[-1:], conf))
         return out
+
+
+def _parts_before_totals(
+    text: str, fields: Sequence[FieldSpec], proposals: list[tuple[bool, FieldSpec, Candidate]]
+) -> list[tuple[bool, FieldSpec, Candidate]]:
+    """A count field without units takes a total only when the spec has no field for its parts."""
+    parts = [f.units for f in fields if f.type is FieldType.count and f.units]
+    if not parts:
+        return proposals
+    return [
+        (r, f, c) for r, f, c in proposals
+        if not (f.type is FieldType.count and not f.units and names_parts(text[c.start : c.end], parts))
+    ]
 
 
 _CHANGE_TO = re.compile(r"(?:\bto|\binstead|\bmeant|\bmake\s+it|\bchange\s+(?:it\s+)?to|\bmove\s+(?:it\s+)?to|\bactually)\s+(?:at\s+|for\s+|the\s+)?$", re.I)

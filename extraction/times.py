@@ -150,6 +150,13 @@ def find_times(
             h = _number(g["h"])
             if h is None:
                 continue
+            mark_word = (g.get("mark") or "").strip().lower()
+            if mark_word and text[m.end() : m.end() + 1].isalpha():
+                continue  # "13 nights" is a stay, not 13:00 at night
+            if mark_word == "night" and not g["h"][:1].isdigit() and not re.search(
+                r"(?i)\b(?:at|around|about|by|before|after|until|till|from|to|past)\s+$", text[: m.start()]
+            ):
+                continue  # "one night for Friday" is a stay; "at one night" would be a time
             if pattern is _RUN_TOGETHER and not (g.get("mark") or requested or re.search(r"(?i)\b(?:around|at|for)\s+$", text[: m.start()])):
                 continue  # "2018", "101": a run of digits is a clock time only when asked for or marked
             minute = 0
@@ -199,7 +206,7 @@ def find_times(
                 delta = timedelta(hours=count) if unit.startswith("h") else timedelta(minutes=count)
                 add((now - delta).strftime("%H:%M"), m.start(), m.end(), 0.85, True)
         for m in re.finditer(r"\b(?:right\s+)?now\b", text, re.I):
-            if requested or m.group(0).lower().startswith("right"):
+            if requested:  # "now" said in passing ("I need help right now") is no time for a booking
                 add(now.strftime("%H:%M"), m.start(), m.end(), 0.7, True)
         for m in _IN_HOURS.finditer(text):
             word = m.group("n").lower()
