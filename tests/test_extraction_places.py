@@ -1,0 +1,77 @@
+"""Places: towns and cities from the GeoNames gazetteer, the spec's own areas, origin and
+destination told apart."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from extraction.base import ExtractionContext
+from extraction.fields import FieldSpec
+from extraction.rules import RuleExtractor
+
+NOW = datetime(2026, 3, 2, 9, 0)
+rules = RuleExtractor()
+
+
+def field(name: str, **extra: Any) -> FieldSpec:
+    return FieldSpec(name=name, type="place", prompt=f"{name}?", **extra)
+
+
+# No `role`: the names and labels tell origin from destination.
+TRIP = [field("from_city", label="departure city"), field("to_city", label="destination city")]
+
+
+def read(fields: list[FieldSpec], text: str, requested: list[str] | None = None) -> dict[str, tuple[Any, str]]:
+    found = rules.extract(text, fields, ExtractionContext(requested=requested or [], now=NOW))
+    return {e.field: (e.value, e.text) for e in found}
+
+
+@pytest.mark.parametrize("text,origin,destination", [
+    ("I need a bus from Sacramento to Fresno", ("Sacramento", "Sacramento"), ("Fresno", "Fresno")),
+    ("going to Los Angeles, leaving from San Diego", ("San Diego", "San Diego"), ("Los Angeles", "Los Angeles")),
+    ("from SF to Vegas", ("San Francisco", "SF"), ("Las Vegas", "Vegas")),
+])
+def test_from_x_to_y_fills_origin_and_destination(text: str, origin: tuple, destination: tuple) -> None:
+    assert read(TRIP, text) == {"from_city": origin, "to_city": destination}
+
+
+def test_a_place_without_a_cue_answers_the_field_just_asked() -> None:
+    assert read(TRIP, "Philly please", requested=["to_city"]) == {"to_city": ("Philadelphia", "Philly")}
+
+
+def test_spelling_and_spoken_variants_have_one_canonical_name() -> None:
+    one = [field("city")]
+    assert read(one, "leaving saint louis tomorrow")["city"] == ("St. Louis", "saint louis")
+    assert read(one, "I'll fly into NYC")["city"] == ("New York City", "NYC")
+
+
+def test_a_common_word_is_a_town_only_when_it_reads_as_one() -> None:
+    one = [field("city")]
+    assert read(one, "reading the menu is nice") == {}
+    assert read(one, "I'm travelling to Reading")["city"] == ("Reading", "Reading")
+
+
+def test_the_specs_own_areas_and_their_synonyms() -> None:
+    areas = [field("area", constraints={"choices": [{"value": "Old Town", "synonyms": ["the old quarter"]}]})]
+    assert read(areas, "somewhere in the old quarter") == {"area": ("Old Town", "the old quarter")}
+
+
+def test_country_constraint_keeps_the_towns_of_that_country() -> None:
+    london_on = [field("city", constraints={"country": "CA"})]
+    assert read([field("city")], "to London")["city"] == ("London", "London")
+    assert read(london_on, "to London")["city"] == ("London", "London")
+    assert read(london_on, "to Paris") == {}  # the Paris of Canada is too small for the gazetteer
+
+
+def test_when_asked_an_unknown_place_is_the_answer_as_said() -> None:
+    assert read([field("city")], "Tinyville", requested=["city"]) == {"city": ("Tinyville", "Tinyville")}
+    assert read([field("city")], "Tinyville") == {}
+
+
+def test_a_role_of_a_place_is_origin_or_destination() -> None:
+    with pytest.raises(ValueError, match="no role 'start'"):
+        field("city", role="start")
+    assert field("city", role="origin").role == "origin"
