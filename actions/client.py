@@ -62,6 +62,10 @@ class ActionOutcome(BaseModel):
     attempts: int = 0
     reused: bool = Field(False, description="True: the stored result of an earlier run, no request made.")
 
+    def json_results(self) -> dict[str, Any]:
+        """`results` with dates and times as ISO text, for a checkpoint or a JSON line."""
+        return to_json(self.results)
+
 
 def idempotency_key(conversation_id: str, step_id: str) -> str:
     """The same for every attempt and every re-run of one step of one conversation; says nothing

@@ -37,6 +37,8 @@ from actions.schema import ResultSchema
 from extraction.fields import IDENTIFIER
 
 _ENV_ONLY = r"^\$\{[A-Z_][A-Z0-9_]*\}$"
+# A person waits while a call runs; a failing one must give up within this.
+MAX_CALL_SECONDS = 120.0
 
 
 class ActionSpecError(ValueError):
@@ -107,9 +109,16 @@ class ActionSpec(_Strict):
             found.append("body: a GET request has no body; put the values in the url")
         if self.result is not None and self.result.type != "object":
             found.append("result: must be an object, so its properties become named results")
+        if self.worst_case_seconds() > MAX_CALL_SECONDS:
+            found.append(f"timeout, retries, backoff: a failing call would hold the turn for up to "
+                         f"{self.worst_case_seconds():.0f} s; at most {MAX_CALL_SECONDS:.0f} s")
         if found:
             raise ValueError("\n".join(found))
         return self
+
+    def worst_case_seconds(self) -> float:
+        """How long a call may take when every attempt times out (for a voice holding line)."""
+        return self.timeout * (self.retries + 1) + sum(self.backoff * 2 ** i for i in range(self.retries))
 
     def templates(self) -> list[tuple[str, str]]:
         """Every template string of the request, with its path inside the action."""

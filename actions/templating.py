@@ -29,9 +29,13 @@ _TOKEN = re.compile(r"\$\{([^{}]*)\}|\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 _REF_NAME = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*")
 
-# Where a literal value is a secret written inline: header, query and body names like these.
-_SECRET_NAME = re.compile(r"auth|token|secret|passw|api[-_]?key|apikey|^key$|[-_]key$|cookie|signature|credential",
-                          re.IGNORECASE)
+# Where a literal value is a secret written inline: a header, query or body name whose last word
+# is one of these (`X-Api-Key`, `access_token`, `clientSecret`; not `token_type`).
+_SECRET_WORDS = frozenset({
+    "authorization", "auth", "token", "secret", "password", "passwd", "pwd", "passphrase", "key", "apikey",
+    "cookie", "signature", "credential", "credentials", "sid",
+})
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # What may stand beside the ${VAR} in such a header: the scheme word only.
 _SCHEMES = re.compile(r"^\s*(?:bearer|basic|token|digest|apikey|key)?\s*$", re.IGNORECASE)
 
@@ -108,7 +112,8 @@ def strings_in(value: Any, path: str) -> Iterator[tuple[str, str, str | None]]:
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
+    words = [w.lower() for w in _WORD.findall(name)]
+    return bool(words) and (words[-1] in _SECRET_WORDS or "".join(words) in _SECRET_WORDS)
 
 
 def inline_secret(text: str) -> bool:

@@ -5,6 +5,7 @@ its turn runs."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import time
@@ -95,6 +96,14 @@ def test_a_secret_written_inline_in_the_url_or_body_is_refused_naming_the_place(
         availability("https://sam:hunter2@api.example.com/availability")
     with pytest.raises(ValidationError, match=r"body\.auth\.password: a secret written inline"):
         booking("https://api.example.com/bookings", body={"auth": {"password": "hunter2"}})
+    # Names that only look alike are not secrets.
+    booking("https://api.example.com/bookings", body={"token_type": "bearer", "keyword": "window seat"})
+
+
+def test_a_call_that_could_hold_the_turn_for_minutes_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"timeout, retries, backoff: .* up to 300 s; at most 120 s"):
+        availability("https://api.example.com/a", timeout=30, retries=9, backoff=0)
+    assert availability("https://api.example.com/a", timeout=2, retries=2, backoff=0.5).worst_case_seconds() == 7.5
 
 
 def test_a_template_naming_an_unknown_field_or_result_is_refused_with_its_path() -> None:
@@ -271,8 +280,6 @@ async def test_a_failed_call_is_not_reused_and_its_retry_carries_the_same_key(
 async def test_two_runs_of_one_step_at_once_agree_on_one_result(api: BookingApi, db: Database) -> None:
     """Two processes run the same turn at the same moment: both may send (with one key, so one
     booking), and both go on with the result stored first."""
-    import asyncio
-
     cid = conversation()
     action = booking(f"{api.origin}/bookings")
     async with ActionClient(db, env=ENV) as one, ActionClient(db, env=ENV) as two:
