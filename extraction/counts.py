@@ -210,4 +210,8 @@ def names_parts(span: str, part_units: list[list[str]]) -> bool:
             return True
         if any(_CHILD_WORDS.fullmatch(u) for u in units) and _CHILD_WORDS.search(span):
             return True
-    return False
+    # "my husband and I", "a couple": people described by who they are are counted by kind.
+    return bool(_DESCRIBED.search(span))
+
+
+_DESCRIBED = re.compile(rf"\b(?:me|myself|i|couple|{_RELATIONS})\b(?<!people)(?<!persons)(?<!person)(?<!guests)(?<!guest)", re.I)

@@ -225,7 +225,9 @@ def _spec(name: str, type_: FieldType, **extra: Any) -> FieldSpec:
     return FieldSpec(name=name, type=type_, prompt=f"{name.replace('_', ' ')}?", **extra)
 
 
-_COUNT_UNITS = {k: NLUPP_SLOTS[k][1].units for k in ("adults", "kids", "rooms")}
+# Beside a party-size field, "adults" counts grown-ups only: "5 people" is the party's size.
+_COUNT_UNITS = {"adults": ["adult", "adults", "grown-ups", "grownups", "grown ups"],
+                "kids": NLUPP_SLOTS["kids"][1].units, "rooms": NLUPP_SLOTS["rooms"][1].units}
 # The fields a hotel worker and a banking worker would have; labels and descriptions as a spec
 # author would write them, nothing taken from the data's values.
 NLUPP_ROLE_SPECS: dict[str, list[FieldSpec]] = {
@@ -280,6 +282,14 @@ def load_nlupp_utterances(root: Path, folds: Iterable[int]) -> list[dict[str, An
     return out
 
 
+def _fields_for(domain: str, slot: str) -> list[str]:
+    """The field a label belongs in; a label without a role ("date", "time") may be in either of its type's pair."""
+    where = NLUPP_ROLE_FIELD[domain]
+    if slot in ("date", "time"):
+        return [where[f"{slot}_from"], where[f"{slot}_to"]]
+    return [where[slot]]
+
+
 @dataclass
 class RoleReport:
     right: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
@@ -300,7 +310,7 @@ def evaluate_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]], n
         # "number" answers a question ("3", "it will be 7"): read as the reply to "how many?".
         requested = ["number"] if "number" in ex["labels"] else []
         found = {e.field: e for e in extractor.extract(ex["text"], fields, ExtractionContext(requested=requested, now=now))}
-        labelled_fields = {where[s] for s in ex["labels"] if s in where}
+        labelled_fields = {f for s in ex["labels"] if s in where for f in _fields_for(ex["domain"], s)}
         report.utterances += 1
         # A value in a field where nothing was labelled (a period such as "for 3 nights" read as a
         # check-out date counts: that is one of the errors this figure is for).
@@ -310,11 +320,15 @@ def evaluate_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]], n
             if slot not in where:
                 continue
             kind = NLUPP_SLOTS[slot][0]
-            got = found.get(where[slot])
             ok = False
-            if got is not None and got.start < span[1] and span[0] < got.end:
-                v = _normalise(kind, got.value)
-                ok = v == value or (kind == "money" and value[1] is None and v[0] == value[0])
+            got = None
+            for name in _fields_for(ex["domain"], slot):
+                got = found.get(name)
+                if got is not None and got.start < span[1] and span[0] < got.end:
+                    v = _normalise(kind, got.value)
+                    ok = v == value or (kind == "money" and value[1] is None and v[0] == value[0])
+                    if ok:
+                        break
             if got is not None:
                 report.confidence.append((got.confidence, ok))
             report.right[kind][0] += int(ok)

@@ -30,8 +30,8 @@ _GROUPS: dict[str, str] = {
     "depart": r"depart(?:s|ing|ure)?|leav(?:e|es|ing)|head(?:ing)?\s+(?:out|back|home)|go(?:ing)?\s+home",
     "pick_up": r"pick(?:ing|ed)?[\s-]*(?:(?:it|the\s+car|them|her|him)\s+)?up|pickup|collect(?:ing)?",
     "drop_off": r"drop(?:ping|ped)?[\s-]*(?:(?:it|the\s+car|them)\s+)?off|dropoff|return(?:ing|ed)?|bring(?:ing)?\s+(?:it\s+)?back|back\s+on",
-    "start": r"start(?:ing|s)?|begin(?:ning|s)?|from|since|as\s+of|between",
-    "end": r"end(?:ing|s)?|until|till|til|through|thru|to|and|up\s+to|no\s+later\s+than",
+    "start": r"start(?:ing|s)?|begin(?:ning|s)?|from|since|as\s+of|between|after|later\s+than|not\s+before",
+    "end": r"end(?:ing|s)?|until|till|til|through|thru|to|and|up\s+to|no\s+later\s+than|before|by|not\s+after",
     "origin": r"from|leav(?:e|es|ing)(?:\s+from)?|depart(?:s|ing)?(?:\s+from)?|out\s+of|starting\s+(?:in|from|at)",
     "destination": r"to|into|towards?|going\s+to|go\s+to|heading\s+to|head\s+to|headed\s+to|travel(?:l?ing)?\s+to|visit(?:ing)?|"
                    r"arriv(?:e|ing)\s+(?:in|at)|bound\s+for|destination(?:\s+is)?|get\s+to|reach",
@@ -180,5 +180,18 @@ def steer(
             # No cue, nothing asked: the first value starts, a later one ends.
             if (role == roles[0]) != first:
                 conf -= 0.1
-        out.append((asked, spec, Candidate(cand.value, cand.start, cand.end, round(conf, 4), cand.shared)))
+        value = cand.value
+        if role == "end" and spec.type is FieldType.date and _MONTH_ONLY.fullmatch(text[cand.start : cand.end]):
+            value = _last_day(value)  # "until May" runs to the end of May
+        out.append((asked, spec, Candidate(value, cand.start, cand.end, round(conf, 4), cand.shared)))
     return out
+
+
+_MONTH_ONLY = re.compile(r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?", re.I)
+
+
+def _last_day(iso: str) -> str:
+    import calendar
+
+    year, month, _ = (int(x) for x in iso.split("-"))
+    return f"{year:04d}-{month:02d}-{calendar.monthrange(year, month)[1]:02d}"

@@ -117,3 +117,16 @@ def test_now_said_in_passing_is_no_date_or_time() -> None:
     fields = [field("day", "date"), field("at", "time")]
     assert values(fields, "I want a refund right now!") == {}
     assert values(fields, "right now", requested=["at"]) == {"at": "09:00"}
+
+
+def test_a_range_of_bare_ordinals_is_a_start_and_an_end() -> None:
+    assert values(HOTEL, "16th to 27th") == {"check_in": "2026-03-16", "check_out": "2026-03-27"}
+
+
+def test_until_a_month_runs_to_its_last_day() -> None:
+    span = [field("start_date", "date", role="start"), field("end_date", "date", role="end")]
+    assert values(span, "how much did I spend until June") == {"end_date": "2026-06-30"}
+
+
+def test_a_couple_or_my_husband_and_i_are_adults_when_the_spec_counts_by_kind() -> None:
+    assert values(HOTEL, "my husband and I, with our three sons") == {"adults": 2, "kids": 3}
