@@ -38,8 +38,10 @@ ErrorKind = Literal[
     "rejected",         # another non-2xx answer (4xx): not retried, the request itself is refused
     "malformed_json",   # a 2xx answer that is not JSON
     "schema_violation", # JSON outside the declared result schema
+    "too_large",        # an answer over MAX_RESPONSE_BYTES
     "configuration",    # the request could not be made: a ${VAR} not set, a URL that is not one
 ]
+MAX_RESPONSE_BYTES = 1024 * 1024
 _RETRIED = {"timeout", "unreachable", "server_error"}
 
 
@@ -161,11 +163,14 @@ class ActionClient:
         while True:
             attempt += 1
             try:
-                response = await self._http.send(request)
-                error = self._status_error(response)
+                # The timeout bounds the whole attempt: httpx's own is per read, which a system
+                # that sends its answer a byte at a time would never reach.
+                async with asyncio.timeout(action.timeout):
+                    status, content = await self._exchange(request)
+                error = self._status_error(status)
                 if error is None:
-                    return response.status_code, self._read(action, response), attempt
-            except httpx.TimeoutException:
+                    return status, self._read(action, status, content), attempt
+            except (httpx.TimeoutException, TimeoutError):
                 error = ActionError(kind="timeout", message=f"no answer within {action.timeout:g} s")
             except httpx.TransportError as exc:
                 error = ActionError(kind="unreachable", message=f"{type(exc).__name__}: {exc}"[:300])
@@ -181,28 +186,43 @@ class ActionClient:
                      action.retries + 1, delay)
             await self._sleep(delay)
 
+    async def _exchange(self, request: httpx.Request) -> tuple[int, bytes]:
+        """Send once; the status and at most MAX_RESPONSE_BYTES of the answer."""
+        response = await self._http.send(request, stream=True)
+        try:
+            if not 200 <= response.status_code < 300:
+                return response.status_code, b""
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise _Failed(ActionError(kind="too_large", status_code=response.status_code,
+                                              message=f"the answer is over {MAX_RESPONSE_BYTES // 1024} KiB"))
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
+        finally:
+            await response.aclose()
+
     @staticmethod
-    def _status_error(response: httpx.Response) -> ActionError | None:
-        code = response.status_code
+    def _status_error(code: int) -> ActionError | None:
         if 200 <= code < 300:
             return None
         kind: ErrorKind = "server_error" if code >= 500 or code == 429 else "rejected"
         return ActionError(kind=kind, message=f"the system answered {code}", status_code=code)
 
     @staticmethod
-    def _read(action: ActionSpec, response: httpx.Response) -> tuple[Any, Any]:
+    def _read(action: ActionSpec, status: int, content: bytes) -> tuple[Any, Any]:
         if action.result is None:
             return {}, None
         try:
-            data = json.loads(response.content)
+            data = json.loads(content)
         except ValueError as exc:
-            raise _Failed(ActionError(kind="malformed_json", status_code=response.status_code,
+            raise _Failed(ActionError(kind="malformed_json", status_code=status,
                                       message=f"the answer is not JSON ({exc})")) from None
         try:
             typed = read(data, action.result)
         except SchemaViolation as exc:
-            raise _Failed(ActionError(kind="schema_violation", message=str(exc),
-                                      status_code=response.status_code)) from None
+            raise _Failed(ActionError(kind="schema_violation", message=str(exc), status_code=status)) from None
         return typed, to_json(typed)
 
     async def _stored(self, action: ActionSpec, conversation_id: str, step_id: str, key: str) -> ActionOutcome | None:

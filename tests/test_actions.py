@@ -170,6 +170,18 @@ async def test_a_timeout_after_every_retry_is_a_timeout_error(api: BookingApi, c
     assert outcome.attempts == 2 and len(api.requests) == 2
 
 
+async def test_an_answer_that_trickles_in_past_the_timeout_is_a_timeout(api: BookingApi, client: ActionClient) -> None:
+    outcome = await client.run(availability(f"{api.origin}/drip", timeout=0.5, retries=0),
+                               conversation_id=conversation(), step_id="s1", values=VALUES)
+    assert not outcome.ok and outcome.error.kind == "timeout"
+
+
+async def test_an_answer_too_large_to_read_is_an_error(api: BookingApi, client: ActionClient) -> None:
+    outcome = await client.run(availability(f"{api.origin}/huge"), conversation_id=conversation(),
+                               step_id="s1", values=VALUES)
+    assert not outcome.ok and outcome.error.kind == "too_large" and len(api.requests) == 1
+
+
 async def test_a_5xx_then_success_is_a_success_and_every_attempt_carries_the_same_key(
         api: BookingApi, client: ActionClient) -> None:
     api.fail_first["/bookings"] = 2

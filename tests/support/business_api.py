@@ -52,6 +52,19 @@ class _ApiHandler(JsonHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+        elif route == "/huge":
+            self.send_json(200, {"available": True, "times": ["19:00"] * 200_000})
+        elif route == "/drip":
+            # Headers at once, then the answer a byte at a time: each read is quick, the whole is not.
+            data = json.dumps({"available": True}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for byte in data:
+                if api.release.wait(0.1):
+                    break
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
         elif route == "/wrong-type":
             self.send_json(200, {"available": "yes", "times": ["19:00"]})
         elif route == "/refuse":
