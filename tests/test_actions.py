@@ -6,9 +6,14 @@ its turn runs."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +34,7 @@ AVAILABILITY_RESULT = {
     },
 }
 FIELDS = {"date", "time", "people", "first_name"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def availability(url: str, **overrides: Any) -> ActionSpec:
@@ -299,3 +305,33 @@ async def test_two_runs_of_one_step_at_once_agree_on_one_result(api: BookingApi,
                                       for c in (one, two)))
     assert a.ok and b.ok and a.results == b.results == {"booking.booking_id": "B1"}
     assert len(api.bookings) == 1
+
+
+async def test_a_call_killed_before_its_answer_books_once_when_its_turn_runs_again(
+        api: BookingApi, db: Database, database_url: str) -> None:
+    """The process dies after the system made the booking and before the answer was stored (the
+    worst moment); the turn runs again elsewhere and asks again under the same key."""
+    cid = conversation()
+    action = booking(f"{api.origin}/bookings", timeout=30, retries=0)
+    api.hold_answers = True
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.run_action", database_url, action.model_dump_json(exclude_none=True),
+         cid, "book.create", json.dumps(VALUES)],
+        cwd=ROOT, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert await asyncio.to_thread(api.booked.wait, 60), "the call never reached the booking system"
+        child.kill()
+        _, stderr = await asyncio.to_thread(child.communicate, timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode < 0, stderr.decode()[-2000:]  # killed, not finished
+    assert await stored_results(db, cid) == []  # it died before storing anything
+    api.hold_answers = False
+
+    async with ActionClient(db, env=ENV) as again:
+        rerun = await again.run(action, conversation_id=cid, step_id="book.create", values=VALUES)
+    assert rerun.ok and rerun.results == {"booking.booking_id": "B1"}
+    assert len(api.requests) == 2 and len(api.bookings) == 1
+    assert {r.headers["Idempotency-Key"] for r in api.requests} == {idempotency_key(cid, "book.create")}

@@ -41,7 +41,12 @@ class _ApiHandler(JsonHandler):
         elif route == "/availability":
             self.send_json(200, {"available": True, "times": ["19:00", "20:30"], "internal_note": "VIP table 4"})
         elif route == "/bookings":
-            self.send_json(201, api.book(request))
+            booked = api.book(request)
+            if api.hold_answers:
+                # The booking is made; its answer waits, as when the caller dies before reading it.
+                api.booked.set()
+                api.release.wait(30)
+            self.send_json(201, booked)
         elif route == "/slow":
             api.release.wait(30)  # longer than any action's timeout; released when the server stops
             self.send_json(200, {"available": True})
@@ -85,6 +90,8 @@ class BookingApi(HttpStub):
         self.bookings: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> booking
         self.fail_first: dict[str, int] = {}
         self.release = threading.Event()
+        self.hold_answers = False  # True: /bookings books, sets `booked`, and answers only at the end
+        self.booked = threading.Event()
         super().__init__()
 
     def book(self, request: Request) -> dict[str, Any]:
