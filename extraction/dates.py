@@ -319,7 +319,32 @@ def find_dates(
         month, day = HOLIDAYS[m.group("hol").lower()]
         year = _year(m.group("y"))
         add(_safe_date(year, month, day) if year else _next_date(today, day, month, None, True), m.start(), m.end(), 0.9)
-    return sorted(out, key=lambda r: r.start)
+    return sorted((_anchored(text, r, today) for r in out), key=lambda r: r.start)
+
+
+_ANCHOR = re.compile(r"^\s+(?:(?P<of>of\s+)(?:the|this|(?P<next>next))\s+month|(?:(?P<this>this)|(?P<nextw>next))\s+week)\b", re.I)
+
+
+def _anchored(text: str, r: DateReading, today: date) -> DateReading:
+    """"the 5th of next month", "Friday next week": the words after the day belong to it and
+    settle which one is meant."""
+    m = _ANCHOR.match(text[r.end :])
+    if not m:
+        return r
+    said = text[r.start : r.end].lower().strip(" ,.")
+    value: date | None = None
+    if m.group("of") and re.fullmatch(r"(?:the\s+)?\S+", said):
+        day = _day_number(said.replace("the ", ""))
+        if day:
+            year, month = (today.year, today.month) if not m.group("next") else (
+                (today.year + 1, 1) if today.month == 12 else (today.year, today.month + 1))
+            value = _safe_date(year, month, day)
+    elif not m.group("of") and _wd_key(said) in WEEKDAYS:
+        monday = today - timedelta(days=today.weekday()) + timedelta(days=7 if m.group("nextw") else 0)
+        value = monday + timedelta(days=WEEKDAYS[_wd_key(said)])
+    if value is None:
+        return r
+    return DateReading(value.isoformat(), r.start, r.end + m.end(), r.confidence, r.shared)
 
 
 def _wd_key(word: str) -> str:

@@ -11,6 +11,7 @@ from extraction.calibration import calibrated
 from extraction.base import ExtractionContext, Extracted, grounded
 from extraction.counts import find_counts, names_parts
 from extraction.dates import find_dates
+from extraction.durations import find_durations
 from extraction.fields import FieldSpec, FieldType
 from extraction.finders import Candidate
 from extraction.intents import yes_no
@@ -37,6 +38,7 @@ class RuleExtractor:
                 proposals.append((requested, spec, cand))
         proposals.extend(self._names(text, fields, context))
         proposals = [(r, f, _prefer_corrections(text, c)) for r, f, c in proposals]
+        proposals = _lengths_are_not_moments(text, fields, proposals)
         proposals = roles.steer(text, fields, proposals, context.requested)
         proposals = _parts_before_totals(text, fields, proposals)
         # The surest readings first, with a head start for the field just asked for; a span is used once.
@@ -88,6 +90,8 @@ class RuleExtractor:
             return finders.find_money(text, requested)
         if t is FieldType.choice:
             return finders.find_choice(text, c.choices or [], requested)
+        if t is FieldType.duration:
+            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_durations(text, requested)]
         if t is FieldType.place:
             return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_places(text, requested, c.choices, c.country)]
         if t is FieldType.yes_no and requested:
@@ -139,6 +143,24 @@ class RuleExtractor:
             elif last is not None:
                 out.append(cand(last, tokens[-1:], conf))
         return out
+
+
+_MOMENTS = (FieldType.date, FieldType.time, FieldType.datetime)
+
+
+def _lengths_are_not_moments(
+    text: str, fields: Sequence[FieldSpec], proposals: list[tuple[bool, FieldSpec, Candidate]]
+) -> list[tuple[bool, FieldSpec, Candidate]]:
+    """"3 nights", "two weeks", "an hour and a half" are lengths: no date or clock time is read inside them."""
+    if not any(f.type in _MOMENTS for f in fields):
+        return proposals
+    lengths = [(d.start, d.end) for d in find_durations(text) if d.value != "P2D" or "weekend" not in text[d.start : d.end].lower()]
+    if not lengths:
+        return proposals
+    return [
+        (r, f, c) for r, f, c in proposals
+        if f.type not in _MOMENTS or not any(s <= c.start and c.end <= e for s, e in lengths)
+    ]
 
 
 def _parts_before_totals(

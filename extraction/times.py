@@ -22,7 +22,7 @@ _NUM_WORD = "|".join(w for w in _NUM_WORDS if w != "oh")
 _MIN_WORD = rf"(?:(?:twenty|thirty|forty|fifty)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?|{_NUM_WORD}|oh[\s-](?:one|two|three|four|five|six|seven|eight|nine))"
 _H = rf"(?:[01]?\d|2[0-4]|{_NUM_WORD})"
 _AMPM = r"(?:[ap]\.\s?m\.|[ap]\.?m\b\.?|[ap]\s+m\b)"
-_PERIOD = r"(?:(?:in\s+the\s+)?(?:morning|afternoon|evening)|(?:at\s+)?night|tonight)"
+_PERIOD = r"(?:(?:in\s+the\s+)?(?:morning|afternoon|evening)|(?:at\s+|in\s+the\s+)?night|tonight)"
 _MARK = rf"(?:\s*{_AMPM}|\s+{_PERIOD})"
 
 _PATTERNS: list[tuple[re.Pattern[str], float]] = [
@@ -113,6 +113,11 @@ def resolve_hour(hour: int, mark: str | None, text: str, earliest: str | None, l
     return hour
 
 
+_RANGE = re.compile(
+    rf"\b(?:from|between)\s+(?P<h1>1[0-2]|0?\d|{_NUM_WORD})(?::(?P<m1>[0-5]\d))?\s*(?:to|until|till|and|-)\s*"
+    rf"(?P<h2>1[0-2]|0?\d|{_NUM_WORD})(?::(?P<m2>[0-5]\d))?(?P<mark>{_MARK})\b(?![\d:])",
+    re.I,
+)
 _IN_HOURS = re.compile(
     rf"\b(?:in|within)\s+(?:about\s+)?(?P<n>half\s+an|an?|a\s+couple\s+of|a\s+few|\d+|{_NUM_WORD})\s+(?P<unit>hours?|minutes?|mins?)(?P<half>\s+and\s+a\s+half)?\b", re.I
 )
@@ -133,6 +138,19 @@ def find_times(
             shared = shared or bool(re.search(r"(?i)tonight$", text[start:end]))
             out.append(TimeReading(value, start, end, conf, shared))
 
+    for m in _RANGE.finditer(text):
+        # "from 8 to 9 pm": two times, the first taking the second's am/pm when it fits before it.
+        h1, h2 = _number(m.group("h1")), _number(m.group("h2"))
+        if h1 is None or h2 is None or h1 > 12 or h2 > 12:
+            continue
+        m1, m2 = int(m.group("m1") or 0), int(m.group("m2") or 0)
+        mark = m.group("mark")
+        end_hour = resolve_hour(h2, mark, text, earliest, latest, m2)
+        start_hour = resolve_hour(h1, mark if (h1 % 12) * 60 + m1 < (h2 % 12) * 60 + m2 else None, text, earliest, latest, m1)
+        if start_hour is None or end_hour is None:
+            continue
+        add(f"{start_hour:02d}:{m1:02d}", m.start("h1"), m.end("m1") if m.group("m1") else m.end("h1"), 0.9)
+        add(f"{end_hour:02d}:{m2:02d}", m.start("h2"), m.end("mark") if mark else m.end("m2") if m.group("m2") else m.end("h2"), 0.9)
     for pattern, conf in _PATTERNS:
         for m in pattern.finditer(text):
             g = m.groupdict()
