@@ -19,7 +19,7 @@ from actions.deliveries import (
 )
 from actions.spec import OutcomeDeliverySpec
 from storage.clock import utcnow
-from storage.db import Database
+from storage.db import Database, Fenced, FenceLost
 from storage.migrations import migrate
 from tests.support.business_api import OutcomeReceiver
 from tests.support.receivers import free_port
@@ -94,6 +94,16 @@ async def test_a_record_is_delivered_once_signed_after_the_receiver_was_down_the
     assert report.pending == 0 and report.delivered == 1 and report.latest_failures == []
     [row] = await deliveries(db, finished.conversation_id)
     assert row.status == "delivered" and row.attempts == 3
+
+
+async def test_a_delivery_is_queued_only_when_the_turn_that_ended_the_conversation_commits(db: Database) -> None:
+    target, finished = spec(free_port()), record()
+    lost_claim = Fenced("UPDATE outcome_deliveries SET attempts = attempts WHERE conversation_id = ?", ("nobody",))
+    with pytest.raises(FenceLost):
+        await db.batch([enqueue_statement(target, finished), lost_claim])
+    assert await deliveries(db) == []
+    await db.batch([enqueue_statement(target, finished)])
+    assert [d.conversation_id for d in await deliveries(db)] == [finished.conversation_id]
 
 
 async def test_two_deliverers_at_once_send_each_record_once(db: Database) -> None:
