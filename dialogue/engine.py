@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from dialogue.events import Action, Escalation, FieldValue, Turn, TurnResult
 from dialogue.graph import build_graph, make_nodes
 from dialogue.spec import WorkerSpec
+from escalation.queue import Handoff, HumanQueue
 from extraction.base import Extractor
 from storage.checkpoints import ConversationSaver
 from storage.clock import utcnow
@@ -162,12 +163,33 @@ class DialogueEngine:
                 record = await self.store.conversation(conversation_id)
                 if record is None or record.outcome is not None:
                     outcome = None
-            await self.store.append(
-                Event(conversation_id=conversation_id, channel=channel, direction="out" if said else "system",
-                      text=said, time=utcnow(), outcome=outcome, metadata={**(metadata or {}), "event": reason}),
-                worker=self.spec.name,
-            )
+            await self._record(conversation_id, channel, reason, said, metadata, outcome)
         return outcome
+
+    async def record(self, conversation_id: str, channel: str, event: str, *, said: str | None = None,
+                     metadata: dict[str, Any] | None = None) -> None:
+        """Record something a channel did outside a turn (a re-prompt after a silence, a call put
+        through to a person), with what the worker said, if anything, so the transcript holds
+        every line the person heard."""
+        async with self._lock(conversation_id):
+            await self._record(conversation_id, channel, event, said, metadata, None)
+
+    async def _record(self, conversation_id: str, channel: str, event: str, said: str | None,
+                      metadata: dict[str, Any] | None, outcome: str | None) -> None:
+        await self.store.append(
+            Event(conversation_id=conversation_id, channel=channel, direction="out" if said else "system",
+                  text=said, time=utcnow(), outcome=outcome, metadata={**(metadata or {}), "event": event}),
+            worker=self.spec.name,
+        )
+
+    async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
+        """The reply already committed to the inbound turn whose metadata has `metadata_key ==
+        value` (a redelivered message), if that turn ran to the end."""
+        return await self.store.reply_after(conversation_id, metadata_key, value)
+
+    async def open_handoff(self, conversation_id: str) -> Handoff | None:
+        """The conversation's handoff still waiting for a person, if any."""
+        return await HumanQueue(self.store.db).open_for(conversation_id)
 
     async def snapshot(self, conversation_id: str) -> TurnResult | None:
         """The conversation as it stands, without taking a turn."""

@@ -122,7 +122,7 @@ async def harness(restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path, requ
             settings = EmailSettings(imap_settings(dovecot, folder).model_copy(update={"processed": processed}),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER),
                                      max_bytes=max_bytes, replies_per_sender_per_hour=rate)
-            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             await deliver(dovecot, folder, email("setup", f"<setup-{folder}@example.org>", Auto_Submitted="auto-generated"))
             task = asyncio.create_task(channel.run(send_interval=0.1))
             await asyncio.wait_for(channel.watcher.connected.wait(), 20)
@@ -149,7 +149,7 @@ async def test_a_booking_over_three_emails_in_one_thread(harness: Harness, dovec
     await deliver(dovecot, harness.folder, email("Yes, thanks!\n\n-- \nMaria", "<b3@example.org>", subject="Re: Booking", reply_to=second))
     third = (await harness.replies(3))[2]
     assert "You're booked, Maria" in third.get_content()
-    conv = await harness.channel.engine.store.conversation("email:<b1@example.org>")
+    conv = await harness.channel.conversations.store.conversation("email:<b1@example.org>")
     assert conv.outcome == "completed" and conv.turns == 3
 
 
@@ -162,9 +162,9 @@ async def test_html_only_and_latin1_mail_are_read(harness: Harness, dovecot: Dov
     assert "first name" in by_to["maria@example.org"]
     # The Latin-1 body was decoded, not mangled or dropped: the turn read José's words as written,
     # and the reply answers what they say (nine in the evening; "mañana" and "para 3" are not English).
-    events = await harness.channel.engine.store.events("email:<l1@example.es>")
+    events = await harness.channel.conversations.store.events("email:<l1@example.es>")
     assert [e.text for e in events if e.direction == "in" and e.text] == ["Mesa para 3, mañana a las 9pm. José"]
-    state = await harness.channel.engine.snapshot("email:<l1@example.es>")
+    state = await harness.channel.conversations.snapshot("email:<l1@example.es>")
     assert {k: f.value for k, f in state.fields.items()} == {"time": "21:00"}
     assert "What day" in by_to["jose@example.es"]
 
@@ -234,7 +234,7 @@ async def test_a_crash_between_recording_and_replying(restaurant: WorkerSpec, do
             made = await engine.handle(Turn(conversation_id="email:<c1@example.org>", channel="email",
                                             text="table for 2 tomorrow at 7pm", metadata={"email_message_id": "<c1@example.org>"}))
             settings = EmailSettings(imap_settings(dovecot, folder), SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
-            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             task = asyncio.create_task(channel.run(send_interval=0.1))
             # The message read again and every reply sent: a second reply would be in the outbox now.
             await read_past(channel, uid)
@@ -285,7 +285,7 @@ async def test_escalation_on_email_stops_automatic_replies(harness: Harness, dov
     assert await harness.state_of("<e2@example.org>") == "no_reply"  # recorded, and deliberately not answered
     assert await settled_outbox(harness.channel) == [("<e1@example.org>", "sent")]
     assert len(harness.smtp.accepted) == 1
-    [item] = await harness.channel.engine.handoffs.queue.list()
+    [item] = await harness.channel.conversations.handoffs.queue.list()
     assert item.channel == "email" and item.conversation_id == "email:<e1@example.org>"
 
 

@@ -101,7 +101,7 @@ async def test_poison_mail_is_recorded_and_skipped_and_the_inbox_keeps_being_rea
         async with engine_for(restaurant, str(tmp_path / "db")) as engine:
             settings = EmailSettings(imap_settings(dovecot, folder),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
-            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             task = asyncio.create_task(channel.run(send_interval=0.1))
             await until(lambda: any(m["In-Reply-To"] == f"<normal-{tag}@example.org>" for m in parsed(smtp)),
                         "the normal message after the poison to be answered")
@@ -130,7 +130,7 @@ async def test_poison_mail_is_recorded_and_skipped_and_the_inbox_keeps_being_rea
             await asyncio.wait_for(task, 20)
 
             # A restart reads on from the cursor: the poison is not processed again.
-            restarted = EmailChannel(engine, settings, backoff_base=0.05)
+            restarted = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             task = asyncio.create_task(restarted.run(send_interval=0.1))
             await deliver(dovecot, folder, email("table for 3 friday at 8pm", f"<after-{tag}@example.org>"))
             await until(lambda: len(smtp.accepted) == answered + 1, "the message after the restart to be answered")
@@ -148,7 +148,7 @@ async def test_a_database_error_is_retried_by_restarting_then_recorded_failed(
         async with engine_for(restaurant, str(tmp_path / "db")) as engine:
             settings = EmailSettings(imap_settings(dovecot, folder),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
-            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             # A real fault: the reply outbox is missing, so answering fails on every attempt.
             await engine.store.db.execute("ALTER TABLE email_outbox RENAME TO email_outbox_away")
             supervisor = Supervisor(base=0.05, cap=0.2)
@@ -182,7 +182,7 @@ async def test_oversized_mail_is_refused_recorded_failed_and_never_fetched_whole
             settings = EmailSettings(imap_settings(dovecot, folder),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER),
                                      max_bytes=max_bytes)
-            channel = EmailChannel(engine, settings, backoff_base=0.05)
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
             handle = channel.watcher.handler
 
             async def watch(uidvalidity: str, uid: int, raw: bytes, size: int) -> None:

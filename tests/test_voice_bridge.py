@@ -21,7 +21,8 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 
 from channels.twilio.settings import TwilioSettings
-from channels.voice.bridge import TURN_HOLD_SECONDS, DialogueBridge
+from channels.voice.bridge import DialogueBridge
+from channels.voice.tuning import VoiceTuning
 from channels.voice.transfer import CallControl
 from dialogue.spec import WorkerSpec
 from tests.support.fake_twilio import FakeTwilio
@@ -29,6 +30,7 @@ from worker.config import Settings
 from worker.runtime import open_engine
 
 CALL = "CA" + "f" * 32
+TURN_HOLD_SECONDS = VoiceTuning().turn_hold_seconds
 
 
 def said(frames: list) -> list[str]:
@@ -84,7 +86,7 @@ async def test_a_transfer_twilio_refuses_is_apologised_for_and_the_call_ends(res
                 BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), SleepFrame(sleep=1.0),
             ])
             [row] = await engine.store.db.fetchall(
-                "SELECT text, metadata FROM events WHERE direction = 'system' AND text IS NOT NULL", (), ("metadata",))
+                "SELECT text, metadata FROM events WHERE direction = 'out' AND text LIKE '%put you through%'", (), ("metadata",))
         await calls.close()
     assert "colleague" in said(down)[1] and "couldn't put you through" in said(down)[2]
     assert isinstance(down[-1], EndFrame)  # the worker's EndWorkerFrame, as the pipeline ends (the test sent no end)

@@ -175,11 +175,16 @@ async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) 
             while not any("let you go" in h for h in heard) and len(heard) < 6 and not caller.ended:
                 heard.append((await recogniser.hear(await caller.listen(timeout=15))).text.lower())
             said = " ".join(heard)
-            assert "still there" in said and "what day" in said.split("let you go")[0], heard
-            assert "let you go" in said, heard
+            assert "still there" in said.split("let you go")[0] and "let you go" in said, heard
             await caller.hung_up(timeout=10)
-        [(outcome,)] = db_rows(server, "SELECT outcome FROM conversations WHERE id = ?", (f"voice:{caller.call_sid}",))
+        conversation = f"voice:{caller.call_sid}"
+        [(outcome,)] = db_rows(server, "SELECT outcome FROM conversations WHERE id = ?", (conversation,))
         assert outcome == "abandoned"
+        # Every line the caller heard is in the transcript, in order: the re-prompt repeats the question.
+        lines = [text for (text,) in db_rows(server, "SELECT text FROM events WHERE conversation_id = ? AND direction = 'out' "
+                                                     "ORDER BY id", (conversation,))]
+        assert len(lines) == 3 and lines[1].startswith("Are you still there?") and "What day" in lines[1], lines
+        assert "let you go" in lines[2]
     finally:
         server.stop()
 

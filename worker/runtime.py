@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
@@ -12,7 +14,11 @@ from escalation.notify import Notifier
 from transcripts.store import TranscriptStore
 from worker.config import Settings
 from worker.extraction_setup import build_extractor
+from storage.db import Database
 from worker.settings import WorkerSettings
+from worker.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.asynccontextmanager
@@ -27,3 +33,61 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None,
         yield DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs)
     finally:
         await store.close()
+
+
+@dataclass
+class Runtime:
+    """Everything a running worker holds, built once here and handed on: the engine (the core
+    channels talk to, through `channels.seam.Conversations`), its stores, the human queue and its
+    notifier, the settings, and the supervised loops. Satisfies `channels.seam.ChannelRuntime`."""
+
+    engine: DialogueEngine
+    settings: WorkerSettings
+    loops: Supervisor
+    delivery_interval: float = 1.0
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @property
+    def conversations(self) -> DialogueEngine:
+        return self.engine
+
+    @property
+    def store(self) -> TranscriptStore:
+        return self.engine.store
+
+    @property
+    def db(self) -> Database:
+        return self.engine.store.db
+
+    @property
+    def handoffs(self) -> Handoffs:
+        return self.engine.handoffs
+
+    @property
+    def notifier(self) -> Notifier:
+        return self.engine.handoffs.notifier
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self.closers.append(closer)
+
+    async def close(self) -> None:
+        """Stop the loops, then run the closers, last registered first."""
+        await self.loops.stop()
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("closing %r failed", closer)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(spec: WorkerSpec, settings: Settings | None = None, env: WorkerSettings | None = None,
+                       delivery_interval: float = 1.0) -> AsyncIterator[Runtime]:
+    env = env or WorkerSettings.from_env()
+    async with open_engine(spec, settings or env.config(), env=env) as engine:
+        runtime = Runtime(engine=engine, settings=env, loops=Supervisor(), delivery_interval=delivery_interval)
+        try:
+            yield runtime
+        finally:
+            await runtime.close()

@@ -9,6 +9,8 @@ variable names in lower case (pydantic-settings matches them case-insensitively)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import difflib
 import os
 import re
@@ -22,6 +24,7 @@ from channels.email.channel import EmailSettings
 from channels.email.imap import ImapSettings
 from channels.twilio.settings import TwilioSettings
 from channels.voice.admission import VoiceLimits
+from channels.voice.tuning import VoiceTuning
 from escalation.notify import SmtpSettings
 from extraction.llm import LLMSettings
 from transcripts.retention import RetentionSettings
@@ -193,6 +196,16 @@ class WorkerSettings(BaseModel):
         v = self.voice
         return VoiceLimits(max_calls=v.voice_max_calls, start_timeout_seconds=v.voice_start_timeout_seconds,
                            token_seconds=v.voice_stream_token_seconds)
+
+    def voice_enabled(self) -> bool:
+        return self.twilio.voice_on
+
+    def voice_tuning(self) -> VoiceTuning:
+        v = self.voice
+        return VoiceTuning(pause_seconds=v.voice_pause_seconds, turn_hold_seconds=v.voice_turn_hold_seconds,
+                           dtmf_pause_seconds=v.voice_dtmf_pause_seconds, silence_seconds=v.voice_silence_seconds,
+                           silence_prompts=v.voice_silence_prompts,
+                           recordings_dir=Path(v.voice_recordings_dir) if v.voice_recordings_dir else None)
 
     def imap_settings(self) -> ImapSettings | None:
         e = self.email

@@ -33,7 +33,7 @@ import aiosmtplib
 
 from channels.email.imap import ImapSettings, InboxWatcher
 from channels.email.parse import InboundEmail, build_reply, parse_email, summary
-from dialogue.engine import DialogueEngine
+from channels.seam import Conversations
 from dialogue.events import Turn
 from dialogue.render import render
 from escalation.notify import SmtpSettings
@@ -80,10 +80,9 @@ class EmailSettings:
 
 
 class EmailChannel:
-    def __init__(self, engine: DialogueEngine, settings: EmailSettings, backoff_base: float = 1.0):
-        assert engine.store is not None
-        self.engine = engine
-        self.db: Database = engine.store.db
+    def __init__(self, conversations: Conversations, db: Database, settings: EmailSettings, backoff_base: float = 1.0):
+        self.conversations = conversations
+        self.db = db
         self.settings = settings
         self.backoff_base = backoff_base
         self.watcher = InboxWatcher(settings.imap, self.handle_raw, self._cursor_load, self._cursor_save,
@@ -158,7 +157,7 @@ class EmailChannel:
 
     def _line(self, template: str, **extra: str) -> str:
         """A line of the spec's script (every sentence a person reads comes from the spec)."""
-        return render(template, self.engine.spec.fields, {}, **extra)
+        return render(template, self.conversations.spec.fields, {}, **extra)
 
     async def _decide(self, inbound: InboundEmail, conversation: str) -> tuple[str, str | None, str | None]:
         if inbound.auto_generated:
@@ -178,12 +177,12 @@ class EmailChannel:
         if inbound.size > self.settings.max_bytes:
             limit = self.settings.max_bytes / 1_000_000
             detail = f"too large: {inbound.size} bytes, more than EMAIL_MAX_BYTES ({self.settings.max_bytes}); asked to resend it shorter"
-            return "failed", detail, self._line(self.engine.spec.script.email_too_large, limit=f"{limit:g}")
+            return "failed", detail, self._line(self.conversations.spec.script.email_too_large, limit=f"{limit:g}")
         if not inbound.new_text:
-            return "answered", "no text", self._line(self.engine.spec.script.email_no_text)
-        reply = await self.engine.store.reply_after(conversation, "email_message_id", inbound.message_id)  # type: ignore[union-attr]
+            return "answered", "no text", self._line(self.conversations.spec.script.email_no_text)
+        reply = await self.conversations.reply_after(conversation, "email_message_id", inbound.message_id)  # type: ignore[union-attr]
         if reply is None:
-            result = await self.engine.handle(Turn(
+            result = await self.conversations.handle(Turn(
                 conversation_id=conversation, channel="email", text=inbound.new_text, time=inbound.date or utcnow(),
                 metadata={**summary(inbound), "email_message_id": inbound.message_id},
                 # A retry after a crash or a database error stores the message once.

@@ -15,10 +15,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from channels.seam import Conversations
 from channels.sms.segments import shape
 from channels.sms.sender import SmsSender
 from channels.sms.store import PROCESSING, SmsStore
-from dialogue.engine import DialogueEngine
 from dialogue.events import Turn
 from storage.clock import utcnow
 from storage.db import FenceLost, Statement
@@ -26,9 +26,8 @@ from storage.db import FenceLost, Statement
 log = logging.getLogger(__name__)
 
 
-async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: SmsSender, max_segments: int,
+async def recover_unanswered(conversations: Conversations, store: SmsStore, sender: SmsSender, max_segments: int,
                              stale_after: float = 60.0) -> int:
-    assert engine.store is not None
     cutoff = utcnow() - timedelta(seconds=stale_after)
     rows: list[dict[str, Any]] = await store.db.fetchall(
         "SELECT * FROM sms_messages WHERE direction = 'in' AND (state LIKE ? OR state = 'failed') "
@@ -50,12 +49,12 @@ async def recover_unanswered(engine: DialogueEngine, store: SmsStore, sender: Sm
             return writes
 
         try:
-            reply = await engine.store.reply_after(key, "message_sid", sid)
+            reply = await conversations.reply_after(key, "message_sid", sid)
             if reply is not None:
                 await store.db.batch(finish(reply))
             else:
                 sent_at = row["created_at"]
-                await engine.handle(
+                await conversations.handle(
                     Turn(conversation_id=key, channel="sms", text=row["body"] or None,
                          time=datetime.fromisoformat(sent_at) if isinstance(sent_at, str) else sent_at,
                          metadata={"message_sid": sid, "from": row["from_number"], "to": row["to_number"], "recovered": True},

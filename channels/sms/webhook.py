@@ -33,7 +33,7 @@ from channels.sms.sender import SmsSender
 from channels.sms.store import MAX_ATTEMPTS, Claim, SmsStore
 from channels.twilio.settings import TwilioSettings
 from channels.twilio.signature import signed_params
-from dialogue.engine import DialogueEngine
+from channels.seam import Conversations
 from dialogue.events import Turn, TurnResult
 from dialogue.render import render
 from extraction.intents import compliance_keyword
@@ -93,10 +93,10 @@ def twiml(*messages: str, action: str | None = None) -> Response:
     return Response(content=str(response), media_type=TWIML_TYPE)
 
 
-def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsStore, sender: SmsSender) -> APIRouter:
+def build_router(conversations: Conversations, settings: TwilioSettings, store: SmsStore, sender: SmsSender) -> APIRouter:
     router = APIRouter()
     validator = RequestValidator(settings.auth_token)
-    spec = engine.spec
+    spec = conversations.spec
     max_segments = spec.channels.sms.max_segments or DEFAULT_MAX_SEGMENTS
     pending: set[asyncio.Task[Any]] = set()
 
@@ -226,7 +226,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, store: SmsSto
                 writes.append(store.enqueue_statement(key, msg.From, msg.To, reply, dedupe_key=f"reply:{msg.MessageSid}"))
             return writes
 
-        task = asyncio.ensure_future(engine.handle(turn, after=bookkeeping))
+        task = asyncio.ensure_future(conversations.handle(turn, after=bookkeeping))
         try:
             await asyncio.wait_for(asyncio.shield(task), settings.reply_budget_seconds)
         except asyncio.TimeoutError:

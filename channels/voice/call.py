@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import wave
 from pathlib import Path
 
@@ -27,26 +26,16 @@ from pipecat.serializers.twilio import TwilioFrameSerializer
 from pipecat.transports.websocket.fastapi import FastAPIWebsocketParams, FastAPIWebsocketTransport
 from pipecat.workers.runner import WorkerRunner
 
+from channels.seam import Conversations
 from channels.voice.bridge import DialogueBridge
 from channels.voice.recogniser import Recogniser
 from channels.voice.services import LocalWhisperSTT, PiperVoice
 from channels.voice.stream_token import StreamGrant
 from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
-from dialogue.engine import DialogueEngine
+from channels.voice.tuning import VoiceTuning
 
 log = logging.getLogger(__name__)
-# A pause this long starts recognition; the bridge ends the turn after VOICE_TURN_HOLD_SECONDS
-# more quiet (0.3 + 0.3: a caller reading out a booking pauses between words; 0.2 s of quiet,
-# pipecat's default, cut one request into several turns).
-PAUSE_SECONDS = float(os.environ.get("VOICE_PAUSE_SECONDS", "0.3"))
-
-
-def recordings_dir() -> Path | None:
-    """Recording both sides of each call is off unless VOICE_RECORDINGS_DIR names a folder
-    (callers may need to be told they are recorded; that is the operator's decision)."""
-    folder = os.environ.get("VOICE_RECORDINGS_DIR")
-    return Path(folder) if folder else None
 
 
 def write_wav(path: Path, audio: bytes, sample_rate: int, channels: int) -> None:
@@ -98,8 +87,9 @@ async def read_start(websocket: WebSocket, timeout: float) -> StreamStart:
         raise NoStart(f"no start within {timeout:g} s") from None
 
 
-async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant, engine: DialogueEngine,
-                   recogniser: Recogniser, voice: PiperServer, calls: CallControl | None = None) -> DialogueBridge:
+async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant, conversations: Conversations,
+                   recogniser: Recogniser, voice: PiperServer, calls: CallControl | None = None,
+                   tuning: VoiceTuning | None = None) -> DialogueBridge:
     """The call on an admitted stream (channels/voice/webhook.py checked it). The caller's and the
     service's numbers come from the signed webhook, through the grant, never from the socket."""
     stream_sid, call_sid = start.stream_sid, grant.call_sid
@@ -114,12 +104,15 @@ async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant,
         params=FastAPIWebsocketParams(audio_in_enabled=True, audio_out_enabled=True, add_wav_header=False,
                                       serializer=serializer),
     )
+    tuning = tuning or VoiceTuning()
     stt = LocalWhisperSTT(recogniser)
-    bridge = DialogueBridge(engine, conversation_id=f"voice:{call_sid}",
-                            metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls, stt=stt)
+    tts = PiperVoice(voice)
+    bridge = DialogueBridge(conversations, conversation_id=f"voice:{call_sid}",
+                            metadata={"call_sid": call_sid, "from": caller, "to": service}, calls=calls, stt=stt,
+                            tuning=tuning, speech_pending=lambda: tts.replies_in_progress > 0)
     recording: Path | None = None
     recorder: list[AudioBufferProcessor] = []
-    folder = recordings_dir()
+    folder = tuning.recordings_dir
     if folder is not None:
         recording = folder / f"{call_sid}.wav"
         # Caller on the left channel, worker on the right, at the telephone's 8 kHz.
@@ -133,10 +126,10 @@ async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant,
         recorder.append(buffer)
     pipeline = Pipeline([
         transport.input(),
-        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=PAUSE_SECONDS))),
+        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=tuning.pause_seconds))),
         stt,
         bridge,
-        PiperVoice(voice),
+        tts,
         transport.output(),
         *recorder,
     ])

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
+from channels.seam import Conversations
 from channels.twilio.settings import TwilioSettings
 from channels.twilio.signature import signed_params
 from channels.voice import stream_token
@@ -30,8 +31,9 @@ from channels.voice.call import NoStart, read_start, run_call
 from channels.voice.recogniser import Recogniser
 from channels.voice.transfer import CallControl
 from channels.voice.tts import PiperServer
-from dialogue.engine import DialogueEngine
+from channels.voice.tuning import VoiceTuning
 from dialogue.render import render
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 MEDIA_PATH = "/twilio/media"
@@ -55,12 +57,13 @@ def hangup_twiml(say: str | None = None) -> str:
     return str(response)
 
 
-def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: Recogniser, voice: PiperServer,
-                 calls: CallControl, limits: VoiceLimits | None = None) -> APIRouter:
+def build_router(conversations: Conversations, db: Database, settings: TwilioSettings, recogniser: Recogniser,
+                 voice: PiperServer, calls: CallControl, limits: VoiceLimits | None = None,
+                 tuning: VoiceTuning | None = None) -> APIRouter:
     router = APIRouter()
     validator = RequestValidator(settings.auth_token)
-    limits = limits or VoiceLimits.from_env()
-    admissions = CallAdmissions(engine.store.db, limits)
+    limits = limits or VoiceLimits()
+    admissions = CallAdmissions(db, limits)
     secret = stream_token.secret_from_env(settings.auth_token)
     waiting = {"sockets": 0}
     max_waiting = 2 * limits.max_calls
@@ -78,7 +81,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
         announced = await admissions.announce(call_sid, grant.nonce)
         if announced is Announced.busy:
             log.warning("call %s refused: %d calls in progress (VOICE_MAX_CALLS)", call_sid, limits.max_calls)
-            busy = render(engine.spec.script.voice_busy, engine.spec.fields, {})
+            busy = render(conversations.spec.script.voice_busy, conversations.spec.fields, {})
             return Response(content=hangup_twiml(busy), media_type="application/xml")
         if announced is Announced.known:
             # A call gets one stream, ever; Twilio asks this webhook once per call.
@@ -126,7 +129,7 @@ def build_router(engine: DialogueEngine, settings: TwilioSettings, recogniser: R
             return await refuse(websocket, "stream token already used, or the call has a stream", start.call_sid)
         beating = asyncio.create_task(heartbeat(admissions, grant.call_sid))
         try:
-            await run_call(websocket, start, grant, engine, recogniser, voice, calls)
+            await run_call(websocket, start, grant, conversations, recogniser, voice, calls, tuning)
         except Exception:
             log.exception("call failed")
         finally:
