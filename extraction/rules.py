@@ -121,6 +121,15 @@ class RuleExtractor:
             value = " ".join(title(w) for w, _, _ in toks)
             return (spec.name in ctx.requested, spec, Candidate(value, toks[0][1], toks[-1][2], min(c, 0.99)))
 
+        # "First name Carry, last name Jocoy": each part said with its own words goes to its own field.
+        parts = {r.part: r for r in readings if r.part}
+        if first is not None and last is not None and parts:
+            for part, spec in (("first", first), ("last", last)):
+                if part in parts:
+                    out.append(cand(spec, list(parts[part].tokens), parts[part].confidence + (0.05 if requested else 0.0)))
+            if len(parts) == 2 or whole is None:
+                return out
+
         asked_first = first is not None and first.name in ctx.requested
         asked_last = last is not None and last.name in ctx.requested
         if asked_first and asked_last and len(tokens) == 1:
