@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from extraction.embeddings import SentenceEncoder, default_encoder
 
-# Chosen by bench/routing.py on its tuning split (BANKING77 tasks against CLINC150's other
-# intents and out-of-scope queries) and confirmed on its held-out split; see bench/RESULTS.md.
-DEFAULT_THRESHOLD = 0.45
+# Chosen by bench/routing.py on its tuning split (BANKING77 tasks against CLINC150's intents and
+# out-of-scope queries: best mean of in-scope accuracy and rejection), then reported on its
+# held-out split; see bench/RESULTS.md. It belongs to this model: another model, another number.
+DEFAULT_THRESHOLD = 0.465
 # Sharpness of the soft maximum over a task's phrases (1/temperature on cosine similarity):
 # 10 was best of 1 (plain mean), 10, 20 and a hard maximum on the tuning split.
 SHARPNESS = 10.0
@@ -151,7 +152,11 @@ class TaskRouter:
 
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """`scores` for texts already embedded by this router's encoder (the bench reuses them)."""
-        similarity = vectors @ self._index.vectors.T
+        # Row by row: one matrix product over many rows may round differently from the same row
+        # alone, and a message's answer must not depend on what was routed with it.
+        similarity = np.vstack([row @ self._index.vectors.T for row in vectors]) if len(vectors) else (
+            np.zeros((0, len(self._index.owner)), dtype=np.float32)
+        )
         out = np.empty((len(vectors), len(self._index.names)), dtype=np.float64)
         for number in range(len(self._index.names)):
             mine = similarity[:, self._index.owner == number].astype(np.float64)
