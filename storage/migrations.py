@@ -633,6 +633,8 @@ MIGRATIONS.append(
                 updated_at TEXT NOT NULL,
                 PRIMARY KEY (conversation_id, step_id)
             )""",
+            # A purged conversation takes its stored results with it (transcripts/retention.py).
+            "ALTER TABLE retention_purging ADD COLUMN action_results INTEGER NOT NULL DEFAULT 0",
         ),
         postgres=(
             """CREATE TABLE action_results (
@@ -649,6 +651,7 @@ MIGRATIONS.append(
                 updated_at TIMESTAMPTZ NOT NULL,
                 PRIMARY KEY (conversation_id, step_id)
             )""",
+            "ALTER TABLE retention_purging ADD COLUMN action_results INTEGER NOT NULL DEFAULT 0",
         ),
     )
 )
@@ -682,6 +685,8 @@ MIGRATIONS.append(
                 UNIQUE (conversation_id, task, outcome, target)
             )""",
             "CREATE INDEX outcome_deliveries_due ON outcome_deliveries (status, next_attempt_at)",
+            "CREATE INDEX outcome_deliveries_by_conversation ON outcome_deliveries (conversation_id)",
+            "ALTER TABLE retention_purging ADD COLUMN outcome_deliveries INTEGER NOT NULL DEFAULT 0",
         ),
         postgres=(
             """CREATE TABLE outcome_deliveries (
@@ -704,6 +709,8 @@ MIGRATIONS.append(
                 UNIQUE (conversation_id, task, outcome, target)
             )""",
             "CREATE INDEX outcome_deliveries_due ON outcome_deliveries (status, next_attempt_at)",
+            "CREATE INDEX outcome_deliveries_by_conversation ON outcome_deliveries (conversation_id)",
+            "ALTER TABLE retention_purging ADD COLUMN outcome_deliveries INTEGER NOT NULL DEFAULT 0",
         ),
     )
 )

@@ -17,6 +17,7 @@ import pytest
 
 from dialogue.spec import WorkerSpec
 from storage.db import Database
+from worker.settings import WorkerSettings
 from tests.conftest import EXAMPLES, ROOT
 from tests.support.server import WorkerServer
 from tests.support.talk import Talk, engine_for, settings_for
@@ -30,6 +31,7 @@ OWNED_BY = {
     "events": "conversation_id", "checkpoints": "thread_id", "checkpoint_writes": "thread_id",
     "handoffs": "conversation_id", "notifications": "conversation_id", "audit": "conversation_id",
     "sms_messages": "conversation_id", "sms_outbox": "conversation_id", "email_messages": "conversation_id",
+    "action_results": "conversation_id", "outcome_deliveries": "conversation_id",
 }
 # Tables that hold no conversation's data, or keep it on purpose.
 NOT_CONVERSATION_DATA = {
@@ -46,8 +48,20 @@ async def _channel_rows(db: Database, conversation_id: str, at: datetime, state:
         ("INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel) "
          "VALUES (?, '', ?, 't', 0, 'fields')", (conversation_id, tag)),
     ]
+    # An action's stored result and an outcome delivery (actions/), as the engine will write them.
+    action_rows = [
+        ("INSERT INTO action_results (conversation_id, step_id, action, idempotency_key, status, attempts, "
+         "created_at, updated_at) VALUES (?, 'book.check', 'availability', ?, 'ok', 1, ?, ?)",
+         (conversation_id, f"cw-{tag}", at, at)),
+    ]
+    delivery_rows = [
+        ("INSERT INTO outcome_deliveries (conversation_id, outcome, target, url, secret, timeout, body, status, "
+         "next_attempt_at, created_at) VALUES (?, 'completed', 'crm', 'http://127.0.0.1:9/x', '${S}', 5, '{}', "
+         "'delivered', ?, ?)", (conversation_id, at, at)),
+    ]
     await db.batch([
-        *(state_rows if state else []),
+        *(state_rows + delivery_rows if state else []),
+        *action_rows,
         ("INSERT INTO sms_messages (sid, conversation_id, direction, from_number, to_number, body, state, created_at, updated_at) "
          "VALUES (?, ?, 'in', '+12025550143', '+14155550100', 'hi', 'answered', ?, ?)", (f"SM{tag}", conversation_id, at, at)),
         ("INSERT INTO sms_outbox (conversation_id, to_number, from_number, body, state, next_attempt_at, created_at, updated_at) "
@@ -237,12 +251,12 @@ def test_purge_command_refuses_a_missing_or_silly_age(tmp_path: Path) -> None:
 
 def test_retention_is_off_unless_retention_days_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RETENTION_DAYS", raising=False)
-    assert RetentionSettings.from_env().days is None
+    assert WorkerSettings.from_env().retention_settings().days is None
     monkeypatch.setenv("RETENTION_DAYS", "30")
-    assert RetentionSettings.from_env().days == 30
+    assert WorkerSettings.from_env().retention_settings().days == 30
     monkeypatch.setenv("RETENTION_DAYS", "a month")
     with pytest.raises(ValueError, match="RETENTION_DAYS"):
-        RetentionSettings.from_env()
+        WorkerSettings.from_env().retention_settings()
 
 
 async def test_serve_purges_on_its_own_when_retention_days_is_set(restaurant: WorkerSpec, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Retention: conversations with no activity for N days are deleted with everything of theirs.
 
 A purged conversation takes with it its events, its state (checkpoints and checkpoint_writes),
-its SMS and email messages and outbox rows, its handoffs and their notifications, and its audit
-trail. What is kept is a count: `retention_purged` adds, per day (the conversation's start,
+its SMS and email messages and outbox rows, its handoffs and their notifications, its action
+results and outcome deliveries, and its audit trail. What is kept is a count: `retention_purged` adds, per day (the conversation's start,
 UTC), worker, channel and outcome, how many conversations, user turns, events, handoffs and
 audit entries were purged, so totals and KPIs over old periods still add up.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +46,8 @@ _OWNED: dict[str, str] = {
     "email_messages": "SELECT COUNT(*) FROM email_messages x WHERE x.conversation_id = c.id",
     "email_outbox": ("SELECT COUNT(*) FROM email_outbox x WHERE x.inbound_key IN "
                      "(SELECT m.key FROM email_messages m WHERE m.conversation_id = c.id)"),
+    "action_results": "SELECT COUNT(*) FROM action_results x WHERE x.conversation_id = c.id",
+    "outcome_deliveries": "SELECT COUNT(*) FROM outcome_deliveries x WHERE x.conversation_id = c.id",
 }
 _PURGING = "(SELECT p.conversation_id FROM retention_purging p)"
 # Children before parents (notifications point at handoffs, events at conversations).
@@ -61,6 +62,8 @@ _DELETES: list[str] = [
     f"DELETE FROM sms_messages WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM email_outbox WHERE inbound_key IN (SELECT m.key FROM email_messages m WHERE m.conversation_id IN {_PURGING})",
     f"DELETE FROM email_messages WHERE conversation_id IN {_PURGING}",
+    f"DELETE FROM action_results WHERE conversation_id IN {_PURGING}",
+    f"DELETE FROM outcome_deliveries WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM events WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM conversations WHERE id IN {_PURGING}",
 ]
@@ -72,6 +75,8 @@ _LEFTOVERS: list[tuple[str, str]] = [
     ("sms_messages", f"created_at < ? AND {_NO_CONVERSATION}"),
     ("email_outbox", f"inbound_key IN (SELECT m.key FROM email_messages m WHERE m.created_at < ? AND m.{_NO_CONVERSATION})"),
     ("email_messages", f"created_at < ? AND {_NO_CONVERSATION}"),
+    # A call's result is stored before its turn commits; a turn that never did leaves it alone.
+    ("action_results", f"created_at < ? AND {_NO_CONVERSATION}"),
     ("voice_calls", "announced_at < ? AND ('voice:' || call_sid) NOT IN (SELECT id FROM conversations)"),
 ]
 TABLES = ["conversations", *_OWNED, "voice_calls"]
@@ -92,11 +97,6 @@ class RetentionSettings(BaseModel):
         if raw.isdigit():
             return int(raw)
         raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
-
-    @classmethod
-    def from_env(cls) -> RetentionSettings:
-        return cls(days=cls.parse_days(os.environ.get("RETENTION_DAYS", "")),
-                   interval_seconds=float(os.environ.get("RETENTION_INTERVAL_SECONDS") or 3600))
 
 
 class PurgeReport(BaseModel):
