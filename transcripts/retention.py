@@ -2,9 +2,10 @@
 
 A purged conversation takes with it its events, its state (checkpoints and checkpoint_writes),
 its SMS and email messages and outbox rows, its handoffs and their notifications, its action
-results and outcome deliveries, and its audit trail. What is kept is a count: `retention_purged` adds, per day (the conversation's start,
-UTC), worker, channel and outcome, how many conversations, user turns, events, handoffs and
-audit entries were purged, so totals and KPIs over old periods still add up.
+results and outcome deliveries, and its audit trail. What is kept is a count: `retention_purged`
+adds, per day (the conversation's start, UTC), worker, channel and outcome, how many
+conversations, user turns, events, handoffs and audit entries were purged, so totals and KPIs
+over old periods still add up.
 
 "No activity" means the conversation's last event and the last change to any of its handoffs
 are both older than the cutoff (a handoff a person is still working keeps it). Channel rows
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,6 +99,11 @@ class RetentionSettings(BaseModel):
         if raw.isdigit():
             return int(raw)
         raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
+
+    @classmethod
+    def from_env(cls) -> RetentionSettings:
+        return cls(days=cls.parse_days(os.environ.get("RETENTION_DAYS", "")),
+                   interval_seconds=float(os.environ.get("RETENTION_INTERVAL_SECONDS") or 3600))
 
 
 class PurgeReport(BaseModel):
