@@ -41,7 +41,9 @@ _TOP = re.compile(rf"\b(?:an?\s+)?(?P<n>{_NUM})[\s-]top\b", re.I)
 _NUMBER_OF_PEOPLE = re.compile(rf"\b(?P<n>{_NUM})\s+(?:is|are)\s+the\s+(?:number|amount)\s+of\s+(?:people|persons|guests)|\bpeople\s+of\s+(?P<m>{_NUM})\b", re.I)
 _PLUS = re.compile(rf"\b{_NUM}(?:\s+(?:people|persons|adults|guests))?\s+plus\s+(?:an?|{_NUM})(?:\s+(?:more|others?|\w+))?\b", re.I)
 _ME = re.compile(r"\b(?:be\s+(?:just\s+|only\s+)?|(?:just|only)\s+(?:for\s+)?)(?P<me>me|myself)\b(?!\s+(?:and|plus|with|,))", re.I)
-_SINGLE_ME = re.compile(r"\b(?:just\s+(?:me|myself|one)|only\s+me|myself\s+alone|me\s+alone|by\s+myself|solo|for\s+one|single\s+person|party\s+of\s+one)\b", re.I)
+_SINGLE_ME = re.compile(
+    r"\b(?:just\s+(?:me|myself|one)|only\s+me|(?:myself|me)\s+only|myself\s+alone|me\s+alone|by\s+myself|solo|"
+    r"for\s+one(?!\s+(?:night|day|week|month|year|hour|more|of)s?\b)|single\s+person|party\s+of\s+one)\b", re.I)
 _COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\b)(?!\s+(?:people|persons|guests|adults|kids|more|days|weeks|hours|minutes)\b)", re.I)
 _BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
 _NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o'?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
@@ -173,6 +175,10 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
         # "a double room", "my room", "a child": one of the unit; "no kids", "without children": none.
         # "the room", "my room" name one already had: a count of 1 only as an answer.
         articles = "an?|my|our|the|one|single" if requested else "an?|one|single"
+        # "Double room", "twin room": a kind of one room, said without an article.
+        for m in re.finditer(rf"\b(?:double|twin|single|triple|king|queen|family|deluxe)(?:[\s-]+bed(?:ded)?)?\s+(?:{unit_alt})\b", text, re.I):
+            if not re.search(r"(?i)\b(?:an?|one|the|my|our|\d+|two|three|four)\s+$", text[: m.start()]):
+                add(1, m.start(), m.end(), 0.8)
         for m in re.finditer(rf"\b(?P<art>{articles})\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
             if not re.search(rf"(?i)\b(?:{unit_alt})\b", m.group(0)[: m.start("unit") - m.start()]):
                 add(1, m.start(), m.end(), 0.8)

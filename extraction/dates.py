@@ -163,6 +163,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
     ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row|thoughts?|choice|option|place|course|hand))", re.I), 0.8),
     ("month_only", re.compile(r"\b(?:from|in|until|till|since|by|during|of|for)\s+(?P<mon>january|february|april|june|july|august|september|october|november|december)\b(?!\s+\d)", re.I), 0.6),
+    # "until May", "since March": the two month names that are also words, only when capitalised.
+    ("month_only", re.compile(r"\b(?i:from|in|until|till|since|by|during|of|for)\s+(?P<mon>May|March)\b(?!\s+\d)"), 0.55),
+    ("month_rel", re.compile(r"\b(?P<mod>last|next|previous|past)\s+month\b(?!\s+(?:or|and)\b)", re.I), 0.7),
 ]
 
 
@@ -299,6 +302,10 @@ def find_dates(
                     continue
                 # Annotators mark "25th", not "the 25th".
                 add(_next_date(today, day, None, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)
+            elif kind == "month_rel":
+                # "last month": a period, named by its first day (an end role turns it into its last).
+                shift = {"last": -1, "previous": -1, "past": -1, "this": 0, "next": 1}[g["mod"].lower()]
+                add((today.replace(day=1) + relativedelta(months=shift)), m.start(), end, conf)
             elif kind == "month_only":
                 month = MONTHS[g["mon"].lower()]
                 year = today.year if month >= today.month else today.year + 1

@@ -22,7 +22,8 @@ _DURATION = re.compile(
 )
 _WEEKEND = re.compile(r"\b(?:for\s+)?(?:the|a|this|next)\s+(?:long\s+)?weekend\b", re.I)
 # "in 3 days" and "3 days ago" are dates, "20 minutes from now" a time: not lengths.
-_NOT_BEFORE = re.compile(r"\b(?:in|within|after)\s+(?:about\s+|around\s+)?$", re.I)
+# "at 3 night" is a moment too.
+_NOT_BEFORE = re.compile(r"\b(?:in|within|after|at|around|about|before|until|till|by)\s+(?:about\s+|around\s+)?$", re.I)
 _NOT_AFTER = re.compile(r"^\s+(?:ago|from\s+(?:now|today)|later|before|earlier|hence|after)\b", re.I)
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90}
 

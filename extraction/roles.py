@@ -187,7 +187,7 @@ def steer(
     return out
 
 
-_MONTH_ONLY = re.compile(r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?", re.I)
+_MONTH_ONLY = re.compile(r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?|(?:last|this|next|previous|past)\s+month", re.I)
 
 
 def _last_day(iso: str) -> str:

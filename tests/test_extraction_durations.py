@@ -70,3 +70,7 @@ def test_an_amount_with_its_currency_sign_after_it_is_money_not_a_time() -> None
     assert read([field("amount", "money"), field("at", "time")], "I paid 20$") == {
         "amount": ({"amount": 20.0, "currency": "USD"}, "20$")
     }
+
+
+def test_at_a_number_and_night_is_a_time_not_a_stay() -> None:
+    assert read(STAY, "at 3 night") == {"at": ("03:00", "3 night")}

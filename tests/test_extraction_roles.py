@@ -130,3 +130,18 @@ def test_until_a_month_runs_to_its_last_day() -> None:
 
 def test_a_couple_or_my_husband_and_i_are_adults_when_the_spec_counts_by_kind() -> None:
     assert values(HOTEL, "my husband and I, with our three sons") == {"adults": 2, "kids": 3}
+
+
+def test_a_kind_of_room_said_without_an_article_is_one_room() -> None:
+    assert values(HOTEL, "Double room please") == {"rooms": 1}
+
+
+def test_myself_only_is_one_adult_and_for_one_week_is_no_count() -> None:
+    assert values(HOTEL, "myself only") == {"adults": 1}
+    assert "people" not in values(HOTEL, "a booking for one week")
+
+
+def test_a_capitalised_may_after_until_is_the_month() -> None:
+    span = [field("start_date", "date", role="start"), field("end_date", "date", role="end")]
+    assert values(span, "what did I spend until May") == {"end_date": "2026-05-31"}
+    assert values(span, "since last month") == {"start_date": "2026-02-01"}
