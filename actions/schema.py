@@ -81,7 +81,37 @@ class ResultSchema(BaseModel):
         return out
 
 
+    def usage_problem(self, name: str, test: str, operand: Any = None) -> str | None:
+        """Why a condition test (`equals`, `in`, `gt`, `present`...) cannot apply to the named
+        result this schema describes, or None when it can: for `spec check`, so a condition on
+        `availability.times` with `gt: 3` is refused at the line that says it."""
+        allowed = _TESTS[self.type]
+        if test not in allowed:
+            return (f"{name} is {'an' if self.type[0] in 'aeiou' else 'a'} {self.type}; `{test}` does not apply "
+                    f"to it (use {', '.join(sorted(allowed))})")
+        operands = operand if test == "in" and isinstance(operand, list) else [operand]
+        if test in ("equals", "in"):
+            wrong = [v for v in operands if not _is_type(v, self.type)]
+            if wrong:
+                return f"{name} is {'an' if self.type[0] in 'aeiou' else 'a'} {self.type}; {wrong[0]!r} is not one"
+            never = [v for v in operands if self.enum is not None and v not in self.enum]
+            if never:
+                return f"{name} is one of {self.enum}; {never[0]!r} never matches"
+        return None
+
+
 ResultSchema.model_rebuild()
+
+# Which condition tests each kind of result allows.
+_NUMBER_TESTS = frozenset({"equals", "in", "gt", "gte", "lt", "lte", "present"})
+_TESTS = {
+    "boolean": frozenset({"equals", "present"}),
+    "integer": _NUMBER_TESTS,
+    "number": _NUMBER_TESTS,
+    "string": frozenset({"equals", "in", "present"}),
+    "array": frozenset({"present"}),
+    "object": frozenset({"present"}),
+}
 
 
 class SchemaViolation(Exception):

@@ -145,6 +145,23 @@ def test_named_results_and_environment_variables_are_listed_for_spec_check() -> 
     assert action.env_names() == ["BOOKING_API", "TOKEN"]
 
 
+def test_a_condition_that_a_result_cannot_satisfy_is_named_for_spec_check() -> None:
+    action = availability("https://api.example.com/a", result={
+        "type": "object", "properties": {
+            "available": {"type": "boolean"}, "seats": {"type": "integer"},
+            "area": {"type": "string", "enum": ["inside", "terrace"]},
+            "times": {"type": "array", "items": {"type": "string"}}}})
+    names = action.result_names()
+    assert names["availability.times"].usage_problem("availability.times", "gt", 3) == (
+        "availability.times is an array; `gt` does not apply to it (use present)")
+    assert names["availability.available"].usage_problem("availability.available", "equals", "yes") == (
+        "availability.available is a boolean; 'yes' is not one")
+    assert names["availability.area"].usage_problem("availability.area", "in", ["inside", "garden"]) == (
+        "availability.area is one of ['inside', 'terrace']; 'garden' never matches")
+    assert names["availability.seats"].usage_problem("availability.seats", "gte", 2) is None
+    assert names["availability.available"].usage_problem("availability.available", "equals", True) is None
+
+
 # --- calling the business's system ------------------------------------------------------------
 
 async def test_a_call_returns_named_typed_results_and_only_what_the_schema_declares(
