@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import httpx
@@ -86,16 +86,13 @@ class _Failed(Exception):
 class ActionClient:
     """Runs actions over one pooled HTTP client; results stored in `action_results`.
 
-    `env` is where `${VAR}`s are read (the process environment by default); `sleep` waits
-    between retries (tests and benchmarks pass their own clock, never to fake success)."""
+    `env` is where `${VAR}`s are read (the process environment by default)."""
 
-    def __init__(self, db: Database, http: httpx.AsyncClient | None = None, env: Mapping[str, str] | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+    def __init__(self, db: Database, http: httpx.AsyncClient | None = None, env: Mapping[str, str] | None = None):
         self.db = db
         self._http = http or httpx.AsyncClient(headers={"User-Agent": "channel-worker"})
         self._own_http = http is None
         self._env = env
-        self._sleep = sleep
 
     async def aclose(self) -> None:
         if self._own_http:
@@ -184,7 +181,7 @@ class ActionClient:
             delay = action.backoff * (2 ** (attempt - 1))
             log.info("action %s: %s; attempt %s of %s in %.2f s", action.name, error.message, attempt + 1,
                      action.retries + 1, delay)
-            await self._sleep(delay)
+            await asyncio.sleep(delay)
 
     async def _exchange(self, request: httpx.Request) -> tuple[int, bytes]:
         """Send once; the status and at most MAX_RESPONSE_BYTES of the answer."""
