@@ -5,7 +5,6 @@ each turn; channels do the channel-specific part (a live transfer on voice)."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -38,8 +37,9 @@ class HandoffSpec(Protocol):
 
 
 class Handoffs:
-    def __init__(self, spec: HandoffSpec, store: TranscriptStore, notifier: Notifier):
+    def __init__(self, spec: HandoffSpec, store: TranscriptStore, notifier: Notifier, public_base_url: str = ""):
         self.spec = spec
+        self.public_base_url = public_base_url.rstrip("/")  # handoff links in packets point here
         self.store = store
         self.queue = HumanQueue(store.db)
         self.audit = AuditTrail(store.db)
@@ -136,7 +136,7 @@ class Handoffs:
             f"{self.spec.persona} handed over after {state.get('turns', 0)} turns: {action['reason']} "
             f"Collected: {collected}." + (f" Still missing: {', '.join(missing)}." if missing else "")
         )
-        base = os.environ.get("PUBLIC_BASE_URL", "").rstrip("/")
+        base = self.public_base_url
         return {
             "conversation_id": conversation_id,
             "worker": self.spec.name,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -28,6 +27,7 @@ from storage.outbox import backoff
 
 log = logging.getLogger(__name__)
 
+
 class SmtpSettings(BaseModel):
     """Outgoing mail, from the same variables as the email channel."""
 
@@ -39,19 +39,6 @@ class SmtpSettings(BaseModel):
     sender: str = "channel-worker@localhost"
     ca_file: str | None = None
     timeout: float = 10.0
-
-    @classmethod
-    def from_env(cls) -> SmtpSettings | None:
-        host = os.environ.get("SMTP_HOST")
-        if not host:
-            return None
-        tls = os.environ.get("SMTP_TLS", "starttls").lower()
-        default_port = {"ssl": 465, "starttls": 587, "none": 25}.get(tls, 587)
-        return cls(
-            host=host, port=int(os.environ.get("SMTP_PORT", default_port)), user=os.environ.get("SMTP_USER") or None,
-            password=os.environ.get("SMTP_PASSWORD") or None, tls=tls,  # type: ignore[arg-type]
-            sender=os.environ.get("EMAIL_FROM", "channel-worker@localhost"), ca_file=os.environ.get("MAIL_CA_FILE") or None,
-        )
 
 
 class Notification(BaseModel):

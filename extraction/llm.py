@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from datetime import date, time
@@ -37,14 +36,6 @@ class LLMSettings(BaseModel):
     model: str
     api_key: str | None = None
     timeout: float = 10.0
-
-    @classmethod
-    def from_env(cls) -> LLMSettings | None:
-        base_url, model = os.environ.get("LLM_BASE_URL"), os.environ.get("LLM_MODEL")
-        if not base_url or not model:
-            return None
-        return cls(base_url=base_url.rstrip("/"), model=model, api_key=os.environ.get("LLM_API_KEY") or None,
-                   timeout=float(os.environ.get("LLM_TIMEOUT", "10")))
 
 
 class Proposal(BaseModel):

@@ -23,6 +23,7 @@ from channels.email.channel import EmailChannel, EmailSettings
 from channels.email.report import email_report
 from dialogue.spec import WorkerSpec
 from escalation.notify import SmtpSettings
+from worker.settings import WorkerSettings
 from tests.conftest import EXAMPLES, ROOT
 from tests.support.dovecot import PASSWORD, USER, Dovecot
 from tests.support.receivers import FlakySmtp
@@ -205,7 +206,7 @@ def test_email_aliases_setting_makes_them_the_workers_own(monkeypatch: pytest.Mo
     for name, value in {"IMAP_HOST": "imap.example", "SMTP_HOST": "smtp.example", "EMAIL_FROM": "support@example.com",
                         "EMAIL_ALIASES": "help@example.com, Sales@Example.com,"}.items():
         monkeypatch.setenv(name, value)
-    settings = EmailSettings.from_env()
+    settings = WorkerSettings.from_env().email_settings()
     assert settings is not None
     assert settings.own_addresses == {"support@example.com", "help@example.com", "sales@example.com"}
 

@@ -17,6 +17,7 @@ import pytest
 
 from dialogue.spec import WorkerSpec
 from storage.db import Database
+from worker.settings import WorkerSettings
 from tests.conftest import EXAMPLES, ROOT
 from tests.support.server import WorkerServer
 from tests.support.talk import Talk, engine_for, settings_for
@@ -250,12 +251,12 @@ def test_purge_command_refuses_a_missing_or_silly_age(tmp_path: Path) -> None:
 
 def test_retention_is_off_unless_retention_days_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RETENTION_DAYS", raising=False)
-    assert RetentionSettings.from_env().days is None
+    assert WorkerSettings.from_env().retention_settings().days is None
     monkeypatch.setenv("RETENTION_DAYS", "30")
-    assert RetentionSettings.from_env().days == 30
+    assert WorkerSettings.from_env().retention_settings().days == 30
     monkeypatch.setenv("RETENTION_DAYS", "a month")
     with pytest.raises(ValueError, match="RETENTION_DAYS"):
-        RetentionSettings.from_env()
+        WorkerSettings.from_env().retention_settings()
 
 
 async def test_serve_purges_on_its_own_when_retention_days_is_set(restaurant: WorkerSpec, tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -99,11 +98,6 @@ class RetentionSettings(BaseModel):
         if raw.isdigit():
             return int(raw)
         raise ValueError(f"RETENTION_DAYS={raw!r} is not a whole number of days (or off)")
-
-    @classmethod
-    def from_env(cls) -> RetentionSettings:
-        return cls(days=cls.parse_days(os.environ.get("RETENTION_DAYS", "")),
-                   interval_seconds=float(os.environ.get("RETENTION_INTERVAL_SECONDS") or 3600))
 
 
 class PurgeReport(BaseModel):

@@ -29,7 +29,7 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None,
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
         notifier = Notifier(store.db, env.smtp_settings())
-        handoffs = Handoffs(spec, store, notifier)
+        handoffs = Handoffs(spec, store, notifier, public_base_url=env.twilio.public_base_url)
         yield DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs)
     finally:
         await store.close()

@@ -195,7 +195,8 @@ class WorkerSettings(BaseModel):
     def voice_limits(self) -> VoiceLimits:
         v = self.voice
         return VoiceLimits(max_calls=v.voice_max_calls, start_timeout_seconds=v.voice_start_timeout_seconds,
-                           token_seconds=v.voice_stream_token_seconds)
+                           token_seconds=v.voice_stream_token_seconds,
+                           stream_secret=v.voice_stream_secret.get_secret_value() if v.voice_stream_secret else None)
 
     def voice_enabled(self) -> bool:
         return self.twilio.voice_on

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import sqlite3
 import ssl
 from collections import Counter
@@ -68,15 +67,6 @@ class EmailSettings:
     def own_addresses(self) -> set[str]:
         """Mail from these (or from their +tag forms) is the worker's own and never answered."""
         return {self.smtp.sender.lower(), *self.aliases}
-
-    @classmethod
-    def from_env(cls) -> EmailSettings | None:
-        imap, smtp = ImapSettings.from_env(), SmtpSettings.from_env()
-        if imap is None or smtp is None:
-            return None
-        return cls(imap, smtp, max_bytes=int(os.environ.get("EMAIL_MAX_BYTES", 2_000_000)),
-                   replies_per_sender_per_hour=int(os.environ.get("EMAIL_REPLIES_PER_SENDER_PER_HOUR", 20)),
-                   aliases=os.environ.get("EMAIL_ALIASES", "").split(","))
 
 
 class EmailChannel:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import ssl
 from collections.abc import Awaitable, Callable
@@ -39,21 +38,6 @@ class ImapSettings(BaseModel):
     idle_seconds: float = 300.0
     poll_seconds: float = 30.0
     timeout: float = 30.0
-
-    @classmethod
-    def from_env(cls) -> ImapSettings | None:
-        host = os.environ.get("IMAP_HOST")
-        if not host:
-            return None
-        tls = os.environ.get("IMAP_TLS", "ssl").lower()
-        return cls(
-            host=host, port=int(os.environ.get("IMAP_PORT", 993 if tls == "ssl" else 143)),
-            user=os.environ.get("IMAP_USER", ""), password=os.environ.get("IMAP_PASSWORD", ""), tls=tls,  # type: ignore[arg-type]
-            folder=os.environ.get("IMAP_FOLDER", "INBOX"), ca_file=os.environ.get("MAIL_CA_FILE") or None,
-            processed=os.environ.get("IMAP_PROCESSED", "seen"),
-            idle_seconds=float(os.environ.get("IMAP_IDLE_SECONDS", "300")),
-            poll_seconds=float(os.environ.get("IMAP_POLL_SECONDS", "30")),
-        )
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_file)

@@ -15,7 +15,6 @@ streams arrive).
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from enum import Enum
 
@@ -35,14 +34,8 @@ class VoiceLimits(BaseModel):
     max_calls: int = Field(8, ge=1)
     start_timeout_seconds: float = Field(5.0, gt=0)  # a socket that has not sent `start` by then is closed
     token_seconds: float = Field(30.0, gt=0)  # Twilio opens the stream right after it reads the TwiML
-
-    @classmethod
-    def from_env(cls) -> VoiceLimits:
-        return cls(
-            max_calls=int(os.environ.get("VOICE_MAX_CALLS", "8")),
-            start_timeout_seconds=float(os.environ.get("VOICE_START_TIMEOUT_SECONDS", "5")),
-            token_seconds=float(os.environ.get("VOICE_STREAM_TOKEN_SECONDS", "30")),
-        )
+    # The stream tokens' key (VOICE_STREAM_SECRET); unset: derived from the Twilio auth token.
+    stream_secret: str | None = Field(None, repr=False)
 
 
 class Announced(str, Enum):

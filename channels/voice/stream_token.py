@@ -17,7 +17,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import uuid
 
 from pydantic import BaseModel, ValidationError
@@ -47,10 +46,6 @@ def stream_secret(auth_token: str, override: str | None = None) -> bytes:
     if override:
         return override.encode("utf-8")
     return hmac.new(auth_token.encode("utf-8"), b"channel-worker voice stream token v1", hashlib.sha256).digest()
-
-
-def secret_from_env(auth_token: str) -> bytes:
-    return stream_secret(auth_token, os.environ.get("VOICE_STREAM_SECRET") or None)
 
 
 def _b64(data: bytes) -> str:

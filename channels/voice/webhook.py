@@ -64,7 +64,7 @@ def build_router(conversations: Conversations, db: Database, settings: TwilioSet
     validator = RequestValidator(settings.auth_token)
     limits = limits or VoiceLimits()
     admissions = CallAdmissions(db, limits)
-    secret = stream_token.secret_from_env(settings.auth_token)
+    secret = stream_token.stream_secret(settings.auth_token, limits.stream_secret)
     waiting = {"sockets": 0}
     max_waiting = 2 * limits.max_calls
 
