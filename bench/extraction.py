@@ -40,6 +40,8 @@ from extraction.evaluation import (  # noqa: E402
     NLUPP_TUNE_FOLDS,
     auroc,
     evaluate_roles,
+    scored_roles,
+    scored_spans,
     load_nlupp_utterances,
     split_halves,
     RESTAURANT_SLOTS,
@@ -106,6 +108,21 @@ def print_spans(report: SpanReport, slots: tuple[str, ...] = RESTAURANT_SLOTS, s
     print(f"{'micro':<14} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}   {split}")
 
 
+def print_confidence(args: argparse.Namespace, extractor: RuleExtractor, fields: list, halves: dict) -> None:  # noqa: ANN001
+    """AUROC of confidence (right vs wrong readings) per split: can a `confidence_below` rule tell them apart?"""
+    folds = {"tune": list(NLUPP_TUNE_FOLDS), "report": [i for i in range(10) if i not in NLUPP_TUNE_FOLDS]}
+    for split in ("tune", "report"):
+        pairs = (scored_spans(extractor, fields, halves[split], R8K_NOW)
+                 + scored_roles(extractor, load_nlupp_utterances(args.data / "nlupp", folds[split])))
+        print(f"AUROC of confidence, right vs wrong readings: {auroc(pairs):.3f}  split {split} "
+              f"(Restaurants-8k half + NLU++ role-strict folds {folds[split][0]}-{folds[split][-1]}; {len(pairs)} readings, "
+              f"{sum(not ok for _, ok in pairs)} wrong)")
+    for domain, dfields in DSTC8_SPECS.items():
+        pairs = scored_spans(extractor, dfields, load_restaurant8k(args.data / "dstc8" / domain / "train.json"), DSTC8_NOW)
+        print(f"AUROC of confidence, right vs wrong readings: {auroc(pairs):.3f}  split report ({domain}, never tuned on; "
+              f"{len(pairs)} readings, {sum(not ok for _, ok in pairs)} wrong)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -152,11 +169,8 @@ def main() -> None:
     print(f"== NLU++ values, each label in the field of its role (whole hotel/banking spec at once; "
           f"tune = folds {folds['tune'][0]}-{folds['tune'][-1]}, report = folds {folds['report'][0]}-{folds['report'][-1]})")
     print(f"{'kind':<7} {'right/n':>10} {'acc':>6}   split")
-    role_conf: list[tuple[float, bool]] = []
     for split, which in folds.items():
         role = evaluate_roles(extractor, load_nlupp_utterances(args.data / "nlupp", which), keep_errors=bool(args.errors))
-        if split == "tune":
-            role_conf = role.confidence
         for kind in ("dates", "times", "counts", "money"):
             right, n = role.right.get(kind, [0, 0])
             print(f"{kind:<7} {f'{right}/{n}':>10} {right / n if n else 0:>6.3f}   {split}")
@@ -195,9 +209,7 @@ def main() -> None:
     folds = [(shuffled[:half], shuffled[half:]), (shuffled[half:], shuffled[:half])]
     cv = statistics.mean(ece_of(test, calibration.fit(train)) for train, test in folds)
     print(f"2-fold cross-validated ECE of the fitting method: {cv:.3f}")
-    r8k_conf = evaluate_spans(extractor, spec.fields, halves["tune"], R8K_NOW).confidence
-    print(f"AUROC of confidence, right vs wrong readings (split tune: Restaurants-8k first half + NLU++ role-strict "
-          f"folds 0-4): {auroc(r8k_conf + role_conf):.3f}")
+    print_confidence(args, extractor, spec.fields, halves)
     print(f"{'confidence':<14} {'n':>5} {'mean conf':>10} {'right':>7}")
     pairs = [(table.get(t, {}).get(f"{r:.2f}", r), ok) for t, r, ok in samples]
     for lo, hi in ((0, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 0.85), (0.85, 0.9), (0.9, 0.95), (0.95, 1.01)):

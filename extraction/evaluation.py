@@ -374,3 +374,42 @@ def auroc(pairs: list[tuple[float, bool]]) -> float:
         hi = bisect.bisect_right(wrong, c)
         total += lo + 0.5 * (hi - lo)
     return total / (len(right) * len(wrong))
+
+
+# ---- confidence: every reading and whether it was right ------------------------------------
+
+def scored_spans(extractor: Extractor, fields: Sequence[FieldSpec], examples: Iterable[dict[str, Any]],
+                 now: datetime) -> list[tuple[float, bool]]:
+    """(confidence, exactly right) for each value read from span-labelled examples."""
+    names = [f.name for f in fields]
+    pairs = []
+    for ex in examples:
+        asked = ex["requested"]
+        again = [r for r in asked if asked.count(r) > 1]
+        requested = [r for r in dict.fromkeys(again + asked) if r in names]
+        for e in extractor.extract(ex["text"], fields, ExtractionContext(requested=requested, now=now)):
+            pairs.append((e.confidence, ex["gold"].get(e.field) == (e.start, e.end)))
+    return pairs
+
+
+def scored_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]],
+                 now: datetime = NLUPP_NOW) -> list[tuple[float, bool]]:
+    """(confidence, right) for each value read from NLU++ with the role specs; a value in a field
+    with no label is wrong."""
+    pairs = []
+    for ex in utterances:
+        fields = NLUPP_ROLE_SPECS[ex["domain"]]
+        requested = ["number"] if "number" in ex["labels"] else []
+        wanted: dict[str, list[tuple[tuple[int, int], str, Any]]] = defaultdict(list)
+        for slot, (span, value) in ex["labels"].items():
+            if slot in NLUPP_ROLE_FIELD[ex["domain"]]:
+                for name in _fields_for(ex["domain"], slot):
+                    wanted[name].append((span, NLUPP_SLOTS[slot][0], value))
+        for e in extractor.extract(ex["text"], fields, ExtractionContext(requested=requested, now=now)):
+            ok = False
+            for span, kind, value in wanted.get(e.field, []):
+                if e.start < span[1] and span[0] < e.end:
+                    v = _normalise(kind, e.value)
+                    ok = ok or v == value or (kind == "money" and value[1] is None and v[0] == value[0])
+            pairs.append((e.confidence, ok))
+    return pairs
