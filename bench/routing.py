@@ -1,6 +1,6 @@
 """Task routing: in-scope accuracy, out-of-scope rejection, and speed on one core.
 
-    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 10] [--no-description]
+    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 10] [--no-description] [--as-shipped]
 
 The worker: 10 BANKING77 intents as tasks, 10 example phrases each, the intent's name in words
 ("card arrival") as its description. Which intents and which phrases: draw d (0..draws-1) uses
@@ -29,6 +29,7 @@ import math
 import os
 import random
 import re
+import resource
 import statistics
 import sys
 import time
@@ -189,15 +190,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--draws", type=int, default=10, help="how many draws of 10 intents (seeds 0..N-1)")
     parser.add_argument("--no-description", action="store_true", help="examples only, no description phrase")
+    parser.add_argument("--as-shipped", action="store_true", help="run the model as shipped (float products), not re-quantised")
     parser.add_argument("--speed", type=int, default=1000, help="messages routed one at a time for speed")
     args = parser.parse_args()
 
     cpu = pin_one_core()
     rss_before = rss_mb()
-    encoder = SentenceEncoder.load()
+    encoder = SentenceEncoder.load(requantise=not args.as_shipped)
     rss_after = rss_mb()
-    print(f"model: {MODEL_NAME}; load {encoder.load_seconds:.2f} s; RSS {rss_before:.0f} -> {rss_after:.0f} MB "
-          f"(+{rss_after - rss_before:.0f} MB); pinned to CPU {cpu}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"model: {MODEL_NAME}{' AS SHIPPED (not re-quantised)' if args.as_shipped else ''}; "
+          f"load {encoder.load_seconds:.2f} s; RSS {rss_before:.0f} -> {rss_after:.0f} MB "
+          f"(+{rss_after - rss_before:.0f} MB; peak during load {peak:.0f} MB); pinned to CPU {cpu}")
 
     by_intent = load_banking(args.data / "banking77" / "train.csv")
     clinc_tune, clinc_held = load_clinc(args.data / "clinc150" / "train_val.json")

@@ -110,7 +110,11 @@ class SentenceEncoder:
         self.load_seconds = load_seconds
 
     @classmethod
-    def load(cls, model_path: Path | None = None, tokenizer_path: Path | None = None) -> SentenceEncoder:
+    def load(
+        cls, model_path: Path | None = None, tokenizer_path: Path | None = None, *, requantise: bool = True
+    ) -> SentenceEncoder:
+        """The shipped model (or the given files); `requantise=False` runs it as shipped (slower;
+        kept so bench/routing.py can show the int8 products cost no accuracy)."""
         import time
 
         import onnxruntime as ort
@@ -136,7 +140,8 @@ class SentenceEncoder:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        session = ort.InferenceSession(_quantised_model(model), options, providers=["CPUExecutionProvider"])
+        graph: bytes | str = _quantised_model(model) if requantise else str(model)
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         return cls(session, tokenizer, time.perf_counter() - started)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
