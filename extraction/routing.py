@@ -77,7 +77,9 @@ class Routed(BaseModel):
 class _Index:
     """A spec's phrase vectors and which task each belongs to; immutable once built."""
 
-    def __init__(self, vectors: np.ndarray, owner: np.ndarray, names: list[str]) -> None:
+    def __init__(self, encoder: SentenceEncoder, vectors: np.ndarray, owner: np.ndarray, names: list[str]) -> None:
+        # The encoder is kept so a cache key's id() can never be reused by another encoder.
+        self.encoder = encoder
         self.vectors = vectors
         self.owner = owner
         self.names = names
@@ -101,7 +103,7 @@ def _index_for(tasks: Sequence[TaskExamples], encoder: SentenceEncoder) -> _Inde
     key = (id(encoder), _spec_key(tasks))
     with _indexes_lock:
         found = _indexes.get(key)
-        if found is not None:
+        if found is not None and found.encoder is encoder:
             _indexes.move_to_end(key)
             return found
     phrases: list[str] = []
@@ -110,7 +112,7 @@ def _index_for(tasks: Sequence[TaskExamples], encoder: SentenceEncoder) -> _Inde
         for phrase in task.phrases():
             phrases.append(phrase)
             owner.append(number)
-    index = _Index(encoder.encode(phrases), np.array(owner), [t.name for t in tasks])
+    index = _Index(encoder, encoder.encode(phrases), np.array(owner), [t.name for t in tasks])
     with _indexes_lock:
         _indexes[key] = index
         while len(_indexes) > _CACHE_SPECS:
@@ -136,6 +138,8 @@ class TaskRouter:
     ) -> TaskRouter:
         if not tasks:
             raise ValueError("a router needs at least one task")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, not {threshold}")
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique: {names}")

@@ -112,7 +112,7 @@ def test_routing_is_deterministic_and_route_many_agrees_with_route(router: TaskR
     assert TaskRouter.build(RESTAURANT).route_many(texts) == one_by_one
 
 
-def test_a_task_needs_a_phrase_and_names_are_unique() -> None:
+def test_a_task_needs_a_phrase_names_are_unique_and_the_threshold_is_a_similarity() -> None:
     with pytest.raises(ValidationError):
         TaskExamples(name="empty", description=" ", examples=["  "])
     twice = [TaskExamples(name="book", examples=["book a table"]), TaskExamples(name="book", examples=["reserve"])]
@@ -120,6 +120,8 @@ def test_a_task_needs_a_phrase_and_names_are_unique() -> None:
         TaskRouter.build(twice, encoder=default_encoder())
     with pytest.raises(ValueError, match="at least one task"):
         TaskRouter.build([], encoder=default_encoder())
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        TaskRouter.build(RESTAURANT, threshold=1.5, encoder=default_encoder())
 
 
 def test_a_missing_model_is_a_clear_error_naming_the_file_and_the_package(tmp_path: Path) -> None:
