@@ -88,10 +88,12 @@ def _category_counts(text: str, kids: bool, requested: bool = True) -> list[Coun
     """In "my wife, our two sons and I": 2 adults and 2 kids, each counted over the terms of its kind."""
     out = []
     for m in _GROUP_WIDE.finditer(text):
-        if not requested and not re.search(_SEP, m.group(0), re.I) and not find_numbers(m.group(0)):
+        # "I'm coming with my dad": the speaker is one of the group.
+        me = _COMING_WITH.search(text[: m.start()])
+        if not requested and not me and not re.search(_SEP, m.group(0), re.I) and not find_numbers(m.group(0)):
             continue  # "I", "my daughter" alone: a person mentioned, not a count nobody asked for
-        spans = []
-        total = 0
+        spans = [(me.start(), me.start() + len(me.group("me")))] if me and not kids else []
+        total = len(spans)
         pos = m.start()
         for term in re.split(_SEP, m.group(0), flags=re.I):
             start = text.index(term, pos)
@@ -103,6 +105,11 @@ def _category_counts(text: str, kids: bool, requested: bool = True) -> list[Coun
         if spans:
             out.append(CountReading(total, spans[0][0], spans[-1][1], 0.75))
     return out
+
+
+_COMING_WITH = re.compile(
+    r"\b(?P<me>i'?m|i\s+am|i'll\s+be|i\s+will\s+be)\s+(?:\w+\s+)?(?:coming|travell?ing|staying|arriving|going|visiting|here)\s+with\s+$",
+    re.I)
 
 
 @functools.lru_cache(maxsize=64)

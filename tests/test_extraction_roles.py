@@ -145,3 +145,8 @@ def test_a_capitalised_may_after_until_is_the_month() -> None:
     span = [field("start_date", "date", role="start"), field("end_date", "date", role="end")]
     assert values(span, "what did I spend until May") == {"end_date": "2026-05-31"}
     assert values(span, "since last month") == {"start_date": "2026-02-01"}
+
+
+def test_the_speaker_coming_with_others_is_one_of_the_adults() -> None:
+    assert values(HOTEL, "I'm coming with my dad") == {"adults": 2}
+    assert values(HOTEL, "I am travelling with my wife and our two kids") == {"adults": 2, "kids": 2}
