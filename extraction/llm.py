@@ -133,6 +133,17 @@ def _typed(spec: FieldSpec, value: Any, rules: RuleExtractor, quote: str, contex
             return validate_email(str(value), check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             raise ValueError(str(exc)) from None
+    if t is FieldType.duration:
+        # The length is read from the person's words, not taken from the model's ISO string.
+        readings = rules.readings(quote, spec, context.now, requested=True)
+        if not readings:
+            raise ValueError("no length of time in the quote")
+        return readings[0].value
+    if t is FieldType.place:
+        # The gazetteer's (or the spec's) canonical name when the quote names a known place.
+        readings = [r for r in rules.readings(quote, spec, context.now, requested=True) if r.confidence > 0.6]
+        if readings:
+            return readings[0].value
     text = str(value).strip()
     if not text:
         raise ValueError("empty")

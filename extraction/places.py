@@ -120,8 +120,8 @@ def find_places(
             capital = said[:1].isupper()
             upper = said.isupper() and len(said) <= 4
             key = normalise(said)
-            if len(key) <= 4 and not upper and not (cue and len(key) >= 3):
-                continue  # "la", "sf" typed small are words or noise; "LA", "SF" are places
+            if len(key) <= 4 and not upper and not (cue and len(key) >= 3) and not requested:
+                continue  # "la", "sf" typed small are words or noise; "LA", "SF" are places (or the answer to "where?")
             if n == 1 and key in common and not (capital and (cue or requested or start > 0)):
                 continue  # "reading", "nice", "mobile": only a capitalised name is a place
             if not (capital or cue or requested):
