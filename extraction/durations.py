@@ -111,3 +111,20 @@ def find_durations(text: str, requested: bool = False) -> list[DurationReading]:
             start = m.start() + (len(m.group(0)) - len(re.sub(r"(?i)^for\s+", "", m.group(0))))
             out.append(DurationReading("P2D", start, m.end(), 0.75))
     return sorted(out, key=lambda r: r.start)
+
+
+_ISO = re.compile(r"^P(?:(?P<Y>\d+)Y)?(?:(?P<Mo>\d+)M)?(?:(?P<W>\d+)W)?(?:(?P<D>\d+)D)?(?:T(?:(?P<H>\d+)H)?(?:(?P<Mi>\d+)M)?)?$")
+_WORDS = (("Y", "year"), ("Mo", "month"), ("W", "week"), ("D", "day"), ("H", "hour"), ("Mi", "minute"))
+
+
+def describe(iso: str) -> str:
+    """How a duration reads back aloud: "P3D" -> "3 days", "PT1H30M" -> "1 hour 30 minutes"."""
+    m = _ISO.match(iso or "")
+    if not m or not any(m.groupdict().values()):
+        return iso
+    parts = []
+    for key, word in _WORDS:
+        n = m.group(key)
+        if n:
+            parts.append(f"{int(n)} {word}{'' if int(n) == 1 else 's'}")
+    return " ".join(parts)

@@ -74,3 +74,11 @@ def test_an_amount_with_its_currency_sign_after_it_is_money_not_a_time() -> None
 
 def test_at_a_number_and_night_is_a_time_not_a_stay() -> None:
     assert read(STAY, "at 3 night") == {"at": ("03:00", "3 night")}
+
+
+@pytest.mark.parametrize("iso,spoken", [("P3D", "3 days"), ("P1W", "1 week"), ("PT1H30M", "1 hour 30 minutes"),
+                                        ("P1Y2M", "1 year 2 months"), ("soon", "soon")])
+def test_a_duration_reads_back_in_words(iso: str, spoken: str) -> None:
+    from extraction.durations import describe
+
+    assert describe(iso) == spoken
