@@ -1,6 +1,6 @@
 """Task routing: in-scope accuracy, out-of-scope rejection, and speed on one core.
 
-    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 10] [--no-description] [--as-shipped]
+    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 20] [--no-description] [--as-shipped]
 
 The worker: 10 BANKING77 intents as tasks, 10 example phrases each, the intent's name in words
 ("card arrival") as its description. Which intents and which phrases: draw d (0..draws-1) uses
@@ -188,7 +188,7 @@ def fmt(o: Outcome) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--draws", type=int, default=10, help="how many draws of 10 intents (seeds 0..N-1)")
+    parser.add_argument("--draws", type=int, default=20, help="how many draws of 10 intents (seeds 0..N-1)")
     parser.add_argument("--no-description", action="store_true", help="examples only, no description phrase")
     parser.add_argument("--as-shipped", action="store_true", help="run the model as shipped (float products), not re-quantised")
     parser.add_argument("--speed", type=int, default=1000, help="messages routed one at a time for speed")
