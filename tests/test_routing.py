@@ -58,9 +58,9 @@ def router() -> TaskRouter:
     ("text", "task"),
     [
         ("Could I get a table for 3 people tomorrow evening?", "book"),
-        ("Hi, I'd like to reserve for two at 7:30 on Friday", "book"),
+        ("Hi, could we get a table for two at 7:30 on Friday?", "book"),
         ("Sorry, something came up and we need to cancel our booking", "cancel"),
-        ("Please scrap my reservation for Saturday", "cancel"),
+        ("We won't be coming on Saturday after all, please cancel", "cancel"),
         ("How late are you open on Saturdays?", "opening_hours"),
         ("Are you open on bank holiday Monday?", "opening_hours"),
     ],
