@@ -32,7 +32,7 @@ _US_STATE = re.compile(
     r"^,?\s+(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
     r"OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)\b"
 )
-MAX_TOKENS = 4
+MAX_TOKENS = 5
 _ALTERNATE_MIN_POPULATION = 100_000  # alternate names of small towns are mostly other-language noise
 
 
@@ -41,6 +41,7 @@ class Place:
     name: str
     population: int
     country: str
+    code: bool = False  # an airport's IATA code: a place only when written in capitals
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,36 @@ def gazetteer() -> dict[str, tuple[Place, ...]]:
             key = normalise(name)
             if key and len(key.split()) <= MAX_TOKENS:
                 index.setdefault(key, []).append(place)
+    _add_airports(index, common)
     return {k: tuple(sorted(v, key=lambda p: -p.population)) if len(v) > 1 else (v[0],) for k, v in index.items()}
+
+
+_AIRPORT_WORDS = re.compile(r"\s+(?:international|intl|regional|municipal|metropolitan)?\s*(?:airport|airfield|air\s+base)?$", re.I)
+
+
+def _add_airports(index: dict[str, list[Place]], common: frozenset[str]) -> None:
+    """Airports with an IATA code (airportsdata): "JFK", "Heathrow", "O'Hare airport", "San Francisco
+    International". A town's own name stays the town."""
+    import airportsdata
+
+    for code, a in airportsdata.load("IATA").items():
+        # An airport stands above any town in the ranking: said by name, it is the airport that is meant.
+        place = Place(a["name"], 10**9, a["country"])  # among airports of one name, any; never above a town
+        full = normalise(a["name"])
+        short = normalise(_AIRPORT_WORDS.sub("", a["name"]))
+        city = normalise(a["city"])
+        keys = {full, normalise(re.sub(r"(?i)\s+airport$", "", a["name"]))}
+        if short and short != full and short not in index:
+            keys.add(short)
+        # "London Heathrow" -> "Heathrow", "Chicago O'Hare" -> "O'Hare": the airport's own name.
+        own = short[len(city):].strip() if city and short.startswith(city + " ") else ""
+        if own and own not in index and own not in common and len(own) >= 4:
+            keys |= {own, own + " airport"}
+        for key in keys:
+            # A name a town already has stays the town's ("London Airport" is no reading of "London").
+            if len(key.split()) <= MAX_TOKENS and (key not in index or index[key][0].population >= 10**9):
+                index.setdefault(key, []).append(place)
+        index.setdefault(code.lower(), []).insert(0, Place(a["name"], 10**9, a["country"], code=True))
 
 
 def find_places(
@@ -122,6 +152,10 @@ def find_places(
             key = normalise(said)
             if len(key) <= 4 and not upper and not (cue and len(key) >= 3) and not requested:
                 continue  # "la", "sf" typed small are words or noise; "LA", "SF" are places (or the answer to "where?")
+            if places[0].code and not (said.isupper() and (cue or requested or re.match(r"(?i)^\s+airport\b", text[end:]))):
+                places = tuple(p for p in places if not p.code)  # "SEA", "FAT" are codes only in capitals, where a place is expected
+                if not places:
+                    continue
             if n == 1 and key in common and not (capital and (cue or requested or start > 0)):
                 continue  # "reading", "nice", "mobile": only a capitalised name is a place
             if not (capital or cue or requested):

@@ -75,3 +75,17 @@ def test_a_role_of_a_place_is_origin_or_destination() -> None:
     with pytest.raises(ValueError, match="no role 'start'"):
         field("city", role="start")
     assert field("city", role="origin").role == "origin"
+
+
+@pytest.mark.parametrize("text,name,said", [
+    ("flying into JFK tomorrow", "John F Kennedy International Airport", "JFK"),
+    ("leaving from Heathrow", "London Heathrow Airport", "Heathrow"),
+    ("pick me up at O'Hare airport", "Chicago O'Hare International Airport", "O'Hare airport"),
+    ("land at San Francisco International", "San Francisco International Airport", "San Francisco International"),
+])
+def test_airports_by_code_or_name(text: str, name: str, said: str) -> None:
+    assert read([field("where")], text) == {"where": (name, said)}
+
+
+def test_an_airport_code_in_small_letters_is_a_word() -> None:
+    assert read([field("where")], "we are at sea") == {}
