@@ -150,3 +150,14 @@ def test_a_capitalised_may_after_until_is_the_month() -> None:
 def test_the_speaker_coming_with_others_is_one_of_the_adults() -> None:
     assert values(HOTEL, "I'm coming with my dad") == {"adults": 2}
     assert values(HOTEL, "I am travelling with my wife and our two kids") == {"adults": 2, "kids": 2}
+
+
+def test_a_fields_own_cue_words_from_the_spec() -> None:
+    trip = [field("visit_day", "date", role="start", cues=["visiting"]),
+            field("home_day", "date", role="end", cues=["flying back"])]
+    assert values(trip, "flying back on the 9th, visiting on the 3rd") == {"visit_day": "2026-03-03", "home_day": "2026-03-09"}
+
+
+def test_two_times_told_apart_by_pick_up_and_drop_off() -> None:
+    times = [field("pickup_time", "time", label="pick-up time"), field("dropoff_time", "time", label="drop-off time")]
+    assert values(times, "drop off at 5 pm and pick up at 9 am") == {"pickup_time": "09:00", "dropoff_time": "17:00"}
