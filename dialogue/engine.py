@@ -23,7 +23,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from actions.client import ActionClient
+from actions.deliveries import OutcomeRecord, RecordField, enqueue_statement
 from dialogue.events import Action, Escalation, FieldValue, Turn, TurnResult
+from dialogue.flow_runner import FlowServices
 from dialogue.graph import build_graph, make_nodes
 from dialogue.spec import WorkerSpec
 from escalation.queue import Handoff, HumanQueue
@@ -56,7 +59,10 @@ class DialogueEngine:
         self.store = store
         self.handoffs = handoffs
         self.saver = ConversationSaver(store.db)
-        self.nodes = make_nodes(spec, extractor)
+        # A worker that calls the business's systems: one client, its results stored per step.
+        self.actions = ActionClient(store.db) if spec.actions else None
+        self.flows = FlowServices.for_spec(spec, self.actions) if spec.tasks else None
+        self.nodes = make_nodes(spec, extractor, self.flows)
         self.graph = build_graph(spec, checkpointer=self.saver, nodes=self.nodes)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.conflicts = 0  # turns rerun because another process changed the state meanwhile
@@ -80,7 +86,8 @@ class DialogueEngine:
                   dedupe_key=turn.dedupe_key),
             worker=self.spec.name,
         )
-        incoming = {"incoming": {"text": turn.text, "time": turn.time.isoformat(), "channel": turn.channel}}
+        incoming = {"incoming": {"text": turn.text, "time": turn.time.isoformat(), "channel": turn.channel,
+                                 "conversation_id": key}}
         async with self._lock(key):
             for attempt in range(MAX_ATTEMPTS):
                 rows = await db.batch([*inbound, self.saver.latest_statement(key)], json_columns=("metadata",))
@@ -111,6 +118,7 @@ class DialogueEngine:
                     )
                 if self.handoffs is not None:
                     writes += self.handoffs.audit_statements(key, turn.channel, state)
+                writes += self._deliveries(key, turn.channel, state)
                 if after is not None:
                     writes += after(result)
                 try:
@@ -125,6 +133,27 @@ class DialogueEngine:
             if self.handoffs is not None:
                 await self.handoffs.after_turn(key, turn.channel, state)
             return result
+
+    def _deliveries(self, key: str, channel: str, state: dict[str, Any]) -> list[Statement]:
+        """The finished records of this turn, queued with the turn (exactly once per conversation,
+        task and outcome: a repeat is a no-op in the outbox)."""
+        if not self.spec.on_outcome:
+            return []
+        finished = list(state.get("finished") or [])
+        if state.get("outcome") and state.get("actions") and any(a.get("kind") == "end" for a in state["actions"]):
+            if not any(f["outcome"] == state["outcome"] and f["task"] == (state.get("task") or "") for f in finished):
+                finished.append({"task": state.get("task") or "", "outcome": state["outcome"]})
+        statements: list[Statement] = []
+        for done in finished:
+            record = OutcomeRecord(
+                worker=self.spec.name, conversation_id=key, channel=channel, task=done["task"] or None,
+                outcome=done["outcome"],
+                fields={name: RecordField(value=v.get("value"), text=v.get("text"), start=v.get("start"), end=v.get("end"),
+                                          confidence=v.get("confidence")) for name, v in (state.get("fields") or {}).items()},
+                results=state.get("results") or {}, started_at=str(state.get("started_at") or ""),
+                ended_at=utcnow().isoformat())
+            statements += [enqueue_statement(d, record) for d in self.spec.on_outcome if d.wants(done["outcome"])]
+        return statements
 
     async def release(self, conversation_id: str) -> TurnResult:
         """Give a handed-over conversation back to the worker: its next turn is answered again."""
@@ -211,4 +240,6 @@ class DialogueEngine:
             escalation=Escalation(rule=esc["rule"], reason=esc["reason"], action=esc["action"], to=esc.get("to")) if esc else None,
             phase=state.get("phase", "new"),
             requested=state.get("requested"),
+            task=state.get("task"),
+            calls=state.get("calls") or [],
         )

@@ -83,6 +83,8 @@ class TurnResult(BaseModel):
     escalation: Escalation | None
     phase: str
     requested: str | None = None  # the field the worker has just asked for, if any
+    task: str | None = None  # the active task, for a worker with tasks
+    calls: list[dict[str, Any]] = Field(default_factory=list, description="Actions called this turn: name, ok, status, results.")
 
     @property
     def reply(self) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
+from dialogue.flow_nodes import make_flow_decide, make_flow_understand
+from dialogue.flow_runner import FlowServices
 from dialogue.nodes import ConversationState, make_decide, make_escalate, make_render, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
@@ -23,14 +25,18 @@ from extraction.rules import RuleExtractor
 Node = Callable[[ConversationState], Awaitable[ConversationState]]
 
 
-def make_nodes(spec: WorkerSpec, extractor: Extractor | None = None) -> list[tuple[str, Node]]:
-    """The steps of a turn, in the order they run."""
-    return [
-        ("understand", make_understand(spec, extractor or RuleExtractor(spec.phone_region))),
-        ("escalate", make_escalate(spec)),
-        ("decide", make_decide(spec)),
-        ("render", make_render(spec)),
-    ]
+def make_nodes(spec: WorkerSpec, extractor: Extractor | None = None,
+               services: FlowServices | None = None) -> list[tuple[str, Node]]:
+    """The steps of a turn, in the order they run. A worker with tasks reads and decides with
+    the flow steps (dialogue/flow_nodes.py); `services` holds its routers and action client."""
+    extractor = extractor or RuleExtractor(spec.phone_region)
+    if spec.tasks:
+        services = services or FlowServices.for_spec(spec, None)
+        understand, decide = make_flow_understand(spec, extractor, services), make_flow_decide(spec, services)
+    else:
+        understand, decide = make_understand(spec, extractor), make_decide(spec)
+    return [("understand", understand), ("escalate", make_escalate(spec)), ("decide", decide),
+            ("render", make_render(spec))]
 
 
 def build_graph(spec: WorkerSpec, extractor: Extractor | None = None, checkpointer: Any = None,

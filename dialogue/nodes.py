@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from dialogue.spec import WorkerSpec
 from escalation.evaluate import Facts, fired_rules
 from escalation.rules import ActionKind
 from extraction.base import ExtractionContext, Extractor
+from extraction.fields import FieldSpec
 from extraction.intents import detect_intents, yes_no
 from extraction.validate import validate
 
@@ -48,7 +50,18 @@ class ConversationState(TypedDict, total=False):
     lines: list[dict[str, Any]]  # what decide wants said: {key, field?, extra}
     greeted: bool  # the greeting was said (the console greets first; on SMS the person writes first)
     actions: list[dict[str, Any]]
-
+    # Tasks (dialogue/flows.py, run by dialogue/flow_runner.py); absent for a spec without tasks.
+    task: str | None  # the active task
+    pointer: list[int]  # the step the active task waits at
+    stack: list[dict[str, Any]]  # tasks the person left for another, to go back to
+    results: dict[str, Any]  # named action results, JSON form
+    runs: dict[str, int]  # how often each call step ran (its idempotency key's suffix)
+    pending_outcome: str | None  # set by an `outcome` step, used when the task ends
+    calls: list[dict[str, Any]]  # actions called this turn
+    finished: list[dict[str, Any]]  # tasks that ended this turn, with their outcomes
+    knowledge: int | None  # the knowledge entry this turn asked about
+    switched: str | None  # this turn moved from that task to another ("" from none)
+    routed: dict[str, Any] | None  # the router's answer this turn
 
 
 MAX_UNDERSTOOD_CHARS = 1000  # what a person writes to book or change something fits well within this
@@ -58,7 +71,9 @@ def _now(state: ConversationState) -> datetime:
     return datetime.fromisoformat(state["incoming"]["time"])
 
 
-def make_understand(spec: WorkerSpec, extractor: Extractor):
+def make_understand(spec: WorkerSpec, extractor: Extractor,
+                    fields_of: Callable[[ConversationState], list[FieldSpec]] | None = None):
+    """`fields_of`: the fields a turn is read for (default: every field of the worker)."""
     zone = ZoneInfo(spec.timezone)
 
     async def understand(state: ConversationState) -> ConversationState:
@@ -95,12 +110,13 @@ def make_understand(spec: WorkerSpec, extractor: Extractor):
         # held the event loop for seconds. A long message is read in a thread, so the other
         # conversations of this process go on meanwhile.
         read = text[:MAX_UNDERSTOOD_CHARS]
+        wanted = fields_of(state) if fields_of is not None else spec.fields
         if aextract:
-            items = await aextract(read, spec.fields, context)
+            items = await aextract(read, wanted, context)
         elif len(read) > INLINE_CHARS:
-            items = await asyncio.to_thread(extractor.extract, read, spec.fields, context)
+            items = await asyncio.to_thread(extractor.extract, read, wanted, context)
         else:
-            items = extractor.extract(read, spec.fields, context)
+            items = extractor.extract(read, wanted, context)
         for item in items:
             field_spec = spec.field(item.field)
             problem = validate(field_spec, item.value, local_now)
@@ -273,6 +289,19 @@ def make_decide(spec: WorkerSpec):
     return decide_and_greet
 
 
+def spoken_results(results: dict[str, Any]) -> dict[str, Any]:
+    """Action results as a line quotes them: a list reads "19:30, 20:00 or 21:15"."""
+    out: dict[str, Any] = {}
+    for name, value in results.items():
+        if isinstance(value, list):
+            items = [str(v) for v in value]
+            value = ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        out[name] = value
+    return out
+
+
 _ALLOWED_FOR = {"say": ActionKind.reply, "transfer": ActionKind.transfer, "notify": ActionKind.notify, "end": ActionKind.end}
 
 
@@ -284,18 +313,25 @@ def make_render(spec: WorkerSpec):
 
     async def render_node(state: ConversationState) -> ConversationState:
         fields = state.get("fields", {})
+        results = spoken_results(state.get("results") or {})
         channel = spec.channel(state.get("channel", "console"))
         texts: list[str] = []
         for line in state.get("lines", []):
             key, name, extra = line["key"], line.get("field"), dict(line.get("extra") or {})
             field_spec = spec.field(name) if name else None
-            if key == "prompt":
+            if key == "say":  # a task's own line (flows): may quote results as well as fields
+                template = line["text"]
+                extra.update(results)
+            elif key == "knowledge":
+                template = spec.knowledge[line["entry"]].answer
+            elif key == "prompt":
                 template = field_spec.prompt
             elif key == "greeting":
                 template = channel.greeting or script.greeting
             elif key == "fallback":
                 extra["prompt"] = (
-                    render(script.confirmation, spec.fields, fields) if line.get("prompt_key") == "confirmation"
+                    render(line["prompt_text"], spec.fields, fields, **results) if line.get("prompt_text")
+                    else render(script.confirmation, spec.fields, fields) if line.get("prompt_key") == "confirmation"
                     else prompt_of(name) if name else ""
                 )
                 template = script.fallback

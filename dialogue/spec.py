@@ -12,13 +12,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from actions.spec import ActionSpec, OutcomeDeliverySpec
 from escalation.rules import ActionKind, EscalationSettings, condition_fields
 from dialogue import template
+from dialogue.flow_check import flow_problems
+from dialogue.flows import ConfirmStep, EndStep, IfStep, KnowledgeEntry, Routing, SayStep, Task
 from dialogue.render import sample_value
 from extraction.fields import IDENTIFIER, FieldSpec
 
 BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
-TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value", "limit"}
+TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value", "limit", "task"}
 
 
 class _Strict(BaseModel):
@@ -56,6 +59,13 @@ class Script(_Strict):
         "I'm sorry, I'm having trouble with this.", description="Said when a field was re-asked too often."
     )
     help: str = Field("", description="Answer to HELP (SMS) or 'what can you do'.")
+    # Workers with tasks (dialogue/flows.py).
+    task_prompt: str = Field("How can I help you today?",
+                             description="Tasks: asked when the person has not said yet what they want.")
+    out_of_scope: str = Field("Sorry, I can't help with that here.",
+                              description="Tasks: said when a turn matches no task, no question and no pending answer.")
+    switch: str = Field("Sure.", description="Tasks: said when the person moves to another task.")
+    resume: str = Field("Now, back to your {task}.", description="Tasks: said when going back to a task the person left.")
     # What the channels themselves say, outside the dialogue: compliance answers, notices about
     # what could not be read, and the voice lines around a call. The defaults are today's text.
     sms_opted_out: str = Field(
@@ -138,7 +148,15 @@ class WorkerSpec(_Strict):
     timezone: str = Field("UTC", description="IANA zone used to read relative dates and times.")
     phone_region: str = Field("US", pattern=r"^[A-Z]{2}$", description="Country for phone numbers said without +code.")
     script: Script
-    fields: list[FieldSpec] = Field(min_length=1)
+    fields: list[FieldSpec] = Field(default_factory=list, description="Fields every task may share (a spec "
+                                     "without tasks: the fields it collects, at least one).")
+    tasks: list[Task] = Field(default_factory=list, description="The jobs this worker does (dialogue/flows.py); "
+                              "none: one job that asks every required field.")
+    knowledge: list[KnowledgeEntry] = Field(default_factory=list, description="Questions answered with the spec's own text.")
+    routing: Routing = Field(default_factory=Routing)
+    actions: list[ActionSpec] = Field(default_factory=list, description="Requests to the business's systems, used by `call` steps.")
+    on_outcome: list[OutcomeDeliverySpec] = Field(default_factory=list,
+                                                  description="Where each finished conversation's record is POSTed.")
     outcomes: list[Outcome] = Field(default_factory=lambda: [Outcome(name=n) for n in BUILTIN_OUTCOMES])
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     allowed_actions: list[ActionKind] = Field(
@@ -147,8 +165,23 @@ class WorkerSpec(_Strict):
     )
     channels: Channels = Field(default_factory=Channels)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_fields_join(cls, data: Any) -> Any:
+        """A task's own fields join the worker's list (one namespace: the extractor, templates
+        and packets see every field); the task remembers which are its own by asking them."""
+        if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+            joined = list(data.get("fields") or [])
+            for task in data["tasks"]:
+                if isinstance(task, dict) and isinstance(task.get("fields"), list):
+                    joined += task["fields"]
+            data = {**data, "fields": joined}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> WorkerSpec:
+        if not self.fields and not self.tasks:
+            raise ValueError("fields: a worker without tasks needs at least one field")
         names = [f.name for f in self.fields]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -176,7 +209,23 @@ class WorkerSpec(_Strict):
         if len(ids) != len(set(ids)):
             raise ValueError("escalation rule ids must be unique")
         self._check_templates(set(names))
+        found = flow_problems(self)
+        if found:
+            raise ValueError("\n".join(found))
         return self
+
+    def task(self, name: str | None) -> Task | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+    def result_names(self) -> dict[str, Any]:
+        """Every named result of every action (`availability.available` -> its schema)."""
+        out: dict[str, Any] = {}
+        for action in self.actions:
+            out.update(action.result_names())
+        return out
+
+    def action(self, name: str) -> ActionSpec:
+        return next(a for a in self.actions if a.name == name)
 
     def template_lines(self) -> list[tuple[str, str]]:
         """Every line that is rendered as a template, with its field path in the spec."""
@@ -191,6 +240,13 @@ class WorkerSpec(_Strict):
         for i, rule in enumerate(self.escalation.rules):
             if rule.say:
                 lines.append((f"escalation.rules.{i}.say", rule.say))
+        for i, task in enumerate(self.tasks):
+            for attr in ("confirmation", "closing"):
+                if getattr(task, attr):
+                    lines.append((f"tasks.{i}.{attr}", getattr(task, attr)))
+            lines += [(f"tasks.{i}.steps.{path}", text) for path, text in _step_lines(task.steps)]
+        for i, entry in enumerate(self.knowledge):
+            lines.append((f"knowledge.{i}.answer", entry.answer))
         for channel in Channels.model_fields:
             greeting = getattr(self.channels, channel).greeting
             if greeting:
@@ -203,10 +259,16 @@ class WorkerSpec(_Strict):
         All problems go into one ValueError, one per line, each starting with its path, so
         the loader can report every one of them at its own line."""
         fields = {f.name: f for f in self.fields}
+        results = self.result_names()
         found: list[str] = []
         for where, text in self.template_lines():
             found += [f"{where}: {problem}" for problem in template.problems(text)]
             for ph in template.placeholders(text):
+                if "." in ph.name:
+                    if ph.name not in results:
+                        found.append(f"{where}: {ph.text}: attribute and index access (. and [ ]) are not allowed; "
+                                     f"a dotted name can only be an action's result, such as {{availability.times}}")
+                    continue
                 if ph.name not in field_names and ph.name not in TEMPLATE_EXTRAS:
                     found.append(f"{where}: template uses {{{ph.name}}}, which is not a field of this worker")
                     continue
@@ -229,6 +291,21 @@ class WorkerSpec(_Strict):
 
     def channel(self, name: str) -> ChannelSettings:
         return getattr(self.channels, name, ChannelSettings())
+
+
+def _step_lines(steps: list[Any], prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for i, step in enumerate(steps):
+        path = f"{prefix}{i}"
+        if isinstance(step, SayStep):
+            out.append((f"{path}.say", step.say))
+        elif isinstance(step, (ConfirmStep, EndStep)):
+            text = step.confirm if isinstance(step, ConfirmStep) else step.end
+            if isinstance(text, str):
+                out.append((f"{path}.{'confirm' if isinstance(step, ConfirmStep) else 'end'}", text))
+        elif isinstance(step, IfStep):
+            out += _step_lines(step.then, f"{path}.then.") + _step_lines(step.else_, f"{path}.else.")
+    return out
 
 
 def _sample(field: FieldSpec | None, reading_back: bool) -> Any:

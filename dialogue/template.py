@@ -25,7 +25,9 @@ from typing import Any, Mapping
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A name, or an action's result (`availability.times`: two plain names, neither starting with _).
+# The dotted form is only ever a key looked up whole in the context, never an attribute.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[A-Za-z][A-Za-z0-9_]*\.[A-Za-z][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"\d+")
 # Widths and precisions above this only serve to make a reply huge (`{people:>999999999}`).
 MAX_FORMAT_NUMBER = 100

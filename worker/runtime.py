@@ -30,7 +30,12 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None,
     try:
         notifier = Notifier(store.db, env.smtp_settings())
         handoffs = Handoffs(spec, store, notifier, public_base_url=env.twilio.public_base_url)
-        yield DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs)
+        engine = DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs)
+        try:
+            yield engine
+        finally:
+            if engine.actions is not None:
+                await engine.actions.aclose()
     finally:
         await store.close()
 

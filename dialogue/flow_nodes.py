@@ -1,0 +1,175 @@
+"""The understand and decide steps for a worker with tasks (render and escalate are shared with
+flat workers, dialogue/nodes.py). understand reads the turn for the active task's fields and
+routes it (a task to start or switch to, a knowledge question, or out of scope); decide answers
+what must be answered first (a handover, a goodbye, a question, a refused value) and then runs
+the task's steps (dialogue/flow_runner.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dialogue.flow_runner import FlowServices, Runner, route, task_fields
+from dialogue.nodes import ConversationState, make_understand
+from dialogue.spec import WorkerSpec
+from extraction.base import Extractor
+
+_FRESH = {"task": None, "pointer": [0], "stack": [], "results": {}, "runs": {}, "pending_outcome": None}
+_PER_TURN = {"calls": [], "finished": [], "knowledge": None, "switched": None, "routed": None}
+_QUIET = {"greeting", "help", "goodbye", "human", "stop", "start_over"}
+
+
+def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowServices):
+    read = make_understand(spec, extractor, fields_of=lambda s: task_fields(spec, spec.task(s.get("task"))))
+
+    async def understand(state: ConversationState) -> ConversationState:
+        out: dict[str, Any] = {**_PER_TURN, **await read(state)}
+        if state.get("phase") == "done" and state.get("outcome") != "escalated" and "outcome" in out:
+            out.update(_FRESH)  # a finished conversation that hears again starts afresh (understand reset it)
+        text = (state.get("incoming") or {}).get("text")
+        merged = {**state, **out}
+        if text is None or merged.get("phase") == "done" or set(out.get("intents", [])) & _QUIET:
+            return out
+        answered = bool(out.get("took")) or out.get("answer") is not None
+        routed = await route(spec, services, merged, text, answered)
+        if routed.get("switched") is not None:
+            # Read again for the new task's fields; what was collected and is shared stays.
+            again = await read({**state, **{k: merged[k] for k in _FRESH if k in merged}, "task": routed["task"],
+                                "requested": None, "phase": "collecting" if state.get("phase") not in (None, "new") else "new"})
+            out.update(again)
+            out["requested"] = None
+        out.update(routed)
+        if routed.get("out_of_scope"):
+            out["intents"] = sorted({*out.get("intents", []), "out_of_scope"})
+        return out
+
+    return understand
+
+
+def make_flow_decide(spec: WorkerSpec, services: FlowServices):
+    script = spec.script
+
+    def start_task(state: dict[str, Any]) -> str | None:
+        if spec.routing.start_task:
+            return spec.routing.start_task
+        return spec.tasks[0].name if len(spec.tasks) == 1 else None
+
+    async def decide(state: ConversationState) -> ConversationState:
+        incoming = state.get("incoming") or {}
+        text = incoming.get("text")
+        phase = state.get("phase", "new")
+        intents = set(state.get("intents", []))
+        lines: list[dict[str, Any]] = []
+        if state.get("escalated_now"):
+            esc = state["escalation"]
+            if esc["action"] == "end":
+                lines.append({"key": "goodbye", "say": esc.get("say")})
+                return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
+            lines.append({"key": "handoff", "extra": {"reason": esc["reason"]}, "say": esc.get("say")})
+            return {"lines": lines, "phase": "done", "outcome": "escalated", "requested": None}
+        if phase == "done":
+            return {"lines": []}
+
+        def run(extra: dict[str, Any] | None = None) -> Runner:
+            return Runner(spec, services, {**state, **(extra or {})}, lines)
+
+        if text is None:
+            lines.append({"key": "greeting"})
+            first = start_task(state)
+            if first is None:
+                lines.append({"key": "task_prompt"})
+                return {"lines": lines, "phase": "collecting", "requested": None}
+            runner = run({"task": first, "pointer": [0]})
+            runner.updates.update(task=first, pointer=[0])
+            return {**await runner.run(), "lines": lines}
+        if "start_over" in intents:
+            lines.append({"key": "start_over"})
+            runner = run({"fields": {}, "reasks": {}, **_FRESH, "task": state.get("task") or start_task(state)})
+            runner.updates.update(fields={}, reasks={}, **{**_FRESH, "task": state.get("task") or start_task(state)})
+            return {**await runner.run(), "lines": lines}
+        answer = state.get("answer")
+        took = state.get("took", [])
+        if "goodbye" in intents and not (answer is not None and phase in ("confirming", "correcting")) and not took:
+            lines.append({"key": "goodbye"})
+            return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
+        over = [f for f, n in state.get("reasks", {}).items() if n > spec.escalation.max_reasks]
+        if over:  # on_reask_limit == "end"; "escalate" was handled by the escalate step
+            lines += [{"key": "reask_limit"}, {"key": "goodbye"}]
+            return {"lines": lines, "phase": "done", "outcome": "abandoned", "requested": None}
+        if "help" in intents and script.help:
+            lines.append({"key": "help"})
+        task = spec.task(state.get("task"))
+        requested = state.get("requested")
+        pending = _pending_line(spec, task, phase, requested)
+        if state.get("knowledge") is not None:
+            lines.append({"key": "knowledge", "entry": state["knowledge"]})
+            if pending:
+                lines.append(pending)
+            return {"lines": lines}
+        if task is None:
+            if state.get("routed") is not None or "out_of_scope" in intents:
+                lines.append({"key": "out_of_scope"})
+            lines.append({"key": "task_prompt"})
+            return {"lines": lines, "phase": "collecting", "requested": None}
+        if state.get("switched") is not None:
+            # Moving from one task to another is acknowledged; the first task chosen is not a move.
+            lines.append({"key": "switch"} if state["switched"] else {"key": "acknowledge"} if took else {"key": "switch"})
+            return {**await run().run(), "lines": lines}
+        errors = state.get("errors", {})
+        if errors:
+            name = requested if requested in errors else next(iter(errors))
+            lines.append({"key": "invalid", "field": name, "extra": {"error": errors[name]}})
+            return {"lines": lines, "requested": name}
+        if took:
+            changed = state.get("changed", [])
+            lines += [{"key": "changed", "field": n} for n in changed] or [{"key": "acknowledge"}]
+            if phase in ("confirming", "correcting"):
+                # A value changed at the read-back: the task runs again from its start, so its
+                # checks (a call for availability) see the new value; filled asks are passed over.
+                runner = run({"pointer": [0], "phase": "collecting"})
+                runner.updates.update(pointer=[0], phase="collecting")
+                return {**await runner.run(), "lines": lines}
+            return {**await run().run(), "lines": lines}
+        if phase in ("confirming", "correcting"):
+            if answer is True:
+                return {**await run().run(), "lines": lines}
+            if answer is False:
+                lines.append({"key": "correction_prompt"})
+                return {"lines": lines, "phase": "correcting", "requested": None}
+            if "help" not in intents:
+                lines.append({"key": "fallback", "prompt_text": _confirmation(spec, task)})
+            return {"lines": lines}
+        if requested is None:
+            return {**await run().run(), "lines": lines}
+        if "out_of_scope" in intents:
+            lines.append({"key": "out_of_scope"})
+            lines.append({"key": "prompt", "field": requested})
+            return {"lines": lines}
+        key = "reask" if state.get("reasks", {}).get(requested, 0) > 1 else "fallback"
+        lines.append({"key": key, "field": requested})
+        return {"lines": lines}
+
+    async def decide_and_greet(state: ConversationState) -> ConversationState:
+        result = await decide(state)
+        if state.get("greeted") or not result.get("lines"):
+            return result
+        lines = result["lines"]
+        if not any(line["key"] == "greeting" for line in lines):
+            lines = [{"key": "greeting"}, *lines]
+        return {**result, "lines": lines, "greeted": True}
+
+    return decide_and_greet
+
+
+def _confirmation(spec: WorkerSpec, task: Any) -> str:
+    return (task.confirmation if task is not None and task.confirmation else None) or spec.script.confirmation
+
+
+def _pending_line(spec: WorkerSpec, task: Any, phase: str, requested: str | None) -> dict[str, Any] | None:
+    """What the worker was waiting for, asked again after an answered question."""
+    if requested:
+        return {"key": "prompt", "field": requested}
+    if phase in ("confirming", "correcting") and task is not None:
+        return {"key": "say", "text": _confirmation(spec, task)}
+    if task is None:
+        return {"key": "task_prompt"}
+    return None

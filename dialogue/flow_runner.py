@@ -1,0 +1,251 @@
+"""Running a worker's tasks (dialogue/flows.py) one turn at a time.
+
+The state keeps the active task, a step pointer into its steps, a stack of tasks to go back
+to, the named results of the actions called, and how often each `call` step ran (so a step
+run again on purpose gets a new idempotency key, and a turn run again after a write conflict
+or a crash gets the same one and reuses the stored result: an action's effect happens once).
+
+Per turn: `route` (in understand) picks or switches the task and finds knowledge answers; then
+`run` walks the steps from the pointer, saying lines and calling actions, until it must wait
+for the person (an `ask` with a field missing, a `confirm` not yet answered) or the
+conversation ends. Everything is deterministic given the spec, the state and the actions'
+answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from actions.client import ActionClient
+from dialogue.flows import (
+    AskStep,
+    CallStep,
+    ConfirmStep,
+    EndStep,
+    GotoStep,
+    HandoffStep,
+    IfStep,
+    OutcomeStep,
+    SayStep,
+    Task,
+    advance,
+    at,
+    step_id,
+)
+from dialogue.spec import WorkerSpec
+from escalation.evaluate import Facts, holds
+from extraction.routing import TaskExamples, TaskRouter
+
+log = logging.getLogger(__name__)
+MAX_STEPS_PER_TURN = 200  # spec check refuses loops without an ask; this is the belt to its braces
+
+
+@dataclass
+class FlowServices:
+    """What running tasks needs beyond the spec: the routers (built from the spec's tasks and
+    knowledge) and the client that calls the business's systems."""
+
+    tasks: TaskRouter | None = None
+    knowledge: TaskRouter | None = None
+    actions: ActionClient | None = None
+
+    @classmethod
+    def for_spec(cls, spec: WorkerSpec, actions: ActionClient | None) -> FlowServices:
+        threshold = spec.routing.threshold
+        extra = {} if threshold is None else {"threshold": threshold}
+        tasks = TaskRouter.build([TaskExamples(name=t.name, description=t.description, examples=t.examples)
+                                  for t in spec.tasks], **extra) if spec.tasks else None
+        knowledge = TaskRouter.build([TaskExamples(name=f"k{i}", description=k.question, examples=k.examples)
+                                      for i, k in enumerate(spec.knowledge)], **extra) if spec.knowledge else None
+        return cls(tasks=tasks, knowledge=knowledge, actions=actions)
+
+
+def task_fields(spec: WorkerSpec, task: Task | None) -> list[Any]:
+    """The fields a turn is read for: the active task's, or every field before a task is known."""
+    if task is None:
+        return spec.fields
+    asked = set(task.asked_fields())
+    return [f for f in spec.fields if f.name in asked] or spec.fields
+
+
+async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,
+                answered: bool) -> dict[str, Any]:
+    """Which task this turn belongs to, and whether it is a knowledge question. `answered`: the
+    turn gave a value for the active task (then it is not a switch, nor a question)."""
+    active = state.get("task")
+    if (answered and active is not None) or not text.strip():
+        return {}
+    out: dict[str, Any] = {}
+    if services.tasks is not None:
+        routed = await asyncio.to_thread(services.tasks.route, text)
+        out["routed"] = {"task": routed.task, "confidence": round(routed.confidence, 3)}
+        if routed.task is not None and routed.task != active:
+            stack = list(state.get("stack") or [])
+            if active is not None and state.get("phase") != "done":
+                stack.append({"task": active, "pointer": state.get("pointer") or [0]})
+            out.update(task=routed.task, pointer=[0], stack=stack, switched=active or "")
+            return out
+        if routed.task is not None:
+            return out  # the person restates what they are doing
+    if services.knowledge is not None:
+        known = await asyncio.to_thread(services.knowledge.route, text)
+        if known.task is not None:
+            out["knowledge"] = int(known.task[1:])
+            return out
+    out["out_of_scope"] = True
+    return out
+
+
+class Runner:
+    """Walks one turn's steps. `lines` are what decide wants said (rendered by render)."""
+
+    def __init__(self, spec: WorkerSpec, services: FlowServices, state: dict[str, Any], lines: list[dict[str, Any]]):
+        self.spec = spec
+        self.services = services
+        self.state = state
+        self.lines = lines
+        self.updates: dict[str, Any] = {}
+        self.results: dict[str, Any] = dict(state.get("results") or {})
+        self.runs: dict[str, int] = dict(state.get("runs") or {})
+        self.calls: list[dict[str, Any]] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.updates.get(key, self.state.get(key, default))
+
+    def facts(self) -> Facts:
+        fields = dict(self.state.get("fields") or {})
+        fields.update({name: {"value": value, "confidence": 1.0} for name, value in self.results.items()})
+        now = datetime.fromisoformat(self.state["incoming"]["time"]) if self.state.get("incoming") else datetime.now()
+        started = self.state.get("started_at")
+        return Facts(intents=set(self.state.get("intents", [])), fields=fields, turns=self.state.get("turns", 0),
+                     reasks=self.state.get("reasks", {}),
+                     elapsed_seconds=(now - datetime.fromisoformat(started)).total_seconds() if started else 0.0,
+                     channel=self.state.get("channel", "console"), local_time=now.astimezone(ZoneInfo(self.spec.timezone)))
+
+    def _missing(self, step: AskStep) -> str | None:
+        if step.when is not None and not holds(step.when, self.facts()):
+            return None
+        fields = self.state.get("fields") or {}
+        return next((name for name in step.ask if name not in fields), None)
+
+    def finish(self) -> dict[str, Any]:
+        self.updates["results"] = self.results
+        self.updates["runs"] = self.runs
+        self.updates["calls"] = self.calls
+        return self.updates
+
+    async def run(self, resumed: bool = False) -> dict[str, Any]:
+        """From the pointer on, until the worker must wait for the person or the conversation ends."""
+        for _ in range(MAX_STEPS_PER_TURN):
+            task = self.spec.task(self.get("task"))
+            if task is None:
+                return self.finish()
+            pointer = list(self.get("pointer") or [0])
+            step = at(task.steps, pointer)
+            if step is None:  # past the last step: the task is done
+                if await self._task_done(task, None):
+                    return self.finish()
+                continue
+            if isinstance(step, AskStep):
+                missing = self._missing(step)
+                if missing is not None:
+                    self.lines.append({"key": "prompt", "field": missing})
+                    self.updates.update(phase="collecting", requested=missing)
+                    return self.finish()
+                self.updates["pointer"] = advance(task.steps, pointer)
+            elif isinstance(step, SayStep):
+                self.lines.append({"key": "say", "text": step.say})
+                self.updates["pointer"] = advance(task.steps, pointer)
+            elif isinstance(step, IfStep):
+                branch = 0 if holds(step.if_, self.facts()) else 1
+                chosen = step.then if branch == 0 else step.else_
+                self.updates["pointer"] = [*pointer, branch, 0] if chosen else advance(task.steps, pointer)
+            elif isinstance(step, ConfirmStep):
+                if self.get("phase") in ("confirming", "correcting") and self.get("answer") is True:
+                    self.updates.update(phase="collecting", answer=None, pointer=advance(task.steps, pointer))
+                    continue
+                line = step.confirm if isinstance(step.confirm, str) else (task.confirmation or self.spec.script.confirmation)
+                self.lines.append({"key": "say", "text": line})
+                self.updates.update(phase="confirming", requested=None)
+                return self.finish()
+            elif isinstance(step, CallStep):
+                if not await self._call(task, pointer, step):
+                    return self.finish()
+            elif isinstance(step, OutcomeStep):
+                self.updates["pending_outcome"] = step.outcome
+                self.updates["pointer"] = advance(task.steps, pointer)
+            elif isinstance(step, GotoStep):
+                self.updates.update(task=step.goto, pointer=[0])
+            elif isinstance(step, HandoffStep):
+                self._handoff(f"{task.name}.handoff", step.handoff)
+                return self.finish()
+            elif isinstance(step, EndStep):
+                if await self._task_done(task, step):
+                    return self.finish()
+        self._handoff("flow_loop", "The conversation design went round without waiting for the person.")
+        return self.finish()
+
+    async def _task_done(self, task: Task, step: EndStep | None) -> bool:
+        """Say the task's closing; go back to a task the person left, or end. True: stop here."""
+        line = step.end if step is not None and isinstance(step.end, str) else (task.closing or self.spec.script.closing)
+        self.lines.append({"key": "say", "text": line})
+        outcome = self.get("pending_outcome") or task.outcome
+        self.updates["finished"] = [*self.get("finished", []), {"task": task.name, "outcome": outcome}]
+        stack = list(self.get("stack") or [])
+        if stack:
+            back = stack.pop()
+            resumed = self.spec.task(back["task"])
+            label = (resumed.label if resumed is not None and resumed.label else back["task"].replace("_", " "))
+            self.lines.append({"key": "resume", "extra": {"task": label}})
+            self.updates.update(task=back["task"], pointer=back["pointer"], stack=stack, pending_outcome=None,
+                                phase="collecting")
+            return False
+        self.updates.update(phase="done", outcome=outcome, requested=None)
+        return True
+
+    def _handoff(self, rule: str, reason: str) -> None:
+        self.lines.append({"key": "handoff", "extra": {"reason": reason}})
+        record = {"rule": rule, "reason": reason, "action": "transfer", "to": None, "say": None}
+        self.updates.update(phase="done", outcome="escalated", requested=None, escalation=record, escalated_now=True,
+                            fired=[*self.state.get("fired", []), rule])
+
+    async def _call(self, task: Task, pointer: list[int], step: CallStep) -> bool:
+        """Call the step's action; False when the turn stops here (an error that says so)."""
+        action = self.spec.action(step.call)
+        sid = step_id(task.name, pointer)
+        runs = self.runs.get(sid, 0)
+        conversation_id = (self.state.get("incoming") or {}).get("conversation_id", "")
+        values = {name: stored["value"] for name, stored in (self.state.get("fields") or {}).items()}
+        values.update(self.results)
+        if self.services.actions is None:
+            raise RuntimeError("this worker calls actions but the engine has no action client")
+        outcome = await self.services.actions.run(action, conversation_id=conversation_id, step_id=f"{sid}#{runs}",
+                                                  values=values)
+        self.runs[sid] = runs + 1
+        self.calls.append({"name": action.name, "ok": outcome.ok, "status": outcome.status_code,
+                           "results": outcome.json_results(), "reused": outcome.reused,
+                           "error": outcome.error.model_dump() if outcome.error else None})
+        if outcome.ok:
+            self.results.update(outcome.json_results())
+            self.updates["pointer"] = advance(task.steps, pointer)
+            return True
+        on_error = action.on_error
+        log.warning("action %s failed (%s): %s", action.name, outcome.error.kind if outcome.error else "?",
+                    outcome.error.message if outcome.error else "")
+        if on_error.say:
+            self.lines.append({"key": "say", "text": on_error.say})
+        if on_error.then == "continue":
+            self.updates["pointer"] = advance(task.steps, pointer)
+            return True
+        if on_error.then == "retry_later":
+            return False  # the pointer stays: the next turn calls again, under a new key
+        if on_error.then == "end":
+            self.lines.append({"key": "goodbye"})
+            self.updates.update(phase="done", outcome="abandoned", requested=None)
+            return False
+        self._handoff(f"action:{action.name}", on_error.reason)
+        return False
