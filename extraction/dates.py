@@ -272,6 +272,8 @@ def find_dates(
                 add(today - timedelta(days=2), start, end, conf)
             elif kind == "named":
                 word = g["named"].lower()
+                if word == "today" and not requested and _PASSING_TODAY.search(text[max(0, start - 40) : end + 12]):
+                    continue  # "how are you today", "that's all for today": a pleasantry, not a date
                 offset = -1 if word == "yesterday" else 1 if word.startswith("to") and word not in ("today", "tonight") or word.startswith("tm") else 0
                 add(today + timedelta(days=offset), start, end, conf)
             elif kind == "weekday":
@@ -329,6 +331,11 @@ def find_dates(
     return sorted((_anchored(text, r, today) for r in out), key=lambda r: r.start)
 
 
+_PASSING_TODAY = re.compile(
+    r"\b(?:how\s+(?:are\s+you|is\s+(?:it|everyone)|'?s\s+it\s+going)|that'?s\s+(?:all|it|everything)|(?:thanks?|thank\s+you)"
+    r"(?:\s+\w+){0,3}|you\s+(?:too|as\s+well))\b[^.?!]{0,12}\btoday\b|\btoday\b\s*[,.!]?\s*(?:thanks|thank\s+you|bye)\b",
+    re.I,
+)
 _ANCHOR = re.compile(r"^\s+(?:(?P<of>of\s+)(?:the|this|(?P<next>next))\s+month|(?:(?P<this>this)|(?P<nextw>next))\s+week)\b", re.I)
 
 

@@ -82,3 +82,12 @@ def test_a_duration_reads_back_in_words(iso: str, spoken: str) -> None:
     from extraction.durations import describe
 
     assert describe(iso) == spoken
+
+
+@pytest.mark.parametrize("text", ["how are you today", "Thank you, that's all for today", "thanks for your help today"])
+def test_today_in_a_pleasantry_is_no_date(text: str) -> None:
+    assert read([field("day", "date")], text) == {}
+
+
+def test_today_in_a_request_is_a_date() -> None:
+    assert read([field("day", "date")], "thank you, is there a table today?") == {"day": ("2026-03-12", "today")}
