@@ -2,7 +2,7 @@
 
 Each reader (time, date, count...) scores its readings by how explicit they were. Those raw
 scores are ordered but not probabilities. `calibration.json`, fitted on the labelled
-development data by `bench/extraction.py --fit-calibration`, maps (field type, raw score)
+development data (the tune split) by `bench/extraction.py --fit-calibration`, maps (field type, raw score)
 to the share of such readings that were right, shrunk towards the type's overall rate
 when there were few of them. Unknown pairs keep their raw score.
 """

@@ -150,7 +150,8 @@ def load_nlupp(root: Path) -> list[dict[str, Any]]:
                 # A few labels say only 'ambiguous'; they have no canonical value to compare with.
                 if slot in NLUPP_SLOTS and isinstance(info.get("value"), (dict, int, float)):
                     examples.append({"text": item["text"], "slot": slot, "span": tuple(info["span"]),
-                                     "value": nlupp_canonical(slot, info["value"]), "domain": path.parent.name})
+                                     "value": nlupp_canonical(slot, info["value"]), "domain": path.parent.name,
+                                     "fold": int(path.stem.removeprefix("fold"))})
     return examples
 
 
