@@ -14,6 +14,8 @@ from tests.support.postgres import PostgresServer, start_postgres
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TEST_DATA = ROOT / "tests" / "data"
+# The flat specs (no tasks) the suite was written against; examples/ holds the rich ones.
+SPECS = TEST_DATA / "specs"
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -29,12 +31,12 @@ def shipped_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def restaurant() -> WorkerSpec:
-    return load_spec(EXAMPLES / "restaurant_booking.yaml")
+    return load_spec(SPECS / "restaurant_booking.yaml")
 
 
 @pytest.fixture(scope="session")
 def account_support() -> WorkerSpec:
-    return load_spec(EXAMPLES / "account_support.yaml")
+    return load_spec(SPECS / "account_support.yaml")
 
 
 @pytest.fixture(scope="session")

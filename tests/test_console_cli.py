@@ -17,7 +17,7 @@ def chat(tmp_path: Path, worker: str, lines: list[str], *extra: str, env: dict[s
          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "script.txt"
     script.write_text("\n".join(lines) + "\n")
-    args = [sys.executable, "-m", "worker.cli", "chat", "--worker", f"examples/{worker}.yaml", "--now", NOW, *extra]
+    args = [sys.executable, "-m", "worker.cli", "chat", "--worker", f"tests/data/specs/{worker}.yaml", "--now", NOW, *extra]
     if stdin is None:
         args += ["--script", str(script)]
     full_env = {**os.environ, "CHANNEL_WORKER_VAR": str(tmp_path / "var"), **(env or {})}

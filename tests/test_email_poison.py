@@ -24,7 +24,7 @@ from channels.email.report import email_report
 from dialogue.spec import WorkerSpec
 from escalation.notify import SmtpSettings
 from worker.settings import WorkerSettings
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import ROOT, SPECS
 from tests.support.dovecot import PASSWORD, USER, Dovecot
 from tests.support.receivers import FlakySmtp
 from tests.support.talk import engine_for
@@ -296,7 +296,7 @@ def test_status_shows_failed_email_messages(tmp_path: Path) -> None:
     database = tmp_path / "var" / "transcripts.sqlite"
     env = {**os.environ, "CHANNEL_WORKER_VAR": str(tmp_path / "var")}
     env.pop("DATABASE_URL", None)
-    worker = ["--worker", str(EXAMPLES / "restaurant_booking.yaml")]
+    worker = ["--worker", str(SPECS / "restaurant_booking.yaml")]
     first = subprocess.run([sys.executable, "-m", "worker.cli", "status", *worker], capture_output=True, text=True,
                            cwd=ROOT, env=env, timeout=120)
     assert first.returncode == 0, first.stderr

@@ -248,7 +248,7 @@ def _cli(*args: str, var: Path, stdin: str | None = None) -> subprocess.Complete
 
 def test_queue_commands_from_handoff_to_release(tmp_path: Path) -> None:
     var = tmp_path / "var"
-    worker = ["--worker", "examples/account_support.yaml"]
+    worker = ["--worker", "tests/data/specs/account_support.yaml"]
     script = tmp_path / "s.txt"
     script.write_text("my account is 12345678\nI want to talk to a human\n")
     chat = _cli("chat", *worker, "--script", str(script), "--json", "--conversation-id", "q-1", var=var)
@@ -281,12 +281,12 @@ def test_the_queue_over_http(tmp_path: Path) -> None:
     var = tmp_path / "var"
     script = tmp_path / "s.txt"
     script.write_text("speak to an agent\n")
-    _cli("chat", "--worker", "examples/account_support.yaml", "--script", str(script), "--conversation-id", "h-1", var=var)
+    _cli("chat", "--worker", "tests/data/specs/account_support.yaml", "--script", str(script), "--conversation-id", "h-1", var=var)
     # The queue routes are for operators (tests/test_operator_auth.py covers who may do what).
     for name in ("ana", "bo"):
         assert _cli("users", "add", name, "--role", "reviewer", var=var, stdin="a long enough password\n").returncode == 0
     ana = bo = None
-    server = WorkerServer("examples/account_support.yaml", {}, var)
+    server = WorkerServer("tests/data/specs/account_support.yaml", {}, var)
     base = server.base_url
     try:
         server.wait_ready()

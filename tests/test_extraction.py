@@ -102,7 +102,7 @@ def test_nothing_is_found_in_small_talk(restaurant: WorkerSpec) -> None:
 def _cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "worker.cli", "extract", "--worker", "examples/restaurant_booking.yaml", *args],
+    return subprocess.run([sys.executable, "-m", "worker.cli", "extract", "--worker", "tests/data/specs/restaurant_booking.yaml", *args],
                           capture_output=True, text=True, cwd=ROOT, input=stdin, env=full_env, timeout=120)
 
 

@@ -132,7 +132,7 @@ def test_the_cli_uses_the_configured_endpoint() -> None:
         server.proposals = [{"field": "first_name", "value": "Zed", "quote": "Zed"}]
         env = {**os.environ, "LLM_BASE_URL": server.base_url, "LLM_MODEL": "m"}
         result = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "extract", "--worker", "examples/restaurant_booking.yaml",
+            [sys.executable, "-m", "worker.cli", "extract", "--worker", "tests/data/specs/restaurant_booking.yaml",
              "--text", "put it down for zed please"],
             capture_output=True, text=True, cwd=ROOT, env=env, timeout=120,
         )

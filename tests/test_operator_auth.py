@@ -32,7 +32,7 @@ from worker.app import create_app
 from worker.config import Settings
 from worker.operator_auth import FailureLimiter, LimitReached, hash_password, new_token, verify_password
 
-WORKER = "examples/account_support.yaml"
+WORKER = "tests/data/specs/account_support.yaml"
 PASSWORD = "correct horse battery staple"
 # (method, path) pairs anyone may call: health (no data in it) and Twilio's webhooks, which
 # check Twilio's signature instead. Any other route must refuse a caller without credentials.

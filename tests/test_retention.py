@@ -18,7 +18,7 @@ import pytest
 from dialogue.spec import WorkerSpec
 from storage.db import Database
 from worker.settings import WorkerSettings
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import ROOT, SPECS
 from tests.support.server import WorkerServer
 from tests.support.talk import Talk, engine_for, settings_for
 from transcripts.retention import TABLES, RetentionSettings, purge, purged_counts
@@ -262,7 +262,7 @@ def test_retention_is_off_unless_retention_days_is_set(monkeypatch: pytest.Monke
 async def test_serve_purges_on_its_own_when_retention_days_is_set(restaurant: WorkerSpec, tmp_path: Path) -> None:
     url = str(tmp_path / "worker.sqlite")
     await _two_conversations(restaurant, url)
-    server = WorkerServer(str(EXAMPLES / "restaurant_booking.yaml"), {"RETENTION_DAYS": "30"}, settings_for(url).var_dir)
+    server = WorkerServer(str(SPECS / "restaurant_booking.yaml"), {"RETENTION_DAYS": "30"}, settings_for(url).var_dir)
     try:
         server.wait_ready()
         deadline = time.monotonic() + 30

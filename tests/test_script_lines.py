@@ -24,7 +24,7 @@ from dialogue.events import Turn
 from dialogue.spec import Script, WorkerSpec
 from extraction.intents import compliance_keyword, detect_intents
 from storage.clock import utcnow
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import ROOT, SPECS
 from tests.support.fake_twilio import FakeTwilio
 from tests.support.server import WorkerServer
 from tests.test_sms import ACCOUNT, Phone
@@ -41,7 +41,7 @@ CALL = "CA" + "e" * 32
 
 
 def restaurant_with(**lines: str) -> dict:
-    spec = yaml.safe_load((EXAMPLES / "restaurant_booking.yaml").read_text())
+    spec = yaml.safe_load((SPECS / "restaurant_booking.yaml").read_text())
     spec["script"].update(lines)
     return spec
 

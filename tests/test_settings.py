@@ -159,7 +159,7 @@ def test_config_masks_secrets_and_names_sources() -> None:
     assert (rows["VOICE_START_TIMEOUT_SECONDS"]["value"], rows["VOICE_START_TIMEOUT_SECONDS"]["source"]) == ("5.0", "default")
     assert all(row["meaning"] for row in rows.values())
 
-    table = _config("--worker", "examples/restaurant_booking.yaml", TWILIO_AUTH_TOKEN=token)
+    table = _config("--worker", "tests/data/specs/restaurant_booking.yaml", TWILIO_AUTH_TOKEN=token)
     assert table.returncode == 0, table.stderr
     assert token not in table.stdout and "***" in table.stdout and "TWILIO_AUTH_TOKEN" in table.stdout
 
@@ -176,7 +176,7 @@ def test_a_misspelt_variable_is_warned_about_with_a_suggestion() -> None:
 
 
 def test_serve_warns_about_a_misspelt_variable_at_start(tmp_path: Path) -> None:
-    server = WorkerServer("examples/restaurant_booking.yaml", {"SMS_REPLY_BUDGET_SECOND": "5"}, tmp_path / "var")
+    server = WorkerServer("tests/data/specs/restaurant_booking.yaml", {"SMS_REPLY_BUDGET_SECOND": "5"}, tmp_path / "var")
     try:
         server.wait_ready()
         assert "SMS_REPLY_BUDGET_SECOND: did you mean SMS_REPLY_BUDGET_SECONDS?" in server.log.read_text()

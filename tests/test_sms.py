@@ -50,7 +50,7 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def sms_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio) -> Iterator[WorkerServer]:
     var = tmp_path_factory.mktemp("sms") / "var"
-    server = WorkerServer("examples/restaurant_booking.yaml", {
+    server = WorkerServer("tests/data/specs/restaurant_booking.yaml", {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
     }, var)
     try:
@@ -189,7 +189,7 @@ def test_two_server_processes_on_one_database_answer_every_message_exactly_once(
     env = {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url}
     # Two processes on one SQLite file, as behind a load balancer: each delivery of a message
     # goes to both of them at once.
-    servers = [WorkerServer("examples/restaurant_booking.yaml", env, tmp_path / "var") for _ in range(2)]
+    servers = [WorkerServer("tests/data/specs/restaurant_booking.yaml", env, tmp_path / "var") for _ in range(2)]
     try:
         for server in servers:
             server.wait_ready()
@@ -229,7 +229,7 @@ def test_two_server_processes_on_one_database_answer_every_message_exactly_once(
 
 
 def test_serve_workers_starts_several_processes_that_share_the_port(tmp_path: Path, fake_twilio: FakeTwilio) -> None:
-    server = WorkerServer("examples/restaurant_booking.yaml", {
+    server = WorkerServer("tests/data/specs/restaurant_booking.yaml", {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
     }, tmp_path / "var", args=("--workers", "2"))
     try:
@@ -308,7 +308,7 @@ def test_delivery_status_callbacks_update_the_message(sms_server: WorkerServer) 
 def test_a_slow_turn_is_answered_through_the_rest_api(tmp_path: Path, fake_twilio: FakeTwilio) -> None:
     with FakeOpenAI() as slow_model:
         slow_model.delay = 1.5  # the turn waits on a language model longer than the webhook may
-        server = WorkerServer("examples/restaurant_booking.yaml", {
+        server = WorkerServer("tests/data/specs/restaurant_booking.yaml", {
             "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url,
             "SMS_REPLY_BUDGET_SECONDS": "0.3", "LLM_BASE_URL": slow_model.base_url, "LLM_MODEL": "slow-model",
         }, tmp_path / "var")

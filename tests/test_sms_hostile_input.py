@@ -29,7 +29,7 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 
 
 def _server(var: Path, fake_twilio: FakeTwilio, **env: str) -> WorkerServer:
-    return WorkerServer("examples/restaurant_booking.yaml", {
+    return WorkerServer("tests/data/specs/restaurant_booking.yaml", {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": fake_twilio.base_url, **env,
     }, var)
 
@@ -142,7 +142,7 @@ def test_a_message_whose_turn_always_fails_is_given_up_after_three_tries_and_sho
     [(state, attempts, failure)] = db_rows(sqlite_sms_server, "SELECT state, attempts, failure FROM sms_messages WHERE sid = ?",
                                            (params["MessageSid"],))
     assert (state, attempts) == ("gave_up", 3) and "checkpoints" in failure
-    status = subprocess.run([sys.executable, "-m", "worker.cli", "status", "--worker", "examples/restaurant_booking.yaml"],
+    status = subprocess.run([sys.executable, "-m", "worker.cli", "status", "--worker", "tests/data/specs/restaurant_booking.yaml"],
                             cwd=ROOT, env={**os.environ, "CHANNEL_WORKER_VAR": str(sqlite_sms_server.var)},
                             capture_output=True, text=True, timeout=120)
     report = json.loads(status.stdout)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dialogue.spec_loader import SpecError, parse_spec
-from tests.conftest import EXAMPLES, ROOT
+from tests.conftest import EXAMPLES, ROOT, SPECS
 
 GOOD = textwrap.dedent(
     """\
@@ -43,7 +43,7 @@ def test_bundled_examples_are_valid(example: Path) -> None:
 
 
 def test_restaurant_example_has_the_field_names_other_code_measures_against() -> None:
-    spec = parse_spec((EXAMPLES / "restaurant_booking.yaml").read_text())
+    spec = parse_spec((SPECS / "restaurant_booking.yaml").read_text())
     assert [f.name for f in spec.fields] == ["date", "time", "people", "first_name", "last_name"]
 
 
@@ -154,7 +154,7 @@ def test_spec_check_cli_reports_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_spec_check_cli_accepts_the_examples() -> None:
-    result = run_cli("spec", "check", "examples/account_support.yaml")
+    result = run_cli("spec", "check", "tests/data/specs/account_support.yaml")
     assert result.returncode == 0 and "ok" in result.stdout
 
 

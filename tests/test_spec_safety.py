@@ -281,7 +281,7 @@ def test_the_sms_help_line_is_rendered_as_a_template(tmp_path: Path) -> None:
 
 # --- any YAML at all is a spec error with its line, never a traceback (red-team files)
 
-RESTAURANT = (ROOT / "examples" / "restaurant_booking.yaml").read_text()
+RESTAURANT = (ROOT / "tests" / "data" / "specs" / "restaurant_booking.yaml").read_text()
 TONE_LINE = 5  # `tone: warm, brief, never pushy` in the restaurant example
 END_LINE = RESTAURANT.count("\n") + 1  # a line appended to the example
 

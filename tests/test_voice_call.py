@@ -46,7 +46,7 @@ def fake_twilio() -> Iterator[FakeTwilio]:
 @pytest.fixture(scope="module")
 def voice_server(tmp_path_factory: pytest.TempPathFactory, fake_twilio: FakeTwilio) -> Iterator[WorkerServer]:
     var = tmp_path_factory.mktemp("voice") / "var"
-    server = start_voice_server("examples/restaurant_booking.yaml", var, TWILIO_API_BASE=fake_twilio.base_url,
+    server = start_voice_server("tests/data/specs/restaurant_booking.yaml", var, TWILIO_API_BASE=fake_twilio.base_url,
                                 VOICE_RECORDINGS_DIR=str(var / "recordings"))
     try:
         yield server
@@ -131,7 +131,7 @@ def db_rows(server: WorkerServer, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 async def test_an_account_number_keyed_in_on_the_phone_keypad(tmp_path: Path) -> None:
-    server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
+    server = start_voice_server("tests/data/specs/account_support.yaml", tmp_path / "var")
     try:
         recogniser = Recogniser()
         async with Caller(server.base_url, TOKEN) as caller:
@@ -165,7 +165,7 @@ async def test_talking_over_the_worker_stops_its_speech_at_once(voice_server: Wo
 
 
 async def test_a_silent_caller_is_asked_again_then_told_goodbye(tmp_path: Path) -> None:
-    server = start_voice_server("examples/restaurant_booking.yaml", tmp_path / "var", VOICE_SILENCE_SECONDS="2")
+    server = start_voice_server("tests/data/specs/restaurant_booking.yaml", tmp_path / "var", VOICE_SILENCE_SECONDS="2")
     try:
         recogniser = Recogniser()
         async with Caller(server.base_url, TOKEN) as caller:
@@ -254,7 +254,7 @@ async def test_an_account_number_said_digit_by_digit_by_a_real_speaker(tmp_path:
     for d in number:
         samples, rate = read_wav(shipped_data("fsdd", f"{d}_jackson_{(7 * int(d) + 3) % 50}.wav"))
         parts += [samples, np.zeros(int(0.15 * rate), dtype=np.int16)]
-    server = start_voice_server("examples/account_support.yaml", tmp_path / "var")
+    server = start_voice_server("tests/data/specs/account_support.yaml", tmp_path / "var")
     try:
         recogniser = Recogniser()
         async with Caller(server.base_url, TOKEN) as caller:

@@ -119,7 +119,7 @@ async def test_a_burst_of_calls_at_once_takes_the_free_places_and_no_more(databa
 # --- the real server --------------------------------------------------------------------------
 
 def start_server(var: Path, **env: str) -> WorkerServer:
-    server = WorkerServer("examples/restaurant_booking.yaml", {
+    server = WorkerServer("tests/data/specs/restaurant_booking.yaml", {
         "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_VOICE": "on", **env,
     }, var)
     server.wait_ready(timeout=120)

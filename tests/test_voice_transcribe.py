@@ -70,7 +70,7 @@ def test_prints_what_was_heard_through_the_telephone_path(tmp_path: Path) -> Non
 
 def test_reads_a_spoken_account_number_as_the_field_value(tmp_path: Path) -> None:
     audio = speak("My account number is 4 5 7 1 9 0", tmp_path / "account.wav")
-    done = cli("transcribe", str(audio), "--telephone", "--worker", "examples/account_support.yaml", "--field", "account_number")
+    done = cli("transcribe", str(audio), "--telephone", "--worker", "tests/data/specs/account_support.yaml", "--field", "account_number")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert set(result) == {"text", "field", "value", "confidence"}

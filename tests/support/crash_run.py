@@ -85,7 +85,7 @@ class Server:
 
     def start(self) -> None:
         self._started_with = dict(self.env)
-        args = [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml",
+        args = [sys.executable, "-m", "worker.cli", "serve", "--worker", "tests/data/specs/restaurant_booking.yaml",
                 "--port", str(self.port), "--log-level", "warning"]
         if self.processes > 1:
             args += ["--workers", str(self.processes)]
