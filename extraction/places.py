@@ -36,7 +36,7 @@ MAX_TOKENS = 5
 _ALTERNATE_MIN_POPULATION = 100_000  # alternate names of small towns are mostly other-language noise
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # tens of thousands of them live for the whole process
 class Place:
     name: str
     population: int
