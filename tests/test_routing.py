@@ -6,8 +6,11 @@ test, not taken from the benchmark data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -147,3 +150,37 @@ def test_a_different_model_file_is_refused(tmp_path: Path) -> None:
     tokenizer = shipped_tokenizer_path()
     with pytest.raises(EmbeddingModelMissing, match="not the expected"):
         SentenceEncoder.load(model_path=other, tokenizer_path=tokenizer)
+
+
+def test_routing_from_many_threads_gives_the_same_answers(router: TaskRouter) -> None:
+    # The engine routes in worker threads (asyncio.to_thread), several conversations at once.
+    texts = ["table for two tonight?", "cancel my booking please", "are you open on Sunday", "tell me a joke"] * 8
+    alone = [router.route(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(router.route, texts)) == alone
+
+
+class _CountingEncoder(SentenceEncoder):
+    """The real encoder, counting the texts it is asked to embed."""
+
+    def __init__(self, real: SentenceEncoder) -> None:
+        super().__init__(real._session, real._tokenizer, real.load_seconds)
+        self.embedded = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded += len(texts)
+        return super().encode(texts)
+
+
+def test_a_specs_phrases_are_embedded_once_however_often_its_router_is_built() -> None:
+    encoder = _CountingEncoder(default_encoder())
+    phrases = sum(len(t.phrases()) for t in RESTAURANT)
+    first = TaskRouter.build(RESTAURANT, encoder=encoder)
+    assert encoder.embedded == phrases
+    again = TaskRouter.build([t.model_copy() for t in RESTAURANT], encoder=encoder)
+    assert encoder.embedded == phrases
+    assert again.tasks == first.tasks == ["book", "cancel", "opening_hours"]
+    # A changed spec is a different spec: its phrases are embedded anew.
+    changed = [*RESTAURANT[:2], RESTAURANT[2].model_copy(update={"examples": ["when do you open"]})]
+    TaskRouter.build(changed, encoder=encoder)
+    assert encoder.embedded == phrases + sum(len(t.phrases()) for t in changed)
