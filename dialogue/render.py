@@ -12,6 +12,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from dialogue.template import SafeValue, fill, literal_text
+from extraction.durations import describe as describe_duration
 from extraction.fields import FieldSpec, FieldType
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def typed_value(spec: FieldSpec, value: Any) -> Any:
             return str(value).replace("_", " ")
         if spec.type is FieldType.yes_no:
             return "yes" if value else "no"
+        if spec.type is FieldType.duration:
+            return describe_duration(value)  # "P3D" reads back as "3 days"
     except (TypeError, ValueError, KeyError):
         return value
     return value

@@ -18,7 +18,7 @@ from dialogue import template
 from dialogue.flow_check import flow_problems
 from dialogue.flows import ConfirmStep, EndStep, IfStep, KnowledgeEntry, Routing, SayStep, Task
 from dialogue.render import sample_value
-from extraction.fields import IDENTIFIER, FieldSpec
+from extraction.fields import IDENTIFIER, FieldSpec, role_conflicts
 
 BUILTIN_OUTCOMES = ("completed", "escalated", "abandoned")
 TEMPLATE_EXTRAS = {"worker", "error", "prompt", "summary", "field", "reason", "value", "limit", "task"}
@@ -205,6 +205,10 @@ class WorkerSpec(_Strict):
                     f"escalation.rules.{i} ({rule.id}) uses action {rule.action.value!r}, "
                     f"which allowed_actions does not authorize"
                 )
+        conflicts = role_conflicts(self.fields)
+        if conflicts:
+            raise ValueError("\n".join(f"fields: {c}; give them different roles (start/end, origin/destination)"
+                                       for c in conflicts))
         ids = [r.id for r in self.escalation.rules]
         if len(ids) != len(set(ids)):
             raise ValueError("escalation rule ids must be unique")
@@ -247,6 +251,9 @@ class WorkerSpec(_Strict):
             lines += [(f"tasks.{i}.steps.{path}", text) for path, text in _step_lines(task.steps)]
         for i, entry in enumerate(self.knowledge):
             lines.append((f"knowledge.{i}.answer", entry.answer))
+        for i, action in enumerate(self.actions):
+            if action.on_error.say:
+                lines.append((f"actions.{i}.on_error.say", action.on_error.say))
         for channel in Channels.model_fields:
             greeting = getattr(self.channels, channel).greeting
             if greeting:
