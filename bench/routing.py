@@ -1,6 +1,6 @@
 """Task routing: in-scope accuracy, out-of-scope rejection, and speed on one core.
 
-    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 20] [--no-description] [--as-shipped]
+    nice -n 10 .venv/bin/python bench/routing.py [--data ../shared/data] [--draws 20] [--examples 10] [--no-description] [--as-shipped]
 
 The worker: 10 BANKING77 intents as tasks, 10 example phrases each, the intent's name in words
 ("card arrival") as its description. Which intents and which phrases: draw d (0..draws-1) uses
@@ -82,7 +82,7 @@ def load_banking(path: Path) -> dict[str, list[str]]:
     return dict(by_intent)
 
 
-def make_draw(by_intent: dict[str, list[str]], seed: int, description: bool) -> Draw:
+def make_draw(by_intent: dict[str, list[str]], seed: int, description: bool, examples: int = EXAMPLES) -> Draw:
     rng = random.Random(seed)
     intents = rng.sample(sorted(by_intent), TASKS)
     tasks: list[TaskExamples] = []
@@ -92,8 +92,8 @@ def make_draw(by_intent: dict[str, list[str]], seed: int, description: bool) -> 
         messages = list(by_intent[intent])
         rng.shuffle(messages)
         words = intent.replace("_", " ").replace("?", "").strip()
-        tasks.append(TaskExamples(name=intent, description=words if description else "", examples=messages[:EXAMPLES]))
-        rest = messages[EXAMPLES:]
+        tasks.append(TaskExamples(name=intent, description=words if description else "", examples=messages[:examples]))
+        rest = messages[examples:]
         tune += [(m, number) for m in rest[0::2]]
         held += [(m, number) for m in rest[1::2]]
     return Draw(tasks, tune, held)
@@ -189,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--draws", type=int, default=20, help="how many draws of 10 intents (seeds 0..N-1)")
+    parser.add_argument("--examples", type=int, default=EXAMPLES, help="example phrases per task")
     parser.add_argument("--no-description", action="store_true", help="examples only, no description phrase")
     parser.add_argument("--as-shipped", action="store_true", help="run the model as shipped (float products), not re-quantised")
     parser.add_argument("--speed", type=int, default=1000, help="messages routed one at a time for speed")
@@ -205,7 +206,7 @@ def main() -> None:
 
     by_intent = load_banking(args.data / "banking77" / "train.csv")
     clinc_tune, clinc_held = load_clinc(args.data / "clinc150" / "train_val.json")
-    draws = [make_draw(by_intent, seed, not args.no_description) for seed in range(args.draws)]
+    draws = [make_draw(by_intent, seed, not args.no_description, args.examples) for seed in range(args.draws)]
 
     # Every message embedded once; the routers score the vectors (same code path as route()).
     texts = sorted({t for d in draws for t, _ in d.tune + d.held} | {t for t, _ in clinc_tune + clinc_held})
@@ -233,7 +234,7 @@ def main() -> None:
                 (tfidf.scores([t for t, _ in items]), gold, tfidf.scores([t for t, _ in oos]), kinds)
             )
 
-    print(f"\n{args.draws} draws x {TASKS} tasks x {EXAMPLES} examples"
+    print(f"\n{args.draws} draws x {TASKS} tasks x {args.examples} examples"
           f"{'' if args.no_description else ' + description'}; in scope: tune "
           f"{sum(len(d.tune) for d in draws)}, held-out {sum(len(d.held) for d in draws)} messages; "
           f"out of scope: tune {len(clinc_tune)}, held-out {len(clinc_held)}")

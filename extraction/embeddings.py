@@ -6,9 +6,10 @@ import). Nothing is downloaded: a missing file is an `EmbeddingModelMissing` nam
 
 At load the graph is folded and re-quantised for int8 matrix products (onnxruntime's dynamic
 quantisation): as shipped, its weights are stored as int8 but multiplied as float32, which is
-about 3x slower on one core and gave the same routing accuracy on BANKING77 within 0.003.
-The re-quantised model is built in memory each process (deterministic, about 2-3 s); one
-encoder per process (`default_encoder`).
+about 3x slower on one core, for routing accuracy on BANKING77 within 0.003 of this one.
+The re-quantised model is built in memory in each process (deterministic; about 1.5-3 s and a
+peak near 500 MB while it is built, about 130 MB after); one encoder per process
+(`default_encoder`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class SentenceEncoder:
         cls, model_path: Path | None = None, tokenizer_path: Path | None = None, *, requantise: bool = True
     ) -> SentenceEncoder:
         """The shipped model (or the given files); `requantise=False` runs it as shipped (slower;
-        kept so bench/routing.py can show the int8 products cost no accuracy)."""
+        kept so bench/routing.py can show what the int8 products cost in accuracy)."""
         import time
 
         import onnxruntime as ort
