@@ -149,7 +149,8 @@ class DialogueEngine:
                 worker=self.spec.name, conversation_id=key, channel=channel, task=done["task"] or None,
                 outcome=done["outcome"],
                 fields={name: RecordField(value=v.get("value"), text=v.get("text"), start=v.get("start"), end=v.get("end"),
-                                          confidence=v.get("confidence")) for name, v in (state.get("fields") or {}).items()},
+                                          confidence=v.get("confidence"))
+                        for name, v in (done.get("fields") or state.get("fields") or {}).items()},
                 results=state.get("results") or {}, started_at=str(state.get("started_at") or ""),
                 ended_at=utcnow().isoformat())
             statements += [enqueue_statement(d, record) for d in self.spec.on_outcome if d.wants(done["outcome"])]

@@ -3,9 +3,13 @@ its path in the spec (the loader turns the path into the file's line):
 
 - a field or result a step, condition or line names that the worker does not have;
 - a `call` of an action, a `goto` of a task, an `outcome` that does not exist;
-- a step that can never be reached (after `end`, `goto` or `handoff` in the same list);
-- tasks that go to each other in a loop with no `ask` on the way (a turn would never end);
-- a condition on a result its declared schema does not allow (`gt` on an array).
+- a step that can never be reached (after `end`, `goto` or `handoff` in the same list, or after
+  an `if` both of whose branches end so);
+- tasks that go to each other in a loop with no `ask` or `confirm` in any of them (a turn would
+  never end);
+- a result used in a way its declared schema does not allow: `gt` on an array in a condition, a
+  format such as `{availability.times:%H:%M}` on anything but a number in a line, an object said
+  whole.
 Secrets written inline in an action are refused by the action's own model (actions/spec.py).
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialogue import template
 from dialogue.flows import AskStep, CallStep, ConfirmStep, EndStep, GotoStep, HandoffStep, IfStep, OutcomeStep, SayStep
 from escalation.rules import AllCondition, AnyCondition, CountCondition, FieldCondition, NotCondition
 
@@ -62,9 +67,11 @@ def _steps_problems(spec: WorkerSpec, steps: list[Any], where: str, fields: set[
     outcomes = {o.name for o in spec.outcomes}
     for i, step in enumerate(steps):
         path = f"{where}.{i}"
-        if i > 0 and isinstance(steps[i - 1], (EndStep, GotoStep, HandoffStep)):
-            kind = type(steps[i - 1]).__name__.removesuffix("Step").lower()
-            found.append(f"{path}: this step can never be reached (the step before it is `{kind}`)")
+        if i > 0 and _leaves(steps[i - 1]) and not _leaves_list(steps[: i - 1]):
+            before = steps[i - 1]
+            kind = ("an `if` whose branches both leave the task" if isinstance(before, IfStep)
+                    else f"`{type(before).__name__.removesuffix('Step').lower()}`")
+            found.append(f"{path}: this step can never be reached (the step before it is {kind})")
         if isinstance(step, AskStep):
             found += [f"{path}.ask: {name!r} is not a field of this worker" for name in step.ask if name not in fields]
             if step.when is not None:
@@ -85,25 +92,68 @@ def _steps_problems(spec: WorkerSpec, steps: list[Any], where: str, fields: set[
     return found
 
 
+def _leaves(step: Any) -> bool:
+    """Does the task never go on past this step (it ends, hands over or goes to another task)?"""
+    if isinstance(step, (EndStep, GotoStep, HandoffStep)):
+        return True
+    return isinstance(step, IfStep) and _leaves_list(step.then) and _leaves_list(step.else_)
+
+
+def _leaves_list(steps: list[Any]) -> bool:
+    return any(_leaves(step) for step in steps)
+
+
 def _goto_loops(spec: WorkerSpec) -> list[str]:
-    """Tasks that reach each other by `goto` with no `ask` in any of them: the runner would go
-    round without ever waiting for the person."""
-    asks = {t.name: any(isinstance(s, AskStep) for s in t.all_steps()) for t in spec.tasks}
-    edges = {t.name: [s.goto for s in t.all_steps() if isinstance(s, GotoStep)] for t in spec.tasks}
-    found = []
-    for start in edges:
-        seen, stack = set(), [start]
+    """Tasks that reach each other by `goto` (a cycle, itself included) with no `ask` or `confirm`
+    in any of them: the runner would go round without ever waiting for the person. Reported once
+    per cycle, at its first task."""
+    order = [t.name for t in spec.tasks]
+    waits = {t.name: any(isinstance(s, (AskStep, ConfirmStep)) for s in t.all_steps()) for t in spec.tasks}
+    edges = {t.name: {s.goto for s in t.all_steps() if isinstance(s, GotoStep) and s.goto in waits} for t in spec.tasks}
+    reach: dict[str, set[str]] = {}
+    for start in order:
+        seen: set[str] = set()
+        stack = list(edges[start])
         while stack:
             name = stack.pop()
-            for target in edges.get(name, []):
-                if target == start and not any(asks[n] for n in seen | {start}):
-                    found.append(f"tasks.{[t.name for t in spec.tasks].index(start)}: task {start!r} goes round "
-                                 f"by goto with no `ask` on the way, so a turn would never end")
-                    stack = []
-                    break
-                if target in edges and target not in seen:
-                    seen.add(target)
-                    stack.append(target)
+            if name not in seen:
+                seen.add(name)
+                stack += edges[name]
+        reach[start] = seen
+    found, reported = [], set()
+    for name in order:
+        if name not in reach[name] or name in reported:
+            continue
+        cycle = {other for other in reach[name] if name in reach[other]}
+        reported |= cycle
+        if not any(waits[n] for n in cycle):
+            others = ", ".join(repr(n) for n in order if n in cycle and n != name)
+            found.append(f"tasks.{order.index(name)}: task {name!r} goes round by goto"
+                         + (f" (through {others})" if others else "")
+                         + " with no `ask` or `confirm` on the way, so a turn would never end")
+    return found
+
+
+def _result_line_problems(spec: WorkerSpec, results: dict[str, Any]) -> list[str]:
+    """A line may say a result as it is (a list reads "18:00 or 21:30", a boolean "yes" or "no");
+    a format applies to numbers only, and an object has no words of its own."""
+    found = []
+    for where, text in spec.template_lines():
+        for ph in template.placeholders(text):
+            schema = results.get(ph.name)
+            if schema is None:
+                continue  # not a result, or an unknown one (WorkerSpec reports that)
+            if schema.type == "object":
+                found.append(f"{where}: {ph.text}: {ph.name} is an object; say one of its properties "
+                             f"({', '.join(f'{ph.name}.{p}' for p in schema.properties or {})})")
+            elif ph.spec and schema.type not in ("integer", "number"):
+                found.append(f"{where}: {ph.text}: {ph.name} is {'an' if schema.type[0] in 'aeiou' else 'a'} "
+                             f"{schema.type}; the format {ph.spec!r} does not apply to it (say it without one)")
+            elif ph.spec:
+                try:
+                    format(2.5, ph.spec)
+                except (ValueError, TypeError) as exc:
+                    found.append(f"{where}: {ph.text}: the format {ph.spec!r} does not apply to a number ({exc})")
     return found
 
 
@@ -127,4 +177,4 @@ def flow_problems(spec: WorkerSpec) -> list[str]:
         found += action.problems(fields, results, where=f"actions.{i}")
     if spec.routing.start_task is not None and spec.routing.start_task not in names:
         found.append(f"routing.start_task: {spec.routing.start_task!r} is not a task of this worker")
-    return found + _goto_loops(spec)
+    return found + _goto_loops(spec) + _result_line_problems(spec, results)

@@ -75,10 +75,12 @@ def task_fields(spec: WorkerSpec, task: Task | None) -> list[Any]:
 async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,
                 answered: bool) -> dict[str, Any]:
     """Which task this turn belongs to, and whether it is a knowledge question. `answered`: the
-    turn gave a value for the active task (then it is not a switch, nor a question)."""
+    turn gave a value for the active task: then it is no question and never out of scope, but it
+    may still be a switch ("actually, I need to cancel my booking for Friday" gives a date)."""
     active = state.get("task")
-    if (answered and active is not None) or not text.strip():
+    if not text.strip():
         return {}
+    answering = answered and active is not None
     out: dict[str, Any] = {}
     if services.tasks is not None:
         routed = await asyncio.to_thread(services.tasks.route, text)
@@ -86,11 +88,19 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
         if routed.task is not None and routed.task != active:
             stack = list(state.get("stack") or [])
             if active is not None and state.get("phase") != "done":
-                stack.append({"task": active, "pointer": state.get("pointer") or [0]})
+                # What the task left had collected comes back with it: the new task may take
+                # another value for a shared field (the date of the booking to cancel).
+                left = spec.task(active)
+                fields = state.get("fields") or {}
+                kept = {n: fields[n] for n in (left.asked_fields() if left else []) if n in fields}
+                stack.append({"task": active, "pointer": state.get("pointer") or [0], "fields": kept})
             out.update(task=routed.task, pointer=[0], stack=stack, switched=active or "")
             return out
         if routed.task is not None:
             return out  # the person restates what they are doing
+    if answering:
+        # A short answer can look like a question ("8pm" is close to "what time do you close?").
+        return out
     if services.knowledge is not None:
         known = await asyncio.to_thread(services.knowledge.route, text)
         if known.task is not None:
@@ -117,7 +127,7 @@ class Runner:
         return self.updates.get(key, self.state.get(key, default))
 
     def facts(self) -> Facts:
-        fields = dict(self.state.get("fields") or {})
+        fields = dict(self.get("fields") or {})
         fields.update({name: {"value": value, "confidence": 1.0} for name, value in self.results.items()})
         now = datetime.fromisoformat(self.state["incoming"]["time"]) if self.state.get("incoming") else datetime.now()
         started = self.state.get("started_at")
@@ -129,7 +139,7 @@ class Runner:
     def _missing(self, step: AskStep) -> str | None:
         if step.when is not None and not holds(step.when, self.facts()):
             return None
-        fields = self.state.get("fields") or {}
+        fields = self.get("fields") or {}
         return next((name for name in step.ask if name not in fields), None)
 
     def finish(self) -> dict[str, Any]:
@@ -194,7 +204,10 @@ class Runner:
         line = step.end if step is not None and isinstance(step.end, str) else (task.closing or self.spec.script.closing)
         self.lines.append({"key": "say", "text": line})
         outcome = self.get("pending_outcome") or task.outcome
-        self.updates["finished"] = [*self.get("finished", []), {"task": task.name, "outcome": outcome}]
+        # The record holds the values as they were when this task ended (a task resumed next may
+        # take back its own value of a shared field).
+        self.updates["finished"] = [*self.get("finished", []), {"task": task.name, "outcome": outcome,
+                                                                 "fields": dict(self.get("fields") or {})}]
         stack = list(self.get("stack") or [])
         if stack:
             back = stack.pop()
@@ -202,7 +215,7 @@ class Runner:
             label = (resumed.label if resumed is not None and resumed.label else back["task"].replace("_", " "))
             self.lines.append({"key": "resume", "extra": {"task": label}})
             self.updates.update(task=back["task"], pointer=back["pointer"], stack=stack, pending_outcome=None,
-                                phase="collecting")
+                                phase="collecting", fields={**(self.get("fields") or {}), **back.get("fields", {})})
             return False
         self.updates.update(phase="done", outcome=outcome, requested=None)
         return True
@@ -219,17 +232,19 @@ class Runner:
         sid = step_id(task.name, pointer)
         runs = self.runs.get(sid, 0)
         conversation_id = (self.state.get("incoming") or {}).get("conversation_id", "")
-        values = {name: stored["value"] for name, stored in (self.state.get("fields") or {}).items()}
+        values = {name: stored["value"] for name, stored in (self.get("fields") or {}).items()}
         values.update(self.results)
         if self.services.actions is None:
             raise RuntimeError("this worker calls actions but the engine has no action client")
         outcome = await self.services.actions.run(action, conversation_id=conversation_id, step_id=f"{sid}#{runs}",
                                                   values=values)
-        self.runs[sid] = runs + 1
         self.calls.append({"name": action.name, "ok": outcome.ok, "status": outcome.status_code,
                            "results": outcome.json_results(), "reused": outcome.reused,
                            "error": outcome.error.model_dump() if outcome.error else None})
         if outcome.ok:
+            # The next run of this step is a new request (a re-check after a correction), under a
+            # new key; a failed run is retried under the same key, as its request may have arrived.
+            self.runs[sid] = runs + 1
             self.results.update(outcome.json_results())
             self.updates["pointer"] = advance(task.steps, pointer)
             return True

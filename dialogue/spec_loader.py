@@ -22,6 +22,8 @@ from dialogue.yaml_limits import MAX_NUMBER_CHARS, MAX_SPEC_BYTES, LimitExceeded
 from extraction.fields import IDENTIFIER
 
 _PATH_IN_MESSAGE = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)+)\b")
+# A model's own check names the place inside it ("headers.Authorization: a secret written inline").
+_INNER_PATH = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)*): ")
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,10 @@ def _problems(exc: ValidationError, root: yaml.Node | None, file: str) -> list[S
             match = _PATH_IN_MESSAGE.match(message)
             if match:
                 loc = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
+        else:
+            inner = _INNER_PATH.match(message)
+            if inner and _line_of(root, loc + (inner.group(1).split(".")[0],)) != _line_of(root, loc):
+                loc += tuple(int(p) if p.isdigit() else p for p in inner.group(1).split("."))
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == IDENTIFIER:
@@ -253,7 +259,7 @@ def _one_per_line(errors: list[Any]) -> list[Any]:
     out: list[Any] = []
     for err in errors:
         lines = err["msg"].split("\n")
-        if len(lines) == 1 or err["loc"]:
+        if len(lines) == 1:
             out.append(err)
             continue
         out += [{**err, "msg": line} for line in lines]

@@ -28,6 +28,7 @@ class Intent(str, Enum):
     cancel = "cancel"
     abuse = "abuse"
     stop = "stop"
+    out_of_scope = "out_of_scope"  # workers with tasks: the turn matched no task, question or pending answer
 
 
 class ActionKind(str, Enum):
