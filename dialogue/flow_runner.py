@@ -73,10 +73,11 @@ def task_fields(spec: WorkerSpec, task: Task | None) -> list[Any]:
 
 
 async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,
-                answered: bool) -> dict[str, Any]:
+                answered: bool, before: dict[str, Any] | None = None) -> dict[str, Any]:
     """Which task this turn belongs to, and whether it is a knowledge question. `answered`: the
     turn gave a value for the active task: then it is no question and never out of scope, but it
-    may still be a switch ("actually, I need to cancel my booking for Friday" gives a date)."""
+    may still be a switch ("actually, I need to cancel my booking for Friday" gives a date).
+    `before`: the fields as they were before this turn (what a task left keeps)."""
     active = state.get("task")
     if not text.strip():
         return {}
@@ -91,7 +92,7 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
                 # What the task left had collected comes back with it: the new task may take
                 # another value for a shared field (the date of the booking to cancel).
                 left = spec.task(active)
-                fields = state.get("fields") or {}
+                fields = (state.get("fields") or {}) if before is None else before
                 kept = {n: fields[n] for n in (left.asked_fields() if left else []) if n in fields}
                 stack.append({"task": active, "pointer": state.get("pointer") or [0], "fields": kept})
             out.update(task=routed.task, pointer=[0], stack=stack, switched=active or "")
@@ -211,6 +212,9 @@ class Runner:
         stack = list(self.get("stack") or [])
         if stack:
             back = stack.pop()
+            said = dict(self.get("fields") or {})
+            for earlier in self.lines:
+                earlier.setdefault("fields", said)
             resumed = self.spec.task(back["task"])
             label = (resumed.label if resumed is not None and resumed.label else back["task"].replace("_", " "))
             self.lines.append({"key": "resume", "extra": {"task": label}})

@@ -353,7 +353,8 @@ def make_render(spec: WorkerSpec):
                 template = script.follow_up
             else:
                 template = getattr(script, key)
-            texts.append(render(template, spec.fields, fields, worker=spec.persona, **extra))
+            # A line said before a task resumed (its values came back) keeps the values it was said with.
+            texts.append(render(template, spec.fields, line.get("fields") or fields, worker=spec.persona, **extra))
         actions: list[dict[str, Any]] = []
         said = " ".join(t for t in texts if t)
         if said:

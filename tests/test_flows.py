@@ -1,0 +1,182 @@
+"""A worker with tasks, as a person meets it: each kind of step, branches, a field asked only
+when it applies, moving between tasks and coming back, questions answered on the way, and what
+it says to what it cannot help with. The restaurant's booking system is a real HTTP server on
+loopback (tests/support/flow_api.py); the spec is tests/data/specs/flows_restaurant.yaml."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from dialogue.engine import DialogueEngine
+from dialogue.spec import WorkerSpec
+from dialogue.spec_loader import load_spec
+from tests.conftest import TEST_DATA
+from tests.support.flow_api import INTERNAL_NOTE, FlowApi
+from tests.support.talk import Talk, engine_for
+
+# The conversations start on Monday 2026-11-23 (tests/support/talk.py): "tomorrow" is Tuesday the 24th.
+
+
+@pytest.fixture(scope="module")
+def spec() -> WorkerSpec:
+    return load_spec(TEST_DATA / "specs" / "flows_restaurant.yaml")
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FlowApi]:
+    with FlowApi() as server:
+        monkeypatch.setenv("FLOW_API", server.origin)
+        monkeypatch.setenv("OUTCOME_URL", "http://127.0.0.1:9/outcomes")  # delivered in test_flow_actions.py
+        monkeypatch.setenv("OUTCOME_SECRET", "not-used-here")
+        yield server
+
+
+@pytest.fixture
+async def engine(spec: WorkerSpec, api: FlowApi, database_url: str) -> AsyncIterator[DialogueEngine]:
+    """On SQLite and on PostgreSQL: the task, its step pointer and its stack live in the checkpoint."""
+    async with engine_for(spec, database_url) as e:
+        yield e
+
+
+def talk(engine: DialogueEngine) -> Talk:
+    return Talk(engine, conversation_id=f"flow-{uuid.uuid4().hex}")
+
+
+async def test_a_booking_runs_every_step_in_order(engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    assert await t.start() == "Hi, this is Sam at Trattoria Luigi. How can I help you today?"
+    # ask (three fields in one turn), call, if (else: available), then the next ask.
+    reply = await t.say("I'd like to book a table for 2 tomorrow at 8pm")
+    assert t.last.task == "book" and [c["name"] for c in t.last.calls] == ["availability"]
+    assert reply.endswith("Does anyone in your party have a food allergy?")
+    # allergy_details is asked only when allergies is yes; a group of 2 takes the else branch.
+    reply = await t.say("no")
+    assert reply == "Got it. Lovely. Can I have your name?"
+    reply = await t.say("Maria")
+    assert reply == "Got it. A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?"
+    assert t.last.phase == "confirming" and api.to("/bookings") == []
+    # confirm, call, outcome, a line quoting a result, end with the script's closing.
+    reply = await t.say("yes")
+    assert reply == "Your reference is B1. You're booked, Maria!"
+    assert t.last.outcome == "completed" and t.last.ended
+    assert [(c["name"], c["ok"]) for c in t.last.calls] == [("create_booking", True)]
+    assert "allergy_details" not in t.values() and len(api.bookings) == 1
+
+
+async def test_an_if_takes_its_then_branch_when_its_condition_holds(engine: DialogueEngine, api: FlowApi) -> None:
+    api.available = False
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("a table for 2 tomorrow at 8pm please")
+    assert "Sorry, we're full then. We could do 18:00 or 21:30; please call again." in reply
+    assert t.last.outcome == "full" and t.last.ended  # the branch's outcome step, then its end
+    assert "allergy" not in reply and api.to("/bookings") == []
+
+
+async def test_a_field_under_a_condition_is_asked_when_it_holds_and_branches_nest(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("table for 8 tomorrow at 7pm")
+    reply = await t.say("yes")
+    assert reply == "Got it. Which allergies should the kitchen know about?"
+    reply = await t.say("nuts and shellfish")
+    assert reply == ("Got it. For a large group with allergies, the chef will call you the day before. "
+                     "Can I have your name?")
+    assert t.values()["allergy_details"]
+
+    other = talk(engine)
+    await other.start()
+    await other.say("table for 8 tomorrow at 7pm")
+    reply = await other.say("no")
+    assert reply == "Got it. For a large group we set the long table. Can I have your name?"
+
+
+async def test_goto_starts_another_task(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("we are celebrating a birthday")
+    assert reply == "Sure. Happy birthday! We'll bring a candle. What day would you like to come?"
+    assert t.last.task == "book"
+
+
+async def test_handoff_puts_the_conversation_in_the_queue_with_its_reason(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("can I hire the private room for an event")
+    assert reply.startswith("Sure. Our events manager looks after the private room. I'm passing you to a colleague")
+    assert t.last.outcome == "escalated" and t.last.escalation.reason == "Wants the private room"
+    handoff = await engine.open_handoff(t.id)
+    assert handoff is not None and handoff.reason == "Wants the private room"
+    assert handoff.rule == "private_room.handoff"
+
+
+async def test_a_task_ends_with_its_own_closing_and_outcome(engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("I need to cancel my booking for Friday")
+    assert t.last.task == "cancel" and reply == "Got it. Can I have your name?"
+    reply = await t.say("Maria")
+    assert reply == "Got it. Done, Maria, your booking for Friday is cancelled."
+    assert t.last.outcome == "cancelled" and t.last.ended
+    assert [r.json() for r in api.to("/cancellations")] == [{"date": "2026-11-27", "name": "Maria"}]
+
+
+async def test_a_switch_keeps_shared_fields_and_returns_to_the_first_task(engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("I'd like to book a table for 2 tomorrow")
+    assert t.last.requested == "time"
+    # The switch gives the date of the booking to cancel in the same breath.
+    reply = await t.say("actually, I need to cancel my booking for Friday instead")
+    assert t.last.task == "cancel" and reply == "Sure. Can I have your name?"
+    reply = await t.say("Maria")
+    assert reply == ("Got it. Done, Maria, your booking for Friday is cancelled. "
+                     "Now, back to your booking. What time would suit you?")
+    assert t.last.task == "book" and t.values()["date"] == "2026-11-24"  # the booking's own date again
+    await t.say("8pm")
+    reply = await t.say("no")
+    # The name given for the cancellation is the booking's name too: not asked again.
+    assert reply == "Got it. Lovely. A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?"
+    await t.say("yes")
+    assert t.last.outcome == "completed" and len(api.bookings) == 1
+
+
+async def test_a_question_mid_task_is_answered_and_the_pending_question_asked_again(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("table for 2 tomorrow at 8pm")
+    reply = await t.say("is there parking?")
+    assert reply == "Yes, there is free parking behind the restaurant. Does anyone in your party have a food allergy?"
+    assert t.last.requested == "allergies"
+    await t.say("no")
+    await t.say("Maria")
+    reply = await t.say("what are your opening hours?")
+    assert reply == ("We're open every day from noon to eleven. "
+                     "A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?")
+    assert t.last.phase == "confirming"
+
+
+async def test_out_of_scope_says_the_fallback_and_an_escalation_rule_can_act_on_it(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("what's the weather like in Paris tomorrow")
+    assert reply == "Sorry, I can only help with tables here. How can I help you today?"
+    assert t.last.task is None
+    assert [(a.kind, a.rule) for a in t.last.actions if a.kind == "notify"] == [("notify", "off_topic")]
+    await t.say("table for 2 tomorrow at 8pm")
+    reply = await t.say("can you recommend a good plumber")
+    assert reply == "Sorry, I can only help with tables here. Does anyone in your party have a food allergy?"
+    assert t.last.task == "book" and t.last.requested == "allergies"
+
+
+async def test_no_undeclared_response_value_is_said_or_kept(engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    replies = [await t.start()]
+    for line in ["table for 2 tomorrow at 8pm", "no", "Maria", "yes"]:
+        replies.append(await t.say(line))
+    state = await engine.graph.aget_state({"configurable": {"thread_id": t.id}})
+    assert INTERNAL_NOTE not in " ".join(replies) and INTERNAL_NOTE not in str(state.values)
+    assert set(state.values["results"]) == {"availability.available", "availability.times", "create_booking.booking_id"}
