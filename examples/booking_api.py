@@ -14,6 +14,11 @@ Trattoria Luigi (restaurant_booking.yaml):
     POST /bookings/cancel   {"name", "date"}                          -> {"found", "booking_id"}
     GET  /bookings          every booking (for a person checking what the worker did)
 
+Outcome deliveries (the workers' `on_outcome:`), signed with OUTCOME_WEBHOOK_SECRET:
+    POST /hooks/outcomes    the finished record; 401 unless X-Channel-Worker-Signature is right
+    GET  /hooks/outcomes    every record received (a repeated Idempotency-Key is kept once)
+    (the same under /bank/hooks/outcomes for the bank)
+
 Northwind Bank (account_support.yaml), under /bank:
     POST /bank/cards/freeze {"account_number"}                        -> {"frozen", "card_last4", "reference"}
     POST /bank/disputes     {"account_number", "amount", "merchant", "charge_date"} -> 201 {"case_id"}
@@ -32,7 +37,10 @@ happens once, as a payment or booking API does. That is what lets a worker re-ru
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
+import os
 import threading
 from datetime import date, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,6 +110,7 @@ class Store:
         self.bookings: dict[str, dict[str, Any]] = {}
         self.bank_log: list[dict[str, Any]] = []
         self.answers: dict[str, tuple[int, dict[str, Any]]] = {}  # Idempotency-Key -> first answer
+        self.outcomes: list[dict[str, Any]] = []  # outcome records received
         self.lock = threading.Lock()
         self._next = 1000
 
@@ -173,6 +182,12 @@ class Store:
         found["status"] = "cancelled"
         return {"found": True, "booking_id": found["booking_id"]}
 
+    # --- outcome deliveries
+
+    def outcome(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.outcomes.append(body)
+        return 200, {"received": True}
+
     # --- the bank
 
     def _account(self, body: dict[str, Any]) -> str:
@@ -208,10 +223,15 @@ WRITES = {
     "/bookings/find": lambda s, b: (200, s.find(b)),
     "/bookings/change": lambda s, b: (200, s.change(b)),
     "/bookings/cancel": lambda s, b: (200, s.cancel(b)),
+    "/hooks/outcomes": Store.outcome,
+    "/bank/hooks/outcomes": Store.outcome,
     "/bank/cards/freeze": Store.freeze,
     "/bank/disputes": Store.dispute,
     "/bank/addresses": Store.address,
 }
+
+
+HOOKS = ("/hooks/outcomes", "/bank/hooks/outcomes")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -242,11 +262,21 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send(200, sorted(store.bookings.values(), key=lambda b: b["booking_id"]))
                 if url.path == "/bank/log":
                     return self._send(200, store.bank_log)
+                if url.path in HOOKS:
+                    return self._send(200, store.outcomes)
                 if url.path == "/healthz":
                     return self._send(200, {"status": "ok"})
         except Problem as problem:
             return self._send(problem.status, {"error": problem.reason})
         self._send(404, {"error": f"no such path: {url.path}"})
+
+    def _signed(self, raw: bytes) -> bool:
+        # Checked over the exact bytes received, before parsing them (docs/actions.md).
+        secret, header = self.server.webhook_secret, self.headers.get("X-Channel-Worker-Signature") or ""
+        if not secret:
+            return False
+        expected = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, header)
 
     def do_POST(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
@@ -255,6 +285,8 @@ class Handler(BaseHTTPRequestHandler):
         write = WRITES.get(path)
         if write is None:
             return self._send(404, {"error": f"no such path: {path}"})
+        if path in HOOKS and not self._signed(raw):
+            return self._send(401, {"error": "the signature does not match the body"})
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -280,10 +312,11 @@ class BookingServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, full: tuple[str, ...] = DEFAULT_FULL,
-                 verbose: bool = False):
+                 verbose: bool = False, webhook_secret: str | None = None):
         super().__init__((host, port), Handler)
         self.store = Store(full)
         self.verbose = verbose
+        self.webhook_secret = webhook_secret
 
     @property
     def url(self) -> str:
@@ -300,7 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
     full = tuple(t.strip() for t in args.full.split(",") if t.strip())
-    server = BookingServer(args.host, args.port, full, verbose=not args.quiet)
+    # The same variable the worker signs outcome deliveries with; unset, every delivery is refused.
+    server = BookingServer(args.host, args.port, full, verbose=not args.quiet,
+                           webhook_secret=os.environ.get("OUTCOME_WEBHOOK_SECRET"))
     # The first line says where it listens; scripts and tests read it.
     print(f"booking API listening on {server.url}", flush=True)
     try:

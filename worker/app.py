@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 
+from actions.deliveries import OutcomeDeliverer
 from channels.email import mount as email_channel
 from channels.seam import ChannelRuntime
 from channels.sms import mount as sms_channel
@@ -39,7 +40,7 @@ CHANNELS: list[tuple[str, Callable[[FastAPI, ChannelRuntime], Awaitable[bool]]]]
 
 
 def start_core_loops(runtime: Runtime) -> None:
-    """The core's own supervised loops: handoff notifications, and the retention purge."""
+    """The core's own supervised loops: handoff notifications, outcome deliveries, and the retention purge."""
     notifier = runtime.notifier
 
     async def deliver_forever() -> None:
@@ -52,6 +53,17 @@ def start_core_loops(runtime: Runtime) -> None:
             await asyncio.sleep(runtime.delivery_interval)
 
     runtime.loops.start("notifications", deliver_forever)
+
+    async def deliver_outcomes_forever() -> None:
+        # The outcome outbox (on_outcome:): finished records POSTed, signed, until each is delivered.
+        # Always on: rows queued under an earlier version of the spec still go out.
+        deliverer = OutcomeDeliverer(runtime.db)
+        try:
+            await deliverer.run(asyncio.Event(), every=runtime.delivery_interval)
+        finally:
+            await deliverer.aclose()
+
+    runtime.loops.start("outcome_deliveries", deliver_outcomes_forever)
     retention = runtime.settings.retention_settings()
     if retention.days:  # RETENTION_DAYS: old conversations purged hourly (transcripts/retention.py)
         runtime.loops.start("retention", lambda: purge_forever(runtime.db, retention))

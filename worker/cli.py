@@ -136,7 +136,8 @@ def chat(
             # One delivery pass for team notifications; what fails is retried by `serve`.
             notifier = engine.handoffs.notifier
             await notifier.deliver_due()
-            return report, await notifier.pending_count()
+            waiting = await _deliver_outcomes_once(engine, report.conversation_id)
+            return report, await notifier.pending_count(), await _task_and_calls(engine, report.conversation_id), waiting
 
     if interactive and not json_out:
         out.print(f"[dim]Talking to {spec.name} ({Settings.from_env().describe()}). Type 'quit' to leave.[/dim]")
@@ -144,11 +145,14 @@ def chat(
     from channels.console.chat import run_chat
     from worker.runtime import open_engine
 
-    report, pending = _run(main())
+    report, pending, flow, waiting = _run(main())
     if pending:
         err.print(f"[yellow]{pending} team notification(s) not delivered yet; `channel-worker serve` retries them[/yellow]")
+    for delivery in waiting:
+        err.print(f"[yellow]outcome delivery {escape(delivery.target)} not delivered yet ({escape(delivery.last_error or '')}); "
+                  f"`channel-worker serve` retries it[/yellow]", highlight=False, soft_wrap=True)
     if json_out:
-        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+        sys.stdout.write(json.dumps({**report.model_dump(mode="json"), **flow}, indent=2, ensure_ascii=False) + "\n")
         return
     table = Table(title=f"conversation {report.conversation_id}: {report.outcome or 'in progress'}")
     for col in ("field", "value", "from the words", "turn", "confidence"):
@@ -160,6 +164,31 @@ def chat(
         out.print(f"[yellow]escalated[/yellow] by rule {report.escalation['rule']}: {report.escalation['reason']}")
 
 
+async def _deliver_outcomes_once(engine, conversation_id: str) -> list[Any]:  # noqa: ANN001
+    """One pass of the outcome outbox (on_outcome:), so a console conversation's record reaches
+    the business at once; returns this conversation's deliveries still waiting."""
+    from actions.deliveries import OutcomeDeliverer, deliveries
+
+    deliverer = OutcomeDeliverer(engine.store.db)
+    try:
+        await deliverer.deliver_due()
+    finally:
+        await deliverer.aclose()
+    return [d for d in await deliveries(engine.store.db, conversation_id) if d.status == "pending"]
+
+
+async def _task_and_calls(engine, conversation_id: str) -> dict[str, Any]:  # noqa: ANN001
+    """For `chat --json`: the last active task (null for a worker without tasks) and every action
+    the conversation called, oldest first (a failed call shows its error)."""
+    from actions.client import stored_results
+
+    snapshot = await engine.snapshot(conversation_id)
+    rows = await stored_results(engine.store.db, conversation_id)
+    calls = [{"name": r["action"], "step": r["step_id"], "status": r["status"], "http_status": r["http_status"],
+              "result": r["response"], "error": r["error"]} for r in rows]
+    return {"task": snapshot.task if snapshot is not None else None, "calls": calls}
+
+
 @app.command()
 def extract(
     worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file: its fields are what is extracted.")],
@@ -168,7 +197,9 @@ def extract(
     now: Annotated[Optional[str], typer.Option(help="When the text was sent (ISO-8601); relative dates resolve against it. Default: now.")] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help='Read JSON lines {"text", "requested": [...], "now"} from stdin, write one result line each.')] = False,
 ) -> None:
-    """Extract field values from text, each with the span it came from and a confidence."""
+    """Extract field values from text, each with the span it came from and a confidence; for a
+    worker with tasks, also the task the text starts (`"task": {"name", "confidence"}` or null)."""
+    from dialogue.flow_runner import FlowServices
     from worker.extract_io import ExtractRequest, run_jsonl, run_one
     from worker.extraction_setup import build_extractor
 
@@ -182,11 +213,13 @@ def extract(
         err.print(f"[red]error[/red] --requested {unknown[0]!r} is not a field of {spec.name}; fields: {', '.join(sorted(names))}")
         raise typer.Exit(2)
     extractor = build_extractor(spec)
+    # A spec with tasks: each line also says which task its text starts (the engine's own router).
+    router = FlowServices.for_spec(spec, None).tasks if spec.tasks else None
     if jsonl:
-        failures = run_jsonl(extractor, spec, sys.stdin, sys.stdout, err)
+        failures = run_jsonl(extractor, spec, sys.stdin, sys.stdout, err, router)
         raise typer.Exit(1 if failures else 0)
     request = ExtractRequest(text=text or "", requested=requested or [], now=_parse_time(now, "--now"))
-    sys.stdout.write(json.dumps(run_one(extractor, spec, request), ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(run_one(extractor, spec, request, router), ensure_ascii=False) + "\n")
 
 
 @app.command()
@@ -441,8 +474,10 @@ def queue_release(
 
 @app.command()
 def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
-    """Rolling escalation rate and mean field confidence, with any drift alarm, and the email and
-    SMS messages per state with the latest that failed or were given up and why (JSON)."""
+    """Rolling escalation rate and mean field confidence, with any drift alarm, the email and
+    SMS messages per state with the latest that failed or were given up and why, and the outcome
+    deliveries waiting and delivered with the latest failures (JSON)."""
+    from actions.deliveries import delivery_report
     from channels.email.report import email_report
     from escalation.drift import drift_status
 
@@ -453,13 +488,17 @@ def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
 
         sms = await SmsStore(engine.store.db).failures()
         return (await drift_status(engine.store, spec.name, spec.escalation.drift), await email_report(engine.store.db),
-                sms)
+                sms, await delivery_report(engine.store.db))
 
-    result, email, (sms_states, sms_failures) = _queue_run(worker, op)
+    result, email, (sms_states, sms_failures), deliveries = _queue_run(worker, op)
     sms = {"by_state": sms_states, "gave_up": sms_states.get("gave_up", 0),
            "latest_failures": [{**r, "updated_at": str(r["updated_at"])} for r in sms_failures]}
-    sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json"), "sms": sms},
-                                indent=2) + "\n")
+    sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json"), "sms": sms,
+                                 "deliveries": deliveries.model_dump(mode="json")}, indent=2) + "\n")
+    if deliveries.latest_failures:
+        failing = deliveries.latest_failures[0]
+        err.print(f"[yellow]deliveries[/yellow] {deliveries.pending} outcome delivery(ies) waiting; latest failure "
+                  f"({escape(failing.target)}): {escape(failing.last_error or '')}", highlight=False, soft_wrap=True)
     if sms["gave_up"]:
         err.print(f"[yellow]sms[/yellow] {sms['gave_up']} message(s) given up after repeated failures; latest: "
                   f"{escape(sms_failures[0]['failure'] or '')}", highlight=False, soft_wrap=True)
