@@ -261,7 +261,10 @@ class Runner:
             self.updates["pointer"] = advance(task.steps, pointer)
             return True
         if on_error.then == "retry_later":
-            return False  # the pointer stays: the next turn calls again, under a new key
+            # The pointer stays, and nothing is asked: whatever the person says next runs the step
+            # again, under the same key (the failed request may have arrived).
+            self.updates["requested"] = None
+            return False
         if on_error.then == "end":
             self.lines.append({"key": "goodbye"})
             self.updates.update(phase="done", outcome="abandoned", requested=None)

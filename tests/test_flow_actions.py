@@ -1,0 +1,247 @@
+"""A worker's calls to the business's system, inside its conversations: what the person hears
+when the system is slow, failing or answers nonsense (the action's `on_error`, never a crash,
+never a silent success); an effect that happens once however often its turn runs (a write
+conflict between two engines, a process killed after the system booked), while a step run again
+on purpose asks again; and the finished records delivered once each, signed, after the receiver
+was down. Real HTTP servers on loopback; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+
+from actions.client import idempotency_key
+from actions.deliveries import SIGNATURE_HEADER, OutcomeDeliverer, deliveries, verify
+from dialogue.engine import DialogueEngine
+from dialogue.events import Turn
+from dialogue.spec import WorkerSpec
+from storage.clock import utcnow
+from tests.conftest import ROOT, TEST_DATA
+from tests.support.business_api import OutcomeReceiver
+from tests.support.flow_api import FlowApi
+from tests.support.receivers import free_port
+from tests.support.talk import Talk, engine_for
+
+SPEC_PATH = TEST_DATA / "specs" / "flows_restaurant.yaml"
+SECRET = "whsec-" + uuid.uuid4().hex
+BOOKING = ["I'd like to book a table for 2 tomorrow at 8pm", "no", "Maria"]  # then "yes" books
+
+
+def spec_with(**availability: Any) -> WorkerSpec:
+    """The test spec with its `availability` action changed (timeout, retries, on_error...)."""
+    data = yaml.safe_load(SPEC_PATH.read_text())
+    action = next(a for a in data["actions"] if a["name"] == "availability")
+    action.update(availability)
+    return WorkerSpec.model_validate(data)
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FlowApi]:
+    with FlowApi() as server:
+        monkeypatch.setenv("FLOW_API", server.origin)
+        monkeypatch.setenv("OUTCOME_SECRET", SECRET)
+        monkeypatch.setenv("OUTCOME_URL", "http://127.0.0.1:9/outcomes")
+        yield server
+
+
+@pytest.fixture
+def receiver_port(monkeypatch: pytest.MonkeyPatch, api: FlowApi) -> int:
+    port = free_port()
+    monkeypatch.setenv("OUTCOME_URL", f"http://127.0.0.1:{port}/outcomes")
+    return port
+
+
+@pytest.fixture
+async def engine(api: FlowApi, database_url: str) -> AsyncIterator[DialogueEngine]:
+    async with engine_for(spec_with(), database_url) as e:
+        yield e
+
+
+def talk(engine: DialogueEngine, channel: str = "console") -> Talk:
+    return Talk(engine, conversation_id=f"flow-{uuid.uuid4().hex}", channel=channel)
+
+
+async def converse(t: Talk, lines: list[str]) -> list[str]:
+    replies = [await t.start()]
+    for line in lines:
+        replies.append(await t.say(line))
+    return replies
+
+
+# --- when the system misbehaves ------------------------------------------------------------------
+
+async def test_a_timeout_says_the_error_line_and_hands_over(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "slow"
+    async with engine_for(spec_with(timeout=0.5, retries=0), database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert reply.startswith("Got it. I can't check the book right now. I'm passing you to a colleague")
+        assert t.last.outcome == "escalated"
+        assert [(c["name"], c["ok"], c["error"]["kind"]) for c in t.last.calls] == [("availability", False, "timeout")]
+        handoff = await engine.open_handoff(t.id)
+        assert handoff is not None and handoff.reason == "The booking system did not answer."
+
+
+async def test_a_5xx_then_success_goes_on_as_if_nothing_happened(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "fail:1"
+    async with engine_for(spec_with(retries=1), database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert reply == "Got it. Does anyone in your party have a food allergy?"
+        assert [(c["name"], c["ok"]) for c in t.last.calls] == [("availability", True)]
+        requests = api.to("/availability")
+        assert len(requests) == 2 and len({r.headers["Idempotency-Key"] for r in requests}) == 1
+
+
+async def test_malformed_json_with_continue_says_the_line_and_takes_the_next_step(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "malformed"
+    async with engine_for(spec_with(on_error={"say": "I couldn't check, but let's go on.", "then": "continue"}),
+                          database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert reply == "Got it. I couldn't check, but let's go on. Does anyone in your party have a food allergy?"
+        assert t.last.calls[0]["error"]["kind"] == "malformed_json" and t.last.calls[0]["results"] == {}
+        assert t.last.outcome is None
+
+
+async def test_a_response_outside_the_schema_with_end_ends_the_conversation(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "wrong_type"
+    async with engine_for(spec_with(on_error={"say": "Sorry, something is wrong with our bookings.", "then": "end"}),
+                          database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert reply == "Got it. Sorry, something is wrong with our bookings. Okay, goodbye."
+        assert t.last.outcome == "abandoned" and t.last.ended
+        assert t.last.calls[0]["error"]["kind"] == "schema_violation"
+        # Nothing of the refused answer was kept, so nothing of it can be said or tested.
+        state = await engine.graph.aget_state({"configurable": {"thread_id": t.id}})
+        assert state.values["results"] == {} and "perhaps" not in reply
+
+
+async def test_retry_later_calls_again_on_the_next_turn_under_the_same_key(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "fail:1"
+    on_error = {"say": "The book is busy; say anything and I'll try again.", "then": "retry_later"}
+    async with engine_for(spec_with(retries=0, on_error=on_error), database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert reply == "Got it. The book is busy; say anything and I'll try again."
+        assert t.last.outcome is None and not t.last.ended
+        reply = await t.say("ok")
+        assert reply == "Does anyone in your party have a food allergy?"
+        requests = api.to("/availability")
+        assert len(requests) == 2 and len({r.headers["Idempotency-Key"] for r in requests}) == 1
+
+
+# --- an effect happens once ----------------------------------------------------------------------
+
+async def test_a_step_run_again_on_purpose_asks_again_under_a_new_key(engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await converse(t, BOOKING)
+    await t.say("no")
+    reply = await t.say("make it 7pm")  # a correction at the read-back: availability is checked again
+    assert "changed the time to 19:00" in reply and reply.endswith("at 19:00 for Maria. Is that right?")
+    assert [(c["name"], c["reused"]) for c in t.last.calls] == [("availability", False)]
+    first, second = api.to("/availability")
+    assert "20%3A00" in first.path and "19%3A00" in second.path
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+    await t.say("yes")
+    assert t.last.outcome == "completed" and len(api.bookings) == 1
+
+
+async def wait_for(condition: Any, what: str, seconds: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_turn_run_again_after_a_write_conflict_books_once(api: FlowApi, postgres_url: str) -> None:
+    """Two engines (two processes' worth) on one PostgreSQL take a turn of one conversation at
+    the same moment: both reach the booking step, one commits, the other runs its turn again."""
+    spec = spec_with()
+    async with engine_for(spec, postgres_url) as one, engine_for(spec, postgres_url) as two:
+        t = talk(one, channel="sms")
+        await converse(t, BOOKING)
+        api.hold_bookings = True  # each request books (once per key) and waits
+        turns = [asyncio.create_task(e.handle(Turn(conversation_id=t.id, channel="sms", text=text,
+                                                   time=t.clock + timedelta(seconds=5))))
+                 for e, text in ((one, "yes"), (two, "yes please"))]
+        await wait_for(lambda: len(api.to("/bookings")) == 2, "both turns to reach the booking system")
+        api.release.set()
+        results = await asyncio.gather(*turns)
+        assert one.conflicts + two.conflicts >= 1
+    assert len(api.bookings) == 1
+    assert len({r.headers["Idempotency-Key"] for r in api.to("/bookings")}) == 1
+    assert any(r.outcome == "completed" and "Your reference is B1" in r.reply for r in results)
+
+
+async def test_a_turn_killed_after_the_system_booked_books_once_when_it_runs_again(
+        api: FlowApi, database_url: str) -> None:
+    async with engine_for(spec_with(), database_url) as engine:
+        t = talk(engine, channel="sms")
+        await converse(t, BOOKING)
+        when = (t.clock + timedelta(seconds=5)).isoformat()
+        api.hold_bookings = True
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.run_turn", database_url, str(SPEC_PATH), t.id, when, "SM-yes", "yes"],
+            cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert await asyncio.to_thread(api.booked.wait, 60), "the turn never reached the booking system"
+            child.kill()
+            _, stderr = await asyncio.to_thread(child.communicate, timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode < 0, stderr.decode()[-2000:]  # killed, not finished
+        api.hold_bookings = False
+        # The channel delivers the message again (same id); the turn runs again here.
+        again = await engine.handle(Turn(conversation_id=t.id, channel="sms", text="yes",
+                                         time=t.clock + timedelta(seconds=5), dedupe_key="SM-yes"))
+    assert again.outcome == "completed" and "Your reference is B1" in again.reply
+    assert len(api.bookings) == 1 and len(api.to("/bookings")) == 2
+    assert {r.headers["Idempotency-Key"] for r in api.to("/bookings")} == {
+        idempotency_key(t.id, "book.8#0")}
+
+
+# --- the finished records ------------------------------------------------------------------------
+
+async def test_each_finished_task_is_delivered_once_signed_after_the_receiver_was_down(
+        receiver_port: int, engine: DialogueEngine) -> None:
+    t = talk(engine, channel="sms")
+    await converse(t, ["I'd like to book a table for 2 tomorrow", "actually I need to cancel my booking for Friday",
+                       "Maria", "8pm", "no", "yes"])
+    assert t.last.outcome == "completed"
+    # The last turn delivered again (a redelivered message runs its turn again): no new record.
+    await engine.handle(Turn(conversation_id=t.id, channel="sms", text="yes", time=t.clock))
+    db = engine.store.db
+    deliverer = OutcomeDeliverer(db, backoff_base=0.01)
+    try:
+        assert await deliverer.deliver_due() == 0  # nothing listens yet
+        with OutcomeReceiver(receiver_port) as receiver:
+            assert await deliverer.deliver_due(now=utcnow() + timedelta(hours=1)) == 2
+            assert await deliverer.deliver_due(now=utcnow() + timedelta(hours=2)) == 0
+    finally:
+        await deliverer.aclose()
+    bodies = []
+    for request in receiver.accepted:
+        assert verify(SECRET, request.body, request.headers[SIGNATURE_HEADER])
+        bodies.append(json.loads(request.body))
+    assert [(b["task"], b["outcome"]) for b in bodies] == [("cancel", "cancelled"), ("book", "completed")]
+    cancel, book = bodies
+    # Each record holds the values as they were when its task ended.
+    assert cancel["fields"]["date"]["value"] == "2026-11-27" and book["fields"]["date"]["value"] == "2026-11-24"
+    assert book["fields"]["date"]["text"] == "tomorrow" and book["results"]["create_booking.booking_id"] == "B1"
+    assert cancel["conversation_id"] == book["conversation_id"] == t.id and cancel["channel"] == "sms"
+    assert [d.status for d in await deliveries(db, t.id)] == ["delivered", "delivered"]
+
