@@ -4,7 +4,10 @@
 "noon", "at 8", "7ish", and a bare "13" when the worker just asked what time.
 
 Spans follow the common annotation style: the clock words and an am/pm marker ("1:00 PM.",
-dot included when it closes the marker), not the "at" before or the "o'clock" after. An hour
+dot included when it closes the marker), not the "at" before or a bare "o'clock" after. A
+daypart that sets the hour is in the span, before or after it ("evening 6", "2:30 in the
+afternoon", "7 o'clock in the evening"); a morning that repeats the clock ("10:45 in the
+morning") is not, as Restaurants-8k marks it. An hour
 with no marker is read as said, unless the words around it ("tonight", "dinner") or the field's
 opening hours (`constraints.earliest`/`latest`) say otherwise.
 """
@@ -25,7 +28,14 @@ _AMPM = r"(?:[ap]\.\s?m\.|[ap]\.?m\b\.?|[ap]\s+m\b)"
 _PERIOD = r"(?:(?:in\s+the\s+)?(?:morning|afternoon|evening)|(?:at\s+|in\s+the\s+)?night|tonight)"
 _MARK = rf"(?:\s*{_AMPM}|\s+{_PERIOD})"
 
+_NOT_A_TIME_WORDS = (r"people|persons?|guests?|adults?|kids?|children|of\s+us|days?|weeks?|months?|years?|nights?|minutes?|hours?|"
+                     r"rooms?|tickets?|cars?|%|dollars?|pounds?|euros?|st\b|nd\b|rd\b|th\b")
+
 _PATTERNS: list[tuple[re.Pattern[str], float]] = [
+    # morning 10:30, evening 6: a daypart said before the hour sets it and belongs to the span
+    (_LEAD_PERIOD := re.compile(
+        rf"\b(?<!this\s)(?P<lead>morning|afternoon|evening|night)\s+(?P<h>{_H})(?:[:.](?P<m>[0-5]\d)|\s(?P<mw>[0-5]\d))?\b(?![\d:/])"
+        rf"(?!\s*(?:{_NOT_A_TIME_WORDS}|o'?\s?clock|{_AMPM}|in\s+the|at\s+night))", re.I), 0.9),
     # 19:30, 7.30pm, 11:45 AM, 22:35 night
     (re.compile(rf"\b(?P<h>[01]?\d|2[0-4])[:.](?P<m>[0-5]\d)(?:(?P<mark>{_MARK})|(?P<ish>-?ish)\b)?(?![\d:])", re.I), 0.95),
     # 2215, 0730pm, 615 (clock digits run together)
@@ -50,6 +60,8 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     (re.compile(rf"\b(?P<h>{_H})(?P<ish>-?ish)\b", re.I), 0.8),
     # 7 ish (written apart, the annotators leave 'ish' out)
     (re.compile(rf"\b(?P<h>{_H})(?=\s+ish\b)", re.I), 0.75),
+    # 11 o'clock in the morning: the daypart sets the hour, so the span runs to its end
+    (re.compile(rf"\b(?P<h>{_H})\s*o'?\s?clock(?P<mark>\s+{_PERIOD})", re.I), 0.93),
     # 8 o'clock: the span stops before o'clock
     (re.compile(rf"\b(?P<h>{_H})(?=\s*o'?\s?clock\b)", re.I), 0.9),
     # at 8, around 7, after 11, before 4, until 9 (span: the number only)
@@ -168,6 +180,8 @@ def find_times(
             h = _number(g["h"])
             if h is None:
                 continue
+            if g.get("lead"):
+                g["mark"] = g["lead"]
             mark_word = (g.get("mark") or "").strip().lower()
             if mark_word and text[m.end() : m.end() + 1].isalpha():
                 continue  # "13 nights" is a stay, not 13:00 at night
@@ -199,14 +213,20 @@ def find_times(
             hour = resolve_hour(h, g.get("mark"), text, earliest, latest, minute)
             if hour is None or minute >= 60:
                 continue
-            start, end = m.start("h") if not g.get("rel") else m.start(), m.end()
+            start, end = m.start("h") if not (g.get("rel") or g.get("lead")) else m.start(), m.end()
             mark = g.get("mark") or ""
             clock = g.get("m") is not None and not g.get("hr")
-            if mark:
+            if g.get("lead"):
+                pass  # "morning 10:30": the daypart is already the start of the span
+            elif mark:
                 # Annotation style: "11:45 AM" is marked without its AM, "11:45 PM" and "7pm" with;
-                # a period phrase after a clock time ("10:45 in the morning") stays outside.
+                # a daypart after a clock time changes or anchors it and stays in the span
+                # ("10:45 in the morning", "22:35 night", as NLU++ marks them), except "at night",
+                # which Restaurants-8k's annotators leave out after a clock time.
                 bare_mark = mark.strip().lower().replace(".", "")
-                if clock and (mark[:1].isspace() and (bare_mark == "am" or h == 12) or bare_mark not in ("am", "pm", "tonight")):
+                if clock and (mark[:1].isspace() and (bare_mark == "am" or (h == 12 and bare_mark in ("am", "pm")))
+                              or bare_mark.startswith("at") and bare_mark.endswith("night")
+                              or "morning" in bare_mark and hour == h):
                     end = m.start("mark")
                 elif re.search(r"(?i)[ap]m$", text[start:end]) and text[end : end + 1] == "." and not text[end + 1 : end + 2].isalnum():
                     end += 1  # "1:00 PM." : the closing dot belongs to the mark

@@ -1,0 +1,47 @@
+"""Where a value's span starts and ends: the words that change or anchor the value are in it,
+the words that only lead up to it are not."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from extraction.base import ExtractionContext
+from extraction.fields import FieldSpec
+from extraction.rules import RuleExtractor
+
+NOW = datetime(2026, 3, 2, 9, 0)  # a Monday
+rules = RuleExtractor()
+
+
+def field(name: str, type_: str, **extra: Any) -> FieldSpec:
+    return FieldSpec(name=name, type=type_, prompt=f"{name}?", **extra)
+
+
+TIME = [field("time", "time")]
+
+
+def read(text: str, fields: list[FieldSpec], requested: list[str] | None = None) -> dict[str, tuple[Any, str]]:
+    found = rules.extract(text, fields, ExtractionContext(requested=requested or [], now=NOW))
+    return {e.field: (e.value, e.text) for e in found}
+
+
+@pytest.mark.parametrize(("text", "value", "span"), [
+    ("pick it up at 2:30 in the afternoon please", "14:30", "2:30 in the afternoon"),
+    ("I land at 22:35 night", "22:35", "22:35 night"),
+    ("at 7 o'clock in the evening", "19:00", "7 o'clock in the evening"),
+    ("11 o'clock in the morning works", "11:00", "11 o'clock in the morning"),
+])
+def test_a_daypart_that_sets_the_hour_stays_in_the_span(text: str, value: str, span: str) -> None:
+    assert read(text, TIME)["time"] == (value, span)
+
+
+@pytest.mark.parametrize(("text", "value", "span"), [
+    ("evening 6 would be good", "18:00", "evening 6"),
+    ("morning 10:30", "10:30", "morning 10:30"),
+    ("tomorrow night 8:15 for two", "20:15", "night 8:15"),
+])
+def test_a_daypart_said_before_the_hour_sets_it_and_starts_the_span(text: str, value: str, span: str) -> None:
+    assert read(text, TIME, ["time"])["time"] == (value, span)
