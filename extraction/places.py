@@ -28,10 +28,26 @@ _CUE = re.compile(
     r"destination\s+is|pick(?:\s+\w+)?\s+up\s+in)\s+(?:the\s+city\s+of\s+)?$",
     re.I,
 )
-_US_STATE = re.compile(
-    r"^,?\s+(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
-    r"OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY)\b"
+# A state or province after a town says which town it is, so it belongs to the span ("Portland, OR",
+# "Austin Texas", "Vancouver BC").
+_US_STATE_NAMES = (
+    "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|Idaho|Illinois|"
+    "Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|Missouri|"
+    "Montana|Nebraska|Nevada|New\\s+Hampshire|New\\s+Jersey|New\\s+Mexico|New\\s+York|North\\s+Carolina|North\\s+Dakota|"
+    "Ohio|Oklahoma|Oregon|Pennsylvania|Rhode\\s+Island|South\\s+Carolina|South\\s+Dakota|Tennessee|Texas|Utah|Vermont|"
+    "Virginia|Washington(?:\\s+State)?|West\\s+Virginia|Wisconsin|Wyoming"
 )
+_REGION = {
+    "US": re.compile(
+        r"^,?\s+(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|"
+        rf"OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|{_US_STATE_NAMES})\b"
+    ),
+    "CA": re.compile(r"^,?\s+(?:AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT|Alberta|British\s+Columbia|Manitoba|Ontario|Quebec|Nova\s+Scotia|Saskatchewan)\b"),
+    "AU": re.compile(r"^,?\s+(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT|New\s+South\s+Wales|Victoria|Queensland|Tasmania)\b"),
+}
+# An airport's own name alone ("Heathrow", "O'Hare") is a place; one that is also an everyday
+# word ("Downtown", "Gateway", "Memorial") only with "airport" after it.
+_OWN_NAME_MAX_ZIPF = 3.7
 MAX_TOKENS = 5
 _ALTERNATE_MIN_POPULATION = 100_000  # alternate names of small towns are mostly other-language noise
 
@@ -90,6 +106,7 @@ def _add_airports(index: dict[str, list[Place]], common: frozenset[str]) -> None
     """Airports with an IATA code (airportsdata): "JFK", "Heathrow", "O'Hare airport", "San Francisco
     International". A town's own name stays the town."""
     import airportsdata
+    from wordfreq import zipf_frequency
 
     for code, a in airportsdata.load("IATA").items():
         # An airport stands above any town in the ranking: said by name, it is the airport that is meant.
@@ -103,7 +120,9 @@ def _add_airports(index: dict[str, list[Place]], common: frozenset[str]) -> None
         # "London Heathrow" -> "Heathrow", "Chicago O'Hare" -> "O'Hare": the airport's own name.
         own = short[len(city):].strip() if city and short.startswith(city + " ") else ""
         if own and own not in index and own not in common and len(own) >= 4:
-            keys |= {own, own + " airport"}
+            keys.add(own + " airport")
+            if zipf_frequency(own, "en") < _OWN_NAME_MAX_ZIPF:
+                keys.add(own)
         for key in keys:
             # A name a town already has stays the town's ("London Airport" is no reading of "London").
             if len(key.split()) <= MAX_TOKENS and (key not in index or index[key][0].population >= 10**9):
@@ -160,8 +179,9 @@ def find_places(
                 continue  # "reading", "nice", "mobile": only a capitalised name is a place
             if not (capital or cue or requested):
                 continue
-            state = _US_STATE.match(text[end:])
-            if state and places[0].country == "US":
+            region = _REGION.get(places[0].country)
+            state = region.match(text[end:]) if region else None
+            if state:
                 end += state.end()
             conf = 0.95 if capital and cue else 0.9 if cue or (capital and n > 1) else 0.85 if capital else 0.75
             add(places[0].name, start, end, conf)

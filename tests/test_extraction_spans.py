@@ -45,3 +45,21 @@ def test_a_daypart_that_sets_the_hour_stays_in_the_span(text: str, value: str, s
 ])
 def test_a_daypart_said_before_the_hour_sets_it_and_starts_the_span(text: str, value: str, span: str) -> None:
     assert read(text, TIME, ["time"])["time"] == (value, span)
+
+
+CITY = [field("pickup_city", "place", label="pick-up city")]
+
+
+@pytest.mark.parametrize(("text", "value", "span"), [
+    ("I need to pick it up in Vancouver BC", "Vancouver", "Vancouver BC"),
+    ("a car in Austin, Texas please", "Austin", "Austin, Texas"),
+    ("I need a car in Portland Oregon next Friday", "Portland", "Portland Oregon"),
+])
+def test_a_state_or_province_after_a_town_is_part_of_the_place(text: str, value: str, span: str) -> None:
+    assert read(text, CITY)["pickup_city"] == (value, span)
+
+
+def test_an_everyday_word_in_an_airports_name_is_no_airport() -> None:
+    # "Downtown" names an airport (Wausau Downtown); said before a city it is part of the street talk.
+    assert read("Can you find me something at Downtown Seattle?", CITY)["pickup_city"][0] == "Seattle"
+    assert read("Pick it up at Heathrow", CITY)["pickup_city"] == ("London Heathrow Airport", "Heathrow")
