@@ -17,7 +17,7 @@ Trattoria Luigi (restaurant_booking.yaml):
 Outcome deliveries (the workers' `on_outcome:`), signed with OUTCOME_WEBHOOK_SECRET:
     POST /hooks/outcomes    the finished record; 401 unless X-Channel-Worker-Signature is right
     GET  /hooks/outcomes    every record received (a repeated Idempotency-Key is kept once)
-    (the same under /bank/hooks/outcomes for the bank)
+    (/bank/hooks/outcomes for the bank: the same checks, the same list)
 
 Northwind Bank (account_support.yaml), under /bank:
     POST /bank/cards/freeze {"account_number"}                        -> {"frozen", "card_last4", "reference"}
