@@ -157,8 +157,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     ("relative_from", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+(?:from\s+(?:now|today)|later|after\s+today|hence)\b", re.I), 0.9),
     ("relative_ago", re.compile(rf"\b(?P<n>{_COUNT})\s+{_UNIT}\s+ago\b", re.I), 0.9),
     ("next_unit", re.compile(r"\b(?P<mod>next|this|last)\s+(?P<unit>week|month|year|weekend)\b", re.I), 0.75),
-    ("day_after", re.compile(r"\b(?:the\s+)?day\s+after\s+(?:tomorrow|tomorow|tommorow|tommorrow)\b", re.I), 0.95),
-    ("day_before", re.compile(r"\b(?:the\s+)?day\s+before\s+yesterday\b", re.I), 0.95),
+    # "the" stays out of the span, as with "the 5th" (NLU++ marks "day after tomorrow")
+    ("day_after", re.compile(r"\bday\s+after\s+(?:tomorrow|tomorow|tommorow|tommorrow)\b", re.I), 0.95),
+    ("day_before", re.compile(r"\bday\s+before\s+yesterday\b", re.I), 0.95),
     ("named", re.compile(r"\b(?P<named>today|tonight|tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|yesterday|this\s+evening|this\s+afternoon|this\s+morning|later\s+today)\b", re.I), 0.95),
     ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
     ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row|thoughts?|choice|option|place|course|hand))", re.I), 0.8),
@@ -210,8 +211,9 @@ def find_dates(
             elif kind == "numeric":
                 a, b = int(g["a"]), int(g["b"])
                 year = _year(g.get("y"))
-                if g.get("y") is None and not g.get("wd") and not requested:
-                    continue  # "3/4" alone is too often a fraction or a score
+                if g.get("y") is None and not g.get("wd") and not requested and not re.search(
+                        r"(?i)\b(?:on|from|until|till|til|to|through|thru|starting|returning)\s+$", text[:start]):
+                    continue  # "3/4" alone is too often a fraction or a score; "from 3/5 to 3/9" are dates
                 month, day = (b, a) if date_order == "DMY" or a > 12 else (a, b)
                 if year is None:
                     d = _next_date(today, day, month, None) if 1 <= month <= 12 else None

@@ -44,8 +44,8 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     (re.compile(r"\b(?P<h>1[3-9]|2[0-3]|0\d)(?P<m>[0-5]\d)?\s?(?P<hr>hrs?|h)\b", re.I), 0.85),
     # half past six, quarter to 8 pm, 25 to 7 p.m., 10 minutes after 9
     (re.compile(
-        rf"\b(?P<rel>half(?=[\s-]past)|quarter|(?:\d{{1,2}}|{_MIN_WORD})(?:\s+minutes?)?)[\s-]+(?P<dir>past|after|to|before|till|til|of)[\s-]+"
-        rf"(?P<h>{_H})(?![\d:])(?P<mark>{_MARK})?", re.I), 0.93),
+        rf"(?<![/.\-])\b(?P<rel>half(?=[\s-]past)|quarter|(?:\d{{1,2}}|{_MIN_WORD})(?:\s+minutes?)?)[\s-]+(?P<dir>past|after|to|before|till|til|of)[\s-]+"
+        rf"(?P<h>{_H})(?![\d:/])(?P<mark>{_MARK})?", re.I), 0.93),  # "3/5 to 3/9" are dates
     # half nine (British: 9:30)
     (re.compile(rf"\bhalf\s+(?P<halfh>{_H})\b(?!\s*(?:an?\s+hour|hours?|people|of))", re.I), 0.8),
     # 7 25 p.m., 8 40 in the morning, seven thirty pm, twelve twenty

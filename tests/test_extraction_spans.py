@@ -63,3 +63,15 @@ def test_an_everyday_word_in_an_airports_name_is_no_airport() -> None:
     # "Downtown" names an airport (Wausau Downtown); said before a city it is part of the street talk.
     assert read("Can you find me something at Downtown Seattle?", CITY)["pickup_city"][0] == "Seattle"
     assert read("Pick it up at Heathrow", CITY)["pickup_city"] == ("London Heathrow Airport", "Heathrow")
+
+
+RENTAL = [field("pickup_date", "date", label="pick-up date"), field("dropoff_date", "date", label="drop-off date"),
+          field("pickup_time", "time", label="pick-up time")]
+
+
+def test_the_before_the_day_after_tomorrow_stays_out_as_before_the_5th() -> None:
+    assert read("I need a car from the day after tomorrow", RENTAL)["pickup_date"] == ("2026-03-04", "day after tomorrow")
+
+
+def test_dates_written_with_slashes_after_from_and_to_are_dates_not_a_time() -> None:
+    assert read("from 3/5 to 3/9", RENTAL) == {"pickup_date": ("2026-03-05", "3/5"), "dropoff_date": ("2026-03-09", "3/9")}
