@@ -224,6 +224,19 @@ def test_serve_delivers_the_records_chat_could_not_and_status_shows_them(api: Bo
     assert (shown["pending"], shown["delivered"], shown["latest_failures"]) == (0, 1, [])
 
 
+def test_the_worked_example_in_the_docs_checks_clean_and_says_what_the_docs_show(api: BookingApi, tmp_path: Path) -> None:
+    docs = (ROOT / "docs" / "spec.md").read_text().split("### A worked example", 1)[1]
+    spec_text = docs.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shown = docs.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    spec = tmp_path / "luigi.yaml"
+    spec.write_text(spec_text)
+    checked = cli(dict(os.environ), "spec", "check", str(spec))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    said = [line.removeprefix("you: ") for line in shown if line.startswith("you: ")]
+    report = chat(api, tmp_path, str(spec), said)
+    assert [("you: " if t["role"] == "user" else "Sam: ") + t["text"] for t in report["turns"]] == shown
+
+
 # --- the booking system itself
 
 
