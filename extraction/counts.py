@@ -33,7 +33,7 @@ _TERM = (
     rf"(?:{_NUM}|a\s+couple(?:\s+of)?|a\s+few)\s+(?:more\s+|other\s+|of\s+my\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
     rf"a\s+(?:friend|colleague|guest|date|partner|child|kid|baby)\b|"
     rf"(?:the\s+)?(?:wife|husband|kids|children)\b|"
-    rf"a\s+couple\b)"
+    rf"a\s+couple\b(?!\s+of\b))"  # "a couple of small dogs" is no couple
 )
 _SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+)"
 _GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}(?:{_TERM}|(?:{_RELATIONS})\b))+", re.I)
@@ -44,6 +44,9 @@ _ME = re.compile(r"\b(?:be\s+(?:just\s+|only\s+)?|(?:just|only)\s+(?:for\s+)?)(?
 _SINGLE_ME = re.compile(
     r"\b(?:just\s+(?:me|myself|one)|only\s+me|(?:myself|me)\s+only|myself\s+alone|me\s+alone|by\s+myself|solo|"
     r"for\s+one(?!\s+(?:night|day|week|month|year|hour|more|of)s?\b)|single\s+person|party\s+of\s+one)\b", re.I)
+# "I'm travelling alone", "I'll be on my own": the speaker is the whole party.
+_ALONE = re.compile(r"\b(?:i'?m|i\s+am|i'll\s+be|i\s+will\s+be)\s+(?:travell?ing|coming|staying|going|visiting|arriving|dining|eating)\s+"
+                    r"(?P<alone>alone|on\s+my\s+own|by\s+myself)\b", re.I)
 _COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\b)(?!\s+(?:people|persons|guests|adults|kids|more|days|weeks|hours|minutes)\b)", re.I)
 _BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
 _NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o'?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
@@ -112,10 +115,25 @@ _COMING_WITH = re.compile(
     re.I)
 
 
+def _inflections(units: tuple[str, ...]) -> set[str]:
+    """A unit in the singular and the plural, whichever the spec wrote ("teenagers" hears "a teenager")."""
+    out = set(units)
+    for u in units:
+        if u.endswith("ies") and len(u) > 4:
+            out.add(u[:-3] + "y")
+        elif u.endswith("s") and not u.endswith("ss") and len(u) > 3:
+            out.add(u[:-1])
+        elif u.endswith("y") and u[-2:-1] not in "aeiou":
+            out.add(u[:-1] + "ies")
+        elif u[-1:].isalpha() and not u.endswith("s"):
+            out.add(u + "s")
+    return out
+
+
 @functools.lru_cache(maxsize=64)
 def _unit_patterns(units: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str], str]:
     """The unit-word patterns of one field, built once (they cost more than the rest of a turn)."""
-    alternatives = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    alternatives = "|".join(sorted((re.escape(u) for u in _inflections(units)), key=len, reverse=True))
     loose = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + alternatives + r")\b", re.I)
     direct = re.compile(r"^(\s*(?:" + alternatives + r"))\b", re.I)
     return loose, direct, alternatives
@@ -196,12 +214,16 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(1, s if requested else m.start(), m.end(), 0.8)
         for m in _ME.finditer(text):
             add(1, m.start("me"), m.end("me"), 0.75)
+        for m in _ALONE.finditer(text):
+            add(1, m.start("alone"), m.end("alone"), 0.75)
         if not people_mode and requested:  # a pronoun is a count only as the answer to "how many"
             for m in re.finditer(r"\b(?:me|myself)\b", text, re.I):
                 add(1, m.start(), m.end(), 0.65)
     if people_mode:
         for m in _COUPLE.finditer(text):
             add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
+    if requested and not out and len(text.split()) <= 4 and (m := re.search(r"\b(?:none|nobody|no\s+one)\b", text, re.I)):
+        add(0, m.start(), m.end(), 0.7)  # "none" answers "how many?" with 0
     if requested and not out:
         for phrase, value in SPECIAL.items():
             m = re.search(rf"\b{phrase}\b", text, re.I)

@@ -183,5 +183,11 @@ def find_yes_no(text: str) -> list[Candidate]:
     return []
 
 
+_NONE = re.compile(r"\b(?:none|nobody|no\s+one|nil)\b", re.I)
+
+
 def find_integers(text: str, requested: bool) -> list[Candidate]:
-    return [Candidate(n.value, n.start, n.end, 0.85) for n in find_numbers(text) if requested and not n.ordinal]
+    found = [Candidate(n.value, n.start, n.end, 0.85) for n in find_numbers(text) if requested and not n.ordinal]
+    if requested and not found and len(text.split()) <= 4 and (m := _NONE.search(text)):
+        found.append(Candidate(0, m.start(), m.end(), 0.7))  # "none" answers "how many?" with 0
+    return found

@@ -1,0 +1,48 @@
+"""Counts as a hotel's worker reads them: each kind of guest in its own field, in the singular
+or the plural the spec did not write, "none" as an answer, and no count from a mention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from extraction.base import ExtractionContext
+from extraction.fields import FieldSpec
+from extraction.rules import RuleExtractor
+
+NOW = datetime(2026, 3, 2, 9, 0)
+rules = RuleExtractor()
+
+
+def field(name: str, type_: str, **extra: Any) -> FieldSpec:
+    return FieldSpec(name=name, type=type_, prompt=f"{name}?", **extra)
+
+
+HOTEL = [
+    field("people", "count", label="number of guests"),
+    field("adults", "count", units=["adults", "grown ups"]),
+    field("kids", "count", units=["children", "teenagers"]),
+    field("rooms", "count", units=["rooms"]),
+    field("number", "integer"),
+]
+
+
+def read(text: str, requested: list[str] | None = None) -> dict[str, Any]:
+    return {e.field: e.value for e in rules.extract(text, HOTEL, ExtractionContext(requested=requested or [], now=NOW))}
+
+
+def test_a_unit_is_heard_in_the_singular_the_spec_wrote_in_the_plural() -> None:
+    assert read("a room for 2 grown ups and a teenager") == {"rooms": 1, "adults": 2, "kids": 1}
+
+
+def test_none_answers_how_many_with_zero() -> None:
+    assert read("none", ["number"]) == {"number": 0}
+    assert read("none", ["kids"]) == {"kids": 0}
+
+
+def test_travelling_alone_is_a_party_of_one() -> None:
+    assert read("I'm travelling alone") == {"people": 1}
+
+
+def test_a_couple_of_things_is_no_couple_of_adults() -> None:
+    assert read("I've got a couple of small dogs, is it ok if I bring them") == {}
