@@ -164,10 +164,14 @@ class DialogueEngine:
             values = current.values if current else {}
             fields = values.get("fields") or {}
             missing = next((f.name for f in self.spec.fields if f.required and f.name not in fields), None)
+            phase = "collecting" if missing else "confirming"
+            if self.spec.tasks:
+                # The task's steps go on from where it stopped (the call that failed runs again).
+                phase, missing = "collecting", None
             await self.graph.aupdate_state(
                 config,
                 {"escalation": None, "escalated_now": False, "outcome": None, "reasks": {}, "actions": [],
-                 "phase": "collecting" if missing else "confirming", "requested": missing},
+                 "phase": phase, "requested": missing},
                 as_node="render",
             )
             await self.store.reopen(conversation_id)

@@ -38,6 +38,9 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
             out.update(again)
             out["requested"] = None
         out.update(routed)
+        if routed.get("knowledge") is not None or routed.get("switched") is not None:
+            # A question or a move to another job is not a failed answer: no re-ask is counted.
+            out["reasks"] = dict(state.get("reasks") or {})
         if routed.get("out_of_scope"):
             out["intents"] = sorted({*out.get("intents", []), "out_of_scope"})
         return out

@@ -195,8 +195,15 @@ class Runner:
                 self.updates["pending_outcome"] = step.outcome
                 self.updates["pointer"] = advance(task.steps, pointer)
             elif isinstance(step, GotoStep):
-                self.updates.update(task=step.goto, pointer=[0])
+                pending = self.get("pending_outcome")
+                if pending:
+                    # The task reached its outcome before moving on: its record is its own.
+                    self.updates["finished"] = [*self.get("finished", []), {
+                        "task": task.name, "outcome": pending, "fields": dict(self.get("fields") or {})}]
+                self.updates.update(task=step.goto, pointer=[0], pending_outcome=None)
             elif isinstance(step, HandoffStep):
+                # Past the handoff: a conversation given back to the worker goes on after it.
+                self.updates["pointer"] = advance(task.steps, pointer)
                 self._handoff(f"{task.name}.handoff", step.handoff)
                 return self.finish()
             elif isinstance(step, EndStep):

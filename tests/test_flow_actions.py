@@ -172,7 +172,7 @@ async def test_a_turn_run_again_after_a_write_conflict_books_once(api: FlowApi, 
     async with engine_for(spec, postgres_url) as one, engine_for(spec, postgres_url) as two:
         t = talk(one, channel="sms")
         await converse(t, BOOKING)
-        api.hold_bookings = True  # each request books (once per key) and waits
+        api.hold_answers = True  # each request books (once per key) and waits
         turns = [asyncio.create_task(e.handle(Turn(conversation_id=t.id, channel="sms", text=text,
                                                    time=t.clock + timedelta(seconds=5))))
                  for e, text in ((one, "yes"), (two, "yes please"))]
@@ -191,7 +191,7 @@ async def test_a_turn_killed_after_the_system_booked_books_once_when_it_runs_aga
         t = talk(engine, channel="sms")
         await converse(t, BOOKING)
         when = (t.clock + timedelta(seconds=5)).isoformat()
-        api.hold_bookings = True
+        api.hold_answers = True
         child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.run_turn", database_url, str(SPEC_PATH), t.id, when, "SM-yes", "yes"],
             cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -204,7 +204,7 @@ async def test_a_turn_killed_after_the_system_booked_books_once_when_it_runs_aga
                 child.kill()
                 child.wait()
         assert child.returncode < 0, stderr.decode()[-2000:]  # killed, not finished
-        api.hold_bookings = False
+        api.hold_answers = False
         # The channel delivers the message again (same id); the turn runs again here.
         again = await engine.handle(Turn(conversation_id=t.id, channel="sms", text="yes",
                                          time=t.clock + timedelta(seconds=5), dedupe_key="SM-yes"))
@@ -245,3 +245,18 @@ async def test_each_finished_task_is_delivered_once_signed_after_the_receiver_wa
     assert cancel["conversation_id"] == book["conversation_id"] == t.id and cancel["channel"] == "sms"
     assert [d.status for d in await deliveries(db, t.id)] == ["delivered", "delivered"]
 
+
+
+async def test_a_conversation_given_back_after_a_failed_call_calls_again_and_goes_on(
+        api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "fail:1"
+    async with engine_for(spec_with(retries=0), database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, BOOKING[:1])
+        assert t.last.outcome == "escalated" and await engine.open_handoff(t.id) is not None
+        await engine.release(t.id)
+        reply = await t.say("hello?")
+        assert reply == "Does anyone in your party have a food allergy?"
+        assert [(c["name"], c["ok"]) for c in t.last.calls] == [("availability", True)]
+        requests = api.to("/availability")
+        assert len(requests) == 2 and len({r.headers["Idempotency-Key"] for r in requests}) == 1

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from actions.deliveries import deliveries
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
 from dialogue.spec_loader import load_spec
@@ -180,3 +181,31 @@ async def test_no_undeclared_response_value_is_said_or_kept(engine: DialogueEngi
     state = await engine.graph.aget_state({"configurable": {"thread_id": t.id}})
     assert INTERNAL_NOTE not in " ".join(replies) and INTERNAL_NOTE not in str(state.values)
     assert set(state.values["results"]) == {"availability.available", "availability.times", "create_booking.booking_id"}
+
+
+async def test_questions_and_switches_are_not_counted_as_failed_answers(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("table for 2 tomorrow at 8pm")
+    for question in ["is there parking?", "what are your opening hours?", "where can I park?", "are you open on Sunday?"]:
+        reply = await t.say(question)
+        assert reply.endswith("Does anyone in your party have a food allergy?") and t.last.outcome is None
+    reply = await t.say("no")
+    assert reply == "Got it. Lovely. Can I have your name?"
+
+
+async def test_a_task_that_reaches_its_outcome_and_goes_to_another_keeps_its_own_record(
+        engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("I'd like to buy a gift voucher")
+    assert t.last.task == "gift_voucher" and reply.endswith("Can I have your name?")
+    reply = await t.say("Maria")
+    assert reply == ("Got it. A voucher is on its way, Maria. While we're at it, let's find you a table. "
+                     "What day would you like to come?")
+    for line in ["tomorrow at 8pm for 2", "no"]:
+        await t.say(line)
+    reply = await t.say("yes")
+    assert t.last.outcome == "completed" and reply.startswith("Your reference is B1.")
+    queued = await deliveries(engine.store.db, t.id)
+    assert [(d.task, d.outcome) for d in queued] == [("gift_voucher", "completed"), ("book", "completed")]

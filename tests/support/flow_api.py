@@ -3,22 +3,19 @@ real HTTP server on loopback whose answers a test sets beforehand.
 
 - GET /availability: `{"available": ..., "times": [...], "internal_note": ...}` (the note is not
   in the spec's result schema, so the worker must never say it);
-- POST /bookings: books once per Idempotency-Key (a repeat of a key returns the first booking);
+- POST /bookings: books once per Idempotency-Key (a repeat of a key returns the first booking,
+  `{"booking_id": ..., "party": ...}`: the party is not in the spec's schema either);
 - POST /cancellations: 204.
 
 `mode[path]` makes a path misbehave: "slow" (answers after the action's timeout), "malformed"
 (not JSON), "wrong_type" (JSON outside the schema), "fail:N" (503 to the next N requests).
-`hold_bookings`: /bookings books, sets `booked`, and waits for `release` before answering (as when
+`hold_answers`: /bookings books, sets `booked`, and waits for `release` before answering (as when
 the caller dies before reading the answer)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from typing import Any
-
-from tests.support.business_api import Request
-from tests.support.http_stub import HttpStub, JsonHandler
+from tests.support.business_api import BookingApi, Request
+from tests.support.http_stub import JsonHandler
 
 INTERNAL_NOTE = "VIP regular, give table 4"
 
@@ -60,7 +57,7 @@ class _Handler(JsonHandler):
             return self.send_json(200, {"available": api.available, "times": api.times, "internal_note": INTERNAL_NOTE})
         if route == "/bookings":
             booking = api.book(request)
-            if api.hold_bookings:
+            if api.hold_answers:
                 api.booked.set()
                 api.release.wait(30)
             return self.send_json(201, booking)
@@ -69,36 +66,18 @@ class _Handler(JsonHandler):
         return self.send_json(404, {"error": "not found"})
 
 
-class FlowApi(HttpStub):
+class FlowApi(BookingApi):
+    """BookingApi's bookings (once per Idempotency-Key, `hold_answers`, `booked`, `release`), with
+    the flow specs' routes and answers set by the test."""
+
     handler_class = _Handler
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests: list[Request] = []
-        self.bookings: dict[str, dict[str, Any]] = {}  # Idempotency-Key -> booking
+        super().__init__()
         self.mode: dict[str, str] = {}
         self.available = True
         self.times = ["18:00", "21:30"]
-        self.hold_bookings = False
-        self.booked = threading.Event()
-        self.release = threading.Event()
-        super().__init__()
-
-    def book(self, request: Request) -> dict[str, Any]:
-        key = request.headers.get("Idempotency-Key") or f"no-key-{len(self.requests)}"
-        with self.lock:
-            if key not in self.bookings:
-                self.bookings[key] = {"booking_id": f"B{len(self.bookings) + 1}", "party": request.json()}
-            return {"booking_id": self.bookings[key]["booking_id"]}
 
     def to(self, route: str) -> list[Request]:
         with self.lock:
             return [r for r in self.requests if r.path.split("?")[0] == route]
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release.set()
-        super().__exit__(*exc)
-
-
-def json_of(request: Request) -> Any:
-    return json.loads(request.body) if request.body else None
