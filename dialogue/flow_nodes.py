@@ -31,9 +31,12 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
             return out
         answered = bool(out.get("took")) or out.get("answer") is not None
         routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {})
+        restore = routed.pop("restore", {})
         if routed.get("switched") is not None:
-            # Read again for the new task's fields; what was collected and is shared stays.
+            # Read again for the new task's fields; what was collected and is shared stays, and a
+            # task taken up again has its own values back (this turn's words still win).
             again = await read({**state, **{k: merged[k] for k in _FRESH if k in merged}, "task": routed["task"],
+                                "fields": {**(state.get("fields") or {}), **restore},
                                 "requested": None, "phase": "collecting" if state.get("phase") not in (None, "new") else "new"})
             out.update(again)
             out["requested"] = None

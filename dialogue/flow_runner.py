@@ -93,6 +93,10 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
         out["routed"] = {"task": routed.task, "confidence": round(routed.confidence, 3)}
         if routed.task is not None and routed.task != active:
             stack = list(state.get("stack") or [])
+            # A task the person left earlier is taken up where it stopped, with its own values, and
+            # leaves the stack: started afresh, it would run its calls again (a second booking).
+            left_before = next((i for i, entry in enumerate(stack) if entry["task"] == routed.task), None)
+            taken_up = stack.pop(left_before) if left_before is not None else {"pointer": [0], "fields": {}}
             if active is not None and state.get("phase") != "done":
                 # What the task left had collected comes back with it: the new task may take
                 # another value for a shared field (the date of the booking to cancel).
@@ -100,7 +104,8 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
                 fields = (state.get("fields") or {}) if before is None else before
                 kept = {n: fields[n] for n in (left.asked_fields() if left else []) if n in fields}
                 stack.append({"task": active, "pointer": state.get("pointer") or [0], "fields": kept})
-            out.update(task=routed.task, pointer=[0], stack=stack, switched=active or "")
+            out.update(task=routed.task, pointer=taken_up["pointer"], stack=stack, switched=active or "",
+                       restore=taken_up.get("fields") or {})
             return out
         if routed.task is not None:
             return out  # the person restates what they are doing

@@ -209,3 +209,25 @@ async def test_a_task_that_reaches_its_outcome_and_goes_to_another_keeps_its_own
     assert t.last.outcome == "completed" and reply.startswith("Your reference is B1.")
     queued = await deliveries(engine.store.db, t.id)
     assert [(d.task, d.outcome) for d in queued] == [("gift_voucher", "completed"), ("book", "completed")]
+
+
+async def test_going_back_to_a_task_left_earlier_takes_it_up_where_it_stopped_and_books_once(
+        engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("I'd like to book a table for 2 tomorrow")
+    await t.say("actually, I need to cancel my booking for Friday instead")
+    reply = await t.say("actually I'd like to finish my table reservation first")
+    assert t.last.task == "book" and reply == "Sure. What time would suit you?"
+    assert t.values()["date"] == "2026-11-24"  # the booking's date, not the cancellation's
+    for line in ["8pm", "no", "Maria"]:
+        reply = await t.say(line)
+    assert reply.endswith("A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?")
+    reply = await t.say("yes")
+    assert reply == ("Your reference is B1. You're booked, Maria! Now, back to your cancellation. "
+                     "Done, Maria, your booking for Friday is cancelled.")
+    assert t.last.outcome == "cancelled" and t.last.ended
+    assert len(api.bookings) == 1 and len(api.to("/bookings")) == 1
+    assert [r.json()["date"] for r in api.to("/cancellations")] == ["2026-11-27"]
+    queued = await deliveries(engine.store.db, t.id)
+    assert [(d.task, d.outcome) for d in queued] == [("book", "completed"), ("cancel", "cancelled")]
