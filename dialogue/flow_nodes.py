@@ -30,7 +30,8 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         if text is None or merged.get("phase") == "done" or set(out.get("intents", [])) & _QUIET:
             return out
         answered = bool(out.get("took")) or out.get("answer") is not None
-        routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {})
+        routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {},
+                             took=out.get("took") or [])
         restore = routed.pop("restore", {})
         if routed.get("switched") is not None:
             # Read again for the new task's fields; what was collected and is shared stays, and a

@@ -75,8 +75,17 @@ def task_fields(spec: WorkerSpec, task: Task | None) -> list[Any]:
     return [f for f in spec.fields if f.name in asked] or spec.fields
 
 
+def _task_by_values(spec: WorkerSpec, took: list[str]) -> str | None:
+    """The one task that asks every field this turn gave, when no phrase named a task ("tomorrow
+    at 8pm for 4" is a booking: only `book` asks for a time). None when several tasks fit."""
+    if not took:
+        return None
+    fitting = [t.name for t in spec.tasks if set(took) <= set(t.asked_fields())]
+    return fitting[0] if len(fitting) == 1 else None
+
+
 async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,
-                answered: bool, before: dict[str, Any] | None = None) -> dict[str, Any]:
+                answered: bool, before: dict[str, Any] | None = None, took: list[str] | None = None) -> dict[str, Any]:
     """Which task this turn belongs to, and whether it is a knowledge question. `answered`: the
     turn gave a value for the active task: then it is no question and never out of scope, but it
     may still be a switch ("actually, I need to cancel my booking for Friday" gives a date).
@@ -91,11 +100,12 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
     if services.tasks is not None:
         routed = await asyncio.to_thread(services.tasks.route, text)
         out["routed"] = {"task": routed.task, "confidence": round(routed.confidence, 3)}
-        if routed.task is not None and routed.task != active:
+        target = routed.task if routed.task is not None or active is not None else _task_by_values(spec, took or [])
+        if target is not None and target != active:
             stack = list(state.get("stack") or [])
             # A task the person left earlier is taken up where it stopped, with its own values, and
             # leaves the stack: started afresh, it would run its calls again (a second booking).
-            left_before = next((i for i, entry in enumerate(stack) if entry["task"] == routed.task), None)
+            left_before = next((i for i, entry in enumerate(stack) if entry["task"] == target), None)
             taken_up = stack.pop(left_before) if left_before is not None else {"pointer": [0], "fields": {}}
             if active is not None and state.get("phase") != "done":
                 # What the task left had collected comes back with it: the new task may take
@@ -104,7 +114,7 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
                 fields = (state.get("fields") or {}) if before is None else before
                 kept = {n: fields[n] for n in (left.asked_fields() if left else []) if n in fields}
                 stack.append({"task": active, "pointer": state.get("pointer") or [0], "fields": kept})
-            out.update(task=routed.task, pointer=taken_up["pointer"], stack=stack, switched=active or "",
+            out.update(task=target, pointer=taken_up["pointer"], stack=stack, switched=active or "",
                        restore=taken_up.get("fields") or {})
             return out
         if routed.task is not None:

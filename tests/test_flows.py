@@ -231,3 +231,15 @@ async def test_going_back_to_a_task_left_earlier_takes_it_up_where_it_stopped_an
     assert [r.json()["date"] for r in api.to("/cancellations")] == ["2026-11-27"]
     queued = await deliveries(engine.store.db, t.id)
     assert [(d.task, d.outcome) for d in queued] == [("book", "completed"), ("cancel", "cancelled")]
+
+
+async def test_a_first_turn_of_values_only_starts_the_one_task_that_asks_them(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    reply = await t.say("tomorrow at 8pm for 4")  # no task phrase, but only `book` asks for a time
+    assert t.last.task == "book" and reply == "Got it. Does anyone in your party have a food allergy?"
+    other = talk(engine)
+    await other.start()
+    reply = await other.say("are you open on Sunday?")  # a date both book and cancel ask: a question
+    assert reply == "We're open every day from noon to eleven. How can I help you today?"
+    assert other.last.task is None
