@@ -5,6 +5,12 @@ scores are ordered but not probabilities. `calibration.json`, fitted on the labe
 development data (the tune split) by `bench/extraction.py --fit-calibration`, maps (field type, raw score)
 to the share of such readings that were right, shrunk towards the type's overall rate
 when there were few of them. Unknown pairs keep their raw score.
+
+The raw score is first moved by the situation the value was said in (`rules.situation`): an
+answer to a question the worker asked is likelier right, a value in a question of the
+person's own or in talk of the past ("I booked it yesterday") likelier one nobody meant to
+give. The table is fitted on every reading of the tune split, a value put in a field where
+nothing was labelled counting as wrong, so that the confidence ranks right above wrong.
 """
 
 from __future__ import annotations
@@ -25,11 +31,22 @@ def _table() -> dict[str, dict[str, float]]:
     return json.loads(TABLE.read_text())
 
 
-def calibrated(field_type: str, raw: float) -> float:
+def calibrated_type(field_type: str) -> bool:
+    return field_type in _table()
+
+
+def situated(raw: float, offset: float) -> float:
+    """The reader's score moved by what the message around it says (`rules.situation`)."""
+    return round(min(0.99, max(0.05, raw + offset)), 2)
+
+
+def calibrated(field_type: str, raw: float, offset: float = 0.0) -> float:
+    """`offset` applies only to the types the table was fitted for; others keep their raw score."""
     row = _table().get(field_type)
     if not row:
         return raw
-    return row.get(f"{raw:.2f}", raw)
+    score = situated(raw, offset)
+    return row.get(f"{score:.2f}", score)
 
 
 def fit(samples: list[tuple[str, float, bool]]) -> dict[str, dict[str, float]]:

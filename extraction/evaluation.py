@@ -382,24 +382,38 @@ def auroc(pairs: list[tuple[float, bool]]) -> float:
 def scored_spans(extractor: Extractor, fields: Sequence[FieldSpec], examples: Iterable[dict[str, Any]],
                  now: datetime) -> list[tuple[float, bool]]:
     """(confidence, exactly right) for each value read from span-labelled examples."""
-    names = [f.name for f in fields]
-    pairs = []
-    for ex in examples:
-        asked = ex["requested"]
-        again = [r for r in asked if asked.count(r) > 1]
-        requested = [r for r in dict.fromkeys(again + asked) if r in names]
-        for e in extractor.extract(ex["text"], fields, ExtractionContext(requested=requested, now=now)):
-            pairs.append((e.confidence, ex["gold"].get(e.field) == (e.start, e.end)))
-    return pairs
+    return [(c, ok) for _, c, ok in typed_spans(extractor, fields, examples, now)]
 
 
 def scored_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]],
                  now: datetime = NLUPP_NOW) -> list[tuple[float, bool]]:
     """(confidence, right) for each value read from NLU++ with the role specs; a value in a field
     with no label is wrong."""
+    return [(c, ok) for _, c, ok in typed_roles(extractor, utterances, now)]
+
+
+def typed_spans(extractor: Extractor, fields: Sequence[FieldSpec], examples: Iterable[dict[str, Any]],
+                now: datetime) -> list[tuple[str, float, bool]]:
+    """(field type, confidence, exactly right) for each value read: what the calibration is fitted on."""
+    names = [f.name for f in fields]
+    types = {f.name: f.type.value for f in fields}
+    pairs = []
+    for ex in examples:
+        asked = ex["requested"]
+        again = [r for r in asked if asked.count(r) > 1]
+        requested = [r for r in dict.fromkeys(again + asked) if r in names]
+        for e in extractor.extract(ex["text"], fields, ExtractionContext(requested=requested, now=now)):
+            pairs.append((types[e.field], e.confidence, ex["gold"].get(e.field) == (e.start, e.end)))
+    return pairs
+
+
+def typed_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]],
+                now: datetime = NLUPP_NOW) -> list[tuple[str, float, bool]]:
+    """(field type, confidence, right) for each value read from NLU++ with the role specs."""
     pairs = []
     for ex in utterances:
         fields = NLUPP_ROLE_SPECS[ex["domain"]]
+        types = {f.name: f.type.value for f in fields}
         requested = ["number"] if "number" in ex["labels"] else []
         wanted: dict[str, list[tuple[tuple[int, int], str, Any]]] = defaultdict(list)
         for slot, (span, value) in ex["labels"].items():
@@ -412,5 +426,5 @@ def scored_roles(extractor: Extractor, utterances: Iterable[dict[str, Any]],
                 if e.start < span[1] and span[0] < e.end:
                     v = _normalise(kind, e.value)
                     ok = ok or v == value or (kind == "money" and value[1] is None and v[0] == value[0])
-            pairs.append((e.confidence, ok))
+            pairs.append((types[e.field], e.confidence, ok))
     return pairs

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from extraction import finders, roles
-from extraction.calibration import calibrated
+from extraction.calibration import calibrated, calibrated_type, situated
 from extraction.base import ExtractionContext, Extracted, grounded
 from extraction.counts import find_counts, names_parts
 from extraction.dates import find_dates
@@ -31,6 +31,7 @@ class RuleExtractor:
         self.calibrate = calibrate
 
     def extract(self, text: str, fields: Sequence[FieldSpec], context: ExtractionContext) -> list[Extracted]:
+        offset = situation(text, context)
         proposals: list[tuple[bool, FieldSpec, Candidate]] = []
         for spec in fields:
             requested = spec.name in context.requested
@@ -44,16 +45,27 @@ class RuleExtractor:
         # The surest readings first, with a head start for the field just asked for; a span is used once.
         proposals.sort(key=lambda p: (-(p[2].confidence + (0.1 if p[0] else 0.0)), p[2].start))
         taken: list[tuple[int, int, bool, FieldType]] = []
-        chosen: dict[str, Extracted] = {}
+        picked: dict[str, tuple[FieldSpec, Candidate]] = {}
         for _, spec, cand in proposals:
-            if spec.name in chosen:
+            if spec.name in picked:
                 continue
             # A shared phrase ("tonight") gives a date and a time, never the same value to two fields of one type.
             if any(cand.start < e and s < cand.end and not (shared and cand.shared and t is not spec.type)
                    for s, e, shared, t in taken):
                 continue
             taken.append((cand.start, cand.end, cand.shared, spec.type))
-            confidence = calibrated(spec.type.value, cand.confidence) if self.calibrate else cand.confidence
+            picked[spec.name] = (spec, cand)
+        chosen: dict[str, Extracted] = {}
+        for spec, cand in picked.values():
+            # Another value for the same field that no other field took ("from 8 people to just 7"):
+            # the reading chosen is less sure.
+            rival = any(f.name == spec.name and c.value != cand.value and not any(c.start < e and s < c.end for s, e, _, _ in taken)
+                        for _, f, c in proposals)
+            moved = offset - (_RIVAL if rival else 0.0) - (_RIVAL if _NEGATED.search(text[max(0, cand.start - 12) : cand.start]) else 0.0)
+            if self.calibrate:
+                confidence = calibrated(spec.type.value, cand.confidence, moved)
+            else:  # the bench fits the table on these scores
+                confidence = situated(cand.confidence, moved) if calibrated_type(spec.type.value) else cand.confidence
             chosen[spec.name] = Extracted(
                 field=spec.name, value=cand.value, start=cand.start, end=cand.end,
                 text=text[cand.start : cand.end], confidence=round(confidence, 3),
@@ -152,6 +164,28 @@ class RuleExtractor:
             elif last is not None:
                 out.append(cand(last, tokens[-1:], conf))
         return out
+
+
+# What the message around a value says about whether it is the one meant (see calibration.py):
+# the person's own question ("when are you open on Friday?") and talk of the past ("I booked
+# it yesterday", "what did I spend last month") hold values nobody is giving.
+_QUESTION = re.compile(r"^\s*(?:when|what|how|why|where|is|are|do|does|did|any|which|whats|what's)\b", re.I)
+_PAST = re.compile(r"\b(?:ago|yesterday|last(?!\s+name)|previous|earlier|was|were|did|spent|paid|transferred|lost|made)\b", re.I)
+
+
+_RIVAL = 0.1
+_NEGATED = re.compile(r"\b(?:not|n't)\s+(?:at\s+|for\s+|on\s+|the\s+)?$", re.I)  # "I said 5pm, not 6pm"
+
+
+def situation(text: str, context: ExtractionContext) -> float:
+    """How much the situation moves a reading's raw score: up for an answer to a question the
+    worker asked (or a reply of a few words), down for a question or talk of the past."""
+    offset = 0.05 if context.requested or len(text.split()) <= 3 else 0.0
+    if _QUESTION.search(text):
+        offset -= 0.1
+    if _PAST.search(text):
+        offset -= 0.1
+    return offset
 
 
 _MOMENTS = (FieldType.date, FieldType.time, FieldType.datetime)
