@@ -134,12 +134,18 @@ def _goto_loops(spec: WorkerSpec) -> list[str]:
     return found
 
 
-def _result_line_problems(spec: WorkerSpec, results: dict[str, Any]) -> list[str]:
+def _result_line_problems(spec: WorkerSpec, results: dict[str, Any], called: set[str]) -> list[str]:
     """A line may say a result as it is (a list reads "18:00 or 21:30", a boolean "yes" or "no");
-    a format applies to numbers only, and an object has no words of its own."""
+    a format applies to numbers only, an object has no words of its own, and a result of an
+    action no step calls is never there to say."""
     found = []
+    declared = {a.name for a in spec.actions}
     for where, text in spec.template_lines():
         for ph in template.placeholders(text):
+            action = ph.name.split(".")[0]
+            if "." in ph.name and action in declared and action not in called:
+                found.append(f"{where}: {ph.text}: no step calls the action {action!r}, so it has no results")
+                continue
             schema = results.get(ph.name)
             if schema is None:
                 continue  # not a result, or an unknown one (WorkerSpec reports that)
@@ -159,9 +165,12 @@ def _result_line_problems(spec: WorkerSpec, results: dict[str, Any]) -> list[str
 
 def flow_problems(spec: WorkerSpec) -> list[str]:
     fields = {f.name for f in spec.fields}
+    # Only an action some step calls ever has results: one no step calls is never there to test.
+    called = {s.call for t in spec.tasks for s in t.all_steps() if isinstance(s, CallStep)}
     results: dict[str, Any] = {}
     for action in spec.actions:
-        results.update(action.result_names())
+        if action.name in called:
+            results.update(action.result_names())
     found: list[str] = []
     names = [t.name for t in spec.tasks]
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -177,4 +186,4 @@ def flow_problems(spec: WorkerSpec) -> list[str]:
         found += action.problems(fields, results, where=f"actions.{i}")
     if spec.routing.start_task is not None and spec.routing.start_task not in names:
         found.append(f"routing.start_task: {spec.routing.start_task!r} is not a task of this worker")
-    return found + _goto_loops(spec) + _result_line_problems(spec, results)
+    return found + _goto_loops(spec) + _result_line_problems(spec, results, called)

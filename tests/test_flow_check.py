@@ -195,3 +195,15 @@ def test_spec_check_on_the_command_line_prints_file_and_line(tmp_path: Path) -> 
     done = subprocess.run([str(command), "spec", "check", str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"{path}:{line_of(text, 'goto: refund')}: tasks.0.steps.1.goto: 'refund' is not a task" in done.stderr
+
+
+def test_a_result_of_an_action_no_step_calls_is_refused_where_it_is_used() -> None:
+    steps = GOOD_STEPS.replace("      - call: availability\n", "")
+    text = spec_text(steps)
+    found = problems_of(text)
+    assert {(p.line, p.path) for p in found} == {
+        (line_of(text, "availability.available"), "tasks.0.steps.1.if"),
+        (line_of(text, "{availability.times}"), "tasks.0.steps.1.then.0.end"),
+        (line_of(text, "availability.price"), "tasks.0.steps.2.say"),
+    }, "\n".join(map(str, found))
+    assert any("no step calls the action 'availability'" in p.message for p in found)
