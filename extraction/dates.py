@@ -187,6 +187,10 @@ _IN_HOURS = re.compile(
 )
 
 
+_RECURRING_AFTER = re.compile(r"^\s+(?:[a-z]+day\s+)?(?:of\s+)?(?:each|every)\s+(?:month|week|year)\b", re.I)
+_RECURRING_BEFORE = re.compile(r"\b(?:each|every)\s+(?:other\s+)?$", re.I)
+
+
 def find_dates(
     text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False, now: datetime | None = None
 ) -> list[DateReading]:
@@ -197,6 +201,8 @@ def find_dates(
             return
         if any(r.start < end and start < r.end for r in out):
             return
+        if _RECURRING_AFTER.match(text[end:]) or _RECURRING_BEFORE.search(text[:start]):
+            return  # "the 4th of each month", "every Monday": a recurrence, not one date
         shared = shared or text[start:end].lower() in ("tonight", "this evening", "this afternoon", "this morning")
         out.append(DateReading(value.isoformat(), start, end, conf, shared))
 

@@ -102,7 +102,8 @@ _CURRENCY = {"$": "USD", "£": "GBP", "€": "EUR", "dollar": "USD", "buck": "US
 _SCALE = {"k": 1e3, "thousand": 1e3, "grand": 1e3, "m": 1e6, "mil": 1e6, "million": 1e6, "hundred": 100}
 _AMOUNT = r"(?P<n>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)"
 _MONEY_PATTERNS = [
-    re.compile(rf"(?P<sym>[$£€])\s?{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\b", re.I),
+    # "$340 on": the space after the amount is no part of it
+    re.compile(rf"(?P<sym>[$£€])\s?{_AMOUNT}(?:\s*(?P<k>k|thousand|grand|m|mil|million))?\b", re.I),
     re.compile(rf"\b{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\s*(?P<sym>[$£€])", re.I),
     re.compile(rf"\b(?P<code>usd|gbp|eur)\s?{_AMOUNT}\b", re.I),
     re.compile(rf"\b{_AMOUNT}\s*(?P<k>k|thousand|grand|m|mil|million)?\s*(?P<code>usd|gbp|eur)\b", re.I),

@@ -161,3 +161,9 @@ def test_a_fields_own_cue_words_from_the_spec() -> None:
 def test_two_times_told_apart_by_pick_up_and_drop_off() -> None:
     times = [field("pickup_time", "time", label="pick-up time"), field("dropoff_time", "time", label="drop-off time")]
     assert values(times, "drop off at 5 pm and pick up at 9 am") == {"pickup_time": "09:00", "dropoff_time": "17:00"}
+
+
+@pytest.mark.parametrize("text", ["set up a standing order on the 2nd of each month",
+                                  "pay it on the first Wednesday of every month", "every Monday at 7"])
+def test_a_recurrence_is_no_date(text: str) -> None:
+    assert "day" not in values([field("day", "date"), field("at", "time")], text)

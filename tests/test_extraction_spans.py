@@ -75,3 +75,8 @@ def test_the_before_the_day_after_tomorrow_stays_out_as_before_the_5th() -> None
 
 def test_dates_written_with_slashes_after_from_and_to_are_dates_not_a_time() -> None:
     assert read("from 3/5 to 3/9", RENTAL) == {"pickup_date": ("2026-03-05", "3/5"), "dropoff_date": ("2026-03-09", "3/9")}
+
+
+def test_the_space_after_an_amount_is_no_part_of_it() -> None:
+    assert read("a standing order for $340 on Monday", [field("amount", "money")])["amount"] == (
+        {"amount": 340.0, "currency": "USD"}, "$340")
