@@ -209,19 +209,22 @@ def test_serve_delivers_the_records_chat_could_not_and_status_shows_them(api: Bo
     assert "OUTCOME_WEBHOOK_SECRET" in waiting["latest_failures"][0]["last_error"]
     assert api.get("/bank/hooks/outcomes") == []
 
+    def shown() -> dict[str, Any]:
+        return json.loads(cli(env_for(api, tmp_path), "status", "--worker", BANK).stdout)["deliveries"]
+
     server = WorkerServer(BANK, {k: v for k, v in env_for(api, tmp_path).items() if k != "CHANNEL_WORKER_VAR"},
                           tmp_path / "var")
     try:
         server.wait_ready()
-        deadline = time.monotonic() + 60
-        while not api.get("/bank/hooks/outcomes") and time.monotonic() < deadline:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 90
+        # Until serve has marked it delivered (after the receiver's 2xx), as status reports it.
+        while (now := shown())["delivered"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         server.stop()
+    assert (now["pending"], now["delivered"], now["latest_failures"]) == (0, 1, [])
     [record] = api.get("/bank/hooks/outcomes")
     assert (record["task"], record["outcome"]) == ("lost_card", "card_frozen")
-    shown = json.loads(cli(env_for(api, tmp_path), "status", "--worker", BANK).stdout)["deliveries"]
-    assert (shown["pending"], shown["delivered"], shown["latest_failures"]) == (0, 1, [])
 
 
 def test_the_worked_example_in_the_docs_checks_clean_and_says_what_the_docs_show(api: BookingApi, tmp_path: Path) -> None:
