@@ -59,7 +59,7 @@ async def test_a_booking_runs_every_step_in_order(engine: DialogueEngine, api: F
     reply = await t.say("Maria")
     assert reply == "Got it. A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?"
     assert t.last.phase == "confirming" and api.to("/bookings") == []
-    # confirm, call, outcome, a line quoting a result, end with the script's closing.
+    # confirm, call, outcome, a line quoting a result, end with the task's own closing (not the script's).
     reply = await t.say("yes")
     assert reply == "Your reference is B1. You're booked, Maria!"
     assert t.last.outcome == "completed" and t.last.ended
