@@ -161,7 +161,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     ("day_after", re.compile(r"\bday\s+after\s+(?:tomorrow|tomorow|tommorow|tommorrow)\b", re.I), 0.95),
     ("day_before", re.compile(r"\bday\s+before\s+yesterday\b", re.I), 0.95),
     ("named", re.compile(r"\b(?P<named>today|tonight|tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|yesterday|this\s+evening|this\s+afternoon|this\s+morning|later\s+today)\b", re.I), 0.95),
-    ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
+    ("weekday", re.compile(rf"\b(?:(?P<mod>next|this|coming|that|this\s+coming|last|following)\s+)?(?P<wd>{_WD})(?![a-z])", re.I), 0.9),
     ("ordinal", re.compile(rf"\b(?P<the>the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b(?!\s+(?:time|floor|person|people|one|ones|guest|of\s+us|row|thoughts?|choice|option|place|course|hand))", re.I), 0.8),
     ("month_only", re.compile(r"\b(?:from|in|until|till|since|by|during|of|for)\s+(?P<mon>january|february|april|june|july|august|september|october|november|december)\b(?!\s+\d)", re.I), 0.6),
     # "until May", "since March": the two month names that are also words, only when capitalised.

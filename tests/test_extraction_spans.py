@@ -80,3 +80,8 @@ def test_dates_written_with_slashes_after_from_and_to_are_dates_not_a_time() -> 
 def test_the_space_after_an_amount_is_no_part_of_it() -> None:
     assert read("a standing order for $340 on Monday", [field("amount", "money")])["amount"] == (
         {"amount": 340.0, "currency": "USD"}, "$340")
+
+
+def test_the_following_monday_is_a_date_that_ends_the_rental_after_till() -> None:
+    assert read("from tomorrow till the following Monday", RENTAL) == {
+        "pickup_date": ("2026-03-03", "tomorrow"), "dropoff_date": ("2026-03-09", "following Monday")}
