@@ -116,6 +116,11 @@ class Script(_Strict):
         "I'm sorry, nobody could take your call just now. We have your details and will call you back.",
         description="Voice: said when the person the call was put through to does not answer.",
     )
+    voice_holding: str = Field(
+        "One moment, please.",
+        description="Voice: said when a turn takes longer than VOICE_HOLDING_AFTER_SECONDS (a slow action), "
+                    "so the caller is not left in silence.",
+    )
     examples: list[str] = Field(default_factory=list, description="Example lines in the worker's voice.")
 
 

@@ -4,6 +4,7 @@ against a real engine on a SQLite file."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from pipecat.audio.dtmf.types import KeypadEntry
@@ -26,6 +27,7 @@ from channels.voice.tuning import VoiceTuning
 from channels.voice.transfer import CallControl
 from dialogue.spec import WorkerSpec
 from tests.support.fake_twilio import FakeTwilio
+from tests.support.http_stub import HttpStub, JsonHandler
 from worker.config import Settings
 from worker.runtime import open_engine
 
@@ -128,3 +130,45 @@ async def test_the_recogniser_listens_for_digits_only_while_a_digit_field_is_ask
         await run_test(bridge, frames_to_send=[*spoken("45719023"), SleepFrame(sleep=TURN_HOLD_SECONDS + 0.3)])
         assert bridge.results[-1].requested == "reason"
         assert stt.digit_lengths is None  # a free-text answer is transcribed as it is
+
+
+class _SlowSystem(JsonHandler):
+    """The business's availability API, answering after 1.5 s."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        time.sleep(1.5)
+        self.send_json(200, {"available": True})
+
+
+class SlowSystem(HttpStub):
+    handler_class = _SlowSystem
+
+
+def slow_line(origin: str) -> WorkerSpec:
+    return WorkerSpec.model_validate({
+        "name": "slow_line", "persona": "Sam", "goal": "Check a table",
+        "script": {"greeting": "Hi.", "confirmation": "Right?", "closing": "Bye."},
+        "fields": [{"name": "people", "type": "count", "prompt": "How many of you?"}],
+        "routing": {"start_task": "check"},
+        "tasks": [{"name": "check", "examples": ["is there a table"],
+                   "steps": [{"ask": "people"}, {"call": "availability"}, {"say": "There is a table."}, "end"]}],
+        "actions": [{"name": "availability", "method": "GET", "url": f"{origin}/availability?people={{people}}",
+                     "timeout": 5, "retries": 0, "result": {"type": "object", "properties": {"available": {"type": "boolean"}}}}],
+    })
+
+
+async def test_a_slow_action_gets_a_holding_line_before_its_answer(tmp_path: Path) -> None:
+    with SlowSystem() as system:
+        spec = slow_line(system.origin)
+        async with open_engine(spec, Settings(var_dir=tmp_path)) as engine:
+            bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+            down, _ = await run_test(bridge, frames_to_send=[*spoken("four of us"), SleepFrame(sleep=2.5)])
+    lines = said(down)
+    assert lines[1] == "One moment, please." and "There is a table" in lines[2], lines
+
+
+async def test_a_quick_turn_has_no_holding_line(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL})
+        down, _ = await run_test(bridge, frames_to_send=[*spoken("a table for four tomorrow at seven pm"), SleepFrame(sleep=1.5)])
+    assert "One moment, please." not in said(down)

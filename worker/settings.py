@@ -85,6 +85,7 @@ class VoiceEnv(BaseSettings):
     voice_dtmf_pause_seconds: float = Field(3.0, description="Key presses end at # or after this pause.")
     voice_silence_seconds: float = Field(8.0, description="Re-prompt after this much silence (the spec wins).")
     voice_silence_prompts: int = Field(1, description="Re-prompts before a polite goodbye and hang-up.")
+    voice_holding_after_seconds: float = Field(1.0, description="A slower turn (an action) gets the holding line first.")
     voice_recordings_dir: str | None = Field(None, description="Record both sides of each call to <CallSid>.wav here.")
     whisper_model: str | None = Field(None, description="Folder of another CTranslate2 Whisper model; unset: bundled tiny.en.")
     whisper_threads: int = Field(0, description="Threads for recognition; 0 = min(4, CPU cores).")
@@ -205,7 +206,7 @@ class WorkerSettings(BaseModel):
         v = self.voice
         return VoiceTuning(pause_seconds=v.voice_pause_seconds, turn_hold_seconds=v.voice_turn_hold_seconds,
                            dtmf_pause_seconds=v.voice_dtmf_pause_seconds, silence_seconds=v.voice_silence_seconds,
-                           silence_prompts=v.voice_silence_prompts,
+                           silence_prompts=v.voice_silence_prompts, holding_after_seconds=v.voice_holding_after_seconds,
                            recordings_dir=Path(v.voice_recordings_dir) if v.voice_recordings_dir else None)
 
     def imap_settings(self) -> ImapSettings | None:

@@ -72,6 +72,7 @@ class DialogueBridge(FrameProcessor):
         self.timings: list[dict[str, Any]] = []
         self._turns = asyncio.Lock()
         self._awaiting_audio: tuple[float, dict[str, Any]] | None = None
+        self._holding_after = tuning.holding_after_seconds
         self._turn_taking = TurnTaking(tuning.turn_hold_seconds, self._heard_turn, self.create_task)
         self._keypad = Keypad(tuning.dtmf_pause_seconds, self._keyed_number, self.create_task)
         self._barge_in = BargeIn()
@@ -183,8 +184,13 @@ class DialogueBridge(FrameProcessor):
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
                     time=datetime.now(timezone.utc), metadata=metadata)
         began = time.monotonic()
-        async with self._turns:
-            result = await self._core.handle(turn)
+        holding = self.create_task(self._hold_the_line()) if text is not None else None
+        try:
+            async with self._turns:
+                result = await self._core.handle(turn)
+        finally:
+            if holding is not None:
+                holding.cancel()
         self.results.append(result)
         self._listen_for(result.requested, result.reply)
         timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
@@ -211,6 +217,15 @@ class DialogueBridge(FrameProcessor):
             # Downstream, behind the closing line: the call ends once it has been said.
             self._ending = True
             await self.push_frame(EndWorkerFrame())
+
+    async def _hold_the_line(self) -> None:
+        """A turn that takes long (an action on the business's system) gets a short line first,
+        so the caller does not sit in silence wondering whether anyone is there."""
+        await asyncio.sleep(self._holding_after)
+        line = self._line(self._script.voice_holding)
+        if line:
+            self._silence.cancel()
+            await self.push_frame(TTSSpeakFrame(speakable(line)))
 
     async def _put_through(self, transfer: Transfer) -> None:
         assert self._calls is not None

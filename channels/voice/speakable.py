@@ -40,6 +40,6 @@ def fixed_lines(spec: WorkerSpec) -> list[str]:
     """The lines of a worker's script that never change (no {placeholders}), as spoken: the
     greeting, each question, the acknowledgement. Made into speech before the first call."""
     script = spec.script
-    lines = [spec.channel("voice").greeting or script.greeting, script.acknowledge,
+    lines = [spec.channel("voice").greeting or script.greeting, script.acknowledge, script.voice_holding,
              *(f.prompt for f in spec.fields), *(f.reask or "" for f in spec.fields)]
     return [speakable(line) for line in lines if line and "{" not in line]

@@ -16,6 +16,8 @@ class VoiceTuning(BaseModel):
     turn_hold_seconds: float = Field(0.3, ge=0, description="The caller's turn ends after this much more quiet.")
     dtmf_pause_seconds: float = Field(3.0, gt=0, description="Key presses end at # or after this pause.")
     silence_seconds: float = Field(8.0, gt=0, description="Re-prompt after this much silence (the spec's value wins).")
+    holding_after_seconds: float = Field(1.0, gt=0, description="A turn slower than this (an action on the "
+                                         "business's system) gets the script's holding line first.")
     silence_prompts: int = Field(1, ge=0, description="Re-prompts before a polite goodbye and hang-up.")
     # Off unless set: callers may need to be told they are recorded; that is the operator's decision.
     recordings_dir: Path | None = Field(None, description="Record both sides of each call to <CallSid>.wav here.")
