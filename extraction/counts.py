@@ -206,7 +206,10 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
                 add(1, m.start(), m.end(), 0.8)
         for m in re.finditer(rf"\b(?P<art>{articles})\s+(?:[a-z\-]+\s+){{0,2}}?(?P<unit>{unit_alt})\b", text, re.I):
             if not re.search(rf"(?i)\b(?:{unit_alt})\b", m.group(0)[: m.start("unit") - m.start()]):
-                add(1, m.start(), m.end(), 0.8)
+                # "a room and then another": one more of the same
+                more = re.match(rf"(?i)^\s+(?:and|plus)\s+(?:then\s+|also\s+)?another(?:\s+one|\s+(?:{unit_alt}))?\b"
+                                r"(?=\s*(?:$|[,.!?;]|for\b|with\b|please\b|and\b|too\b|as\s+well\b))", text[m.end():])
+                add(2 if more else 1, m.start(), m.end() + (more.end() if more else 0), 0.8)
     if personal:
         for m in _SINGLE_ME.finditer(text):
             span = re.search(r"(?:me|myself|one|person|solo)\b.*", m.group(0), re.I)

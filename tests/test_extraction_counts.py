@@ -46,3 +46,8 @@ def test_travelling_alone_is_a_party_of_one() -> None:
 
 def test_a_couple_of_things_is_no_couple_of_adults() -> None:
     assert read("I've got a couple of small dogs, is it ok if I bring them") == {}
+
+
+def test_a_room_and_then_another_is_two_rooms() -> None:
+    assert read("I will need a room and then another for my friend")["rooms"] == 2
+    assert read("a room and another thing")["rooms"] == 1
