@@ -162,6 +162,15 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
             add(_group_size(m.group(key)), m.start(key), m.end(key), 0.9)
         for m in _PLUS.finditer(text):
             add(_group_size(re.sub(r"(?i)\s+plus\s+", " and ", m.group(0))), m.start(), m.end(), 0.8)
+        for m in re.finditer(rf"\b(?P<n>{_NUM})\s+couples\b", text, re.I):
+            nums = find_numbers(m.group("n"))
+            if nums and isinstance(nums[0].value, int):
+                add(2 * nums[0].value, m.start(), m.end(), 0.85)  # "two couples" are four people
+    # "adults: 2, children: 1", as typed into a form
+    for m in re.finditer(rf"\b(?:{unit_alt})\s*[:=]\s*(?P<n>{_NUM})\b", text, re.I):
+        nums = find_numbers(m.group("n"))
+        if nums and isinstance(nums[0].value, int):
+            add(nums[0].value, m.start(), m.end("n"), 0.9)
     if not people_mode:
         for m in re.finditer(rf"\b(?:no|zero|without(?:\s+any)?|not\s+any)\s+(?:[a-z\-]+\s+)?(?:{unit_alt})\b", text, re.I):
             add(0, m.start(), m.end(), 0.8)

@@ -51,3 +51,11 @@ def test_a_couple_of_things_is_no_couple_of_adults() -> None:
 def test_a_room_and_then_another_is_two_rooms() -> None:
     assert read("I will need a room and then another for my friend")["rooms"] == 2
     assert read("a room and another thing")["rooms"] == 1
+
+
+def test_two_couples_are_four_people() -> None:
+    assert read("we are two couples") == {"people": 4}
+
+
+def test_counts_typed_as_a_form() -> None:
+    assert read("adults: 2, children: 1") == {"adults": 2, "kids": 1}
