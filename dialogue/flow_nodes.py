@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dialogue.flow_runner import FlowServices, Runner, route, task_fields
+from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_fields
 from dialogue.nodes import ConversationState, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
@@ -129,11 +129,14 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
         if took:
             changed = state.get("changed", [])
             lines += [{"key": "changed", "field": n} for n in changed] or [{"key": "acknowledge"}]
-            if phase in ("confirming", "correcting"):
-                # A value changed at the read-back: the task runs again from its start, so its
-                # checks (a call for availability) see the new value; filled asks are passed over.
-                runner = run({"pointer": [0], "phase": "collecting"})
-                runner.updates.update(pointer=[0], phase="collecting")
+            confirming = phase in ("confirming", "correcting")
+            again = rewalk_from(spec, task, list(state.get("pointer") or [0]), changed, confirming)
+            if again is not None:
+                # A value changed after a check used it, or at the read-back: the task runs again
+                # from its start (or its last write), so its checks (a call for availability) see
+                # the new value; filled asks are passed over.
+                runner = run({"pointer": again, "phase": "collecting"})
+                runner.updates.update(pointer=again, phase="collecting")
                 return {**await runner.run(), "lines": lines}
             return {**await run().run(), "lines": lines}
         if phase in ("confirming", "correcting"):

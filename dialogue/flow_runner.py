@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from actions.client import ActionClient
+from actions.templating import refs
 from dialogue.flows import (
     AskStep,
     CallStep,
@@ -82,6 +83,29 @@ def _task_by_values(spec: WorkerSpec, took: list[str]) -> str | None:
         return None
     fitting = [t.name for t in spec.tasks if set(took) <= set(t.asked_fields())]
     return fitting[0] if len(fitting) == 1 else None
+
+
+def rewalk_from(spec: WorkerSpec, task: Task, pointer: list[int], changed: list[str], confirming: bool) -> list[int] | None:
+    """Where a task runs again from when values changed, so its checks see the new values: the
+    step after the last write (a call that is not a GET) before the pointer, or the first step;
+    None: go on from the pointer. While collecting, only when a check in that stretch used a
+    changed value (a new time is checked for availability); at the read-back always (the
+    read-back and what leads to it are said again). A write already made is never made again."""
+    top = pointer[0]
+    start = 0
+    for index in range(top):
+        step = task.steps[index]
+        if isinstance(step, CallStep) and spec.action(step.call).method != "GET":
+            start = index + 1
+    if confirming:
+        return [start]
+    for index in range(start, top):
+        step = task.steps[index]
+        if isinstance(step, CallStep):
+            used = {name for _, text in spec.action(step.call).templates() for name in refs(text)}
+            if used & set(changed):
+                return [start]
+    return None
 
 
 async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,

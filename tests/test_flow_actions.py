@@ -37,11 +37,14 @@ SECRET = "whsec-" + uuid.uuid4().hex
 BOOKING = ["I'd like to book a table for 2 tomorrow at 8pm", "no", "Maria"]  # then "yes" books
 
 
-def spec_with(**availability: Any) -> WorkerSpec:
-    """The test spec with its `availability` action changed (timeout, retries, on_error...)."""
+def spec_with(book_steps: list[Any] | None = None, **availability: Any) -> WorkerSpec:
+    """The test spec with its `availability` action changed (timeout, retries, on_error...), or
+    the book task's steps replaced."""
     data = yaml.safe_load(SPEC_PATH.read_text())
     action = next(a for a in data["actions"] if a["name"] == "availability")
     action.update(availability)
+    if book_steps is not None:
+        next(t for t in data["tasks"] if t["name"] == "book")["steps"] = book_steps
     return WorkerSpec.model_validate(data)
 
 
@@ -156,6 +159,34 @@ async def test_a_step_run_again_on_purpose_asks_again_under_a_new_key(engine: Di
     assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
     await t.say("yes")
     assert t.last.outcome == "completed" and len(api.bookings) == 1
+
+
+async def test_a_value_changed_after_its_check_is_checked_again_before_anything_is_booked(
+        engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await converse(t, BOOKING[:1])
+    api.available = False  # 8pm was free; 7pm is not
+    reply = await t.say("actually make it 7pm")
+    assert reply.startswith("No problem, I've changed the time to 19:00. Sorry, we're full then.")
+    assert t.last.outcome == "full" and api.to("/bookings") == []
+    assert ["20%3A00" in r.path for r in api.to("/availability")] == [True, False]
+
+
+async def test_a_correction_at_the_read_back_never_repeats_a_write_made_before_it(
+        api: FlowApi, database_url: str) -> None:
+    # A design that books (holds the table) before the read-back: a correction re-reads the
+    # steps after that write only.
+    steps = [{"ask": ["date", "time", "people"]}, {"call": "availability"}, {"call": "create_booking"},
+             {"ask": "first_name"}, "confirm", "end"]
+    async with engine_for(spec_with(book_steps=steps), database_url) as engine:
+        t = talk(engine)
+        *_, reply = await converse(t, ["I'd like to book a table for 2 tomorrow at 8pm", "Maria"])
+        assert reply.endswith("Is that right?") and len(api.bookings) == 1
+        reply = await t.say("no, my name is Anna")
+        assert reply.endswith("for Anna. Is that right?")
+        await t.say("yes")
+    assert t.last.outcome == "completed"
+    assert len(api.to("/bookings")) == 1 and len(api.to("/availability")) == 1
 
 
 async def wait_for(condition: Any, what: str, seconds: float = 30.0) -> None:
