@@ -85,3 +85,15 @@ def test_the_space_after_an_amount_is_no_part_of_it() -> None:
 def test_the_following_monday_is_a_date_that_ends_the_rental_after_till() -> None:
     assert read("from tomorrow till the following Monday", RENTAL) == {
         "pickup_date": ("2026-03-03", "tomorrow"), "dropoff_date": ("2026-03-09", "following Monday")}
+
+
+PARTY = [field("people", "count")]
+
+
+@pytest.mark.parametrize(("text", "value", "span"), [
+    ("2 adults, one teen and a child", 4, "2 adults, one teen and a child"),
+    ("a table for a grandmother and her grandson", 2, "a grandmother and her grandson"),
+    ("my booking is for eight total people", 8, "eight"),
+])
+def test_a_party_described_in_words_or_with_a_word_before_its_noun(text: str, value: int, span: str) -> None:
+    assert read(text, PARTY)["people"] == (value, span)
