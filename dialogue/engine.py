@@ -121,6 +121,7 @@ class DialogueEngine:
                 writes += self._deliveries(key, turn.channel, state)
                 if after is not None:
                     writes += after(result)
+                crash_point("turn.before_commit")  # the turn's calls are made and stored, the turn is not
                 try:
                     await db.batch(writes, guard=0)
                     break

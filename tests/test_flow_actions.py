@@ -245,6 +245,28 @@ async def test_a_turn_killed_after_the_system_booked_books_once_when_it_runs_aga
         idempotency_key(t.id, "book.8#0")}
 
 
+async def test_a_turn_that_died_after_its_call_was_stored_reuses_the_result_without_a_request(
+        api: FlowApi, database_url: str) -> None:
+    async with engine_for(spec_with(), database_url) as engine:
+        t = talk(engine, channel="sms")
+        await converse(t, BOOKING)
+        when = (t.clock + timedelta(seconds=5)).isoformat()
+        # The child dies at the last moment: the booking made and its result stored, the turn not
+        # committed. It is a process group of its own, as `serve` is: the crash point kills the group.
+        child = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "tests.support.run_turn", database_url, str(SPEC_PATH), t.id, when, "SM-yes", "yes"],
+            cwd=ROOT, env={**os.environ, "CHANNEL_WORKER_CRASH_AT": "turn.before_commit=1"}, capture_output=True,
+            timeout=120, start_new_session=True)
+        assert child.returncode < 0 and child.stdout == b"", child.stderr.decode()[-2000:]
+        assert len(api.bookings) == 1
+        again = await engine.handle(Turn(conversation_id=t.id, channel="sms", text="yes",
+                                         time=t.clock + timedelta(seconds=5), dedupe_key="SM-yes"))
+    assert again.outcome == "completed" and "Your reference is B1" in again.reply
+    assert [(c["name"], c["reused"]) for c in again.calls] == [("create_booking", True)]
+    assert len(api.to("/bookings")) == 1  # the stored result, no second request
+
+
 # --- the finished records ------------------------------------------------------------------------
 
 async def test_each_finished_task_is_delivered_once_signed_after_the_receiver_was_down(
