@@ -308,7 +308,8 @@ def find_dates(
                 before = text[max(0, start - 12) : start].lower()
                 # "16th to 27th": an ordinal that starts a range of ordinals is a day too.
                 starts_range = re.match(r"^\s*(?:to|until|till|through|thru|-|and)\s+(?:the\s+)?\d{1,2}(?:st|nd|rd|th)\b", text[end:], re.I)
-                if not (g.get("the") or requested or starts_range or re.search(r"\b(?:on|for|from|until|till|to|by)\s*$", before)):
+                alone = g["d"][:1].isdigit() and text.strip(" .!?,").lower() == m.group(0).lower()  # "16th" as the whole reply
+                if not (g.get("the") or requested or starts_range or alone or re.search(r"\b(?:on|for|from|until|till|to|by)\s*$", before)):
                     continue
                 # Annotators mark "25th", not "the 25th".
                 add(_next_date(today, day, None, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)

@@ -97,3 +97,7 @@ PARTY = [field("people", "count")]
 ])
 def test_a_party_described_in_words_or_with_a_word_before_its_noun(text: str, value: int, span: str) -> None:
     assert read(text, PARTY)["people"] == (value, span)
+
+
+def test_an_ordinal_that_is_the_whole_reply_is_a_date() -> None:
+    assert read("16th", [field("date", "date")])["date"] == ("2026-03-16", "16th")
