@@ -91,6 +91,8 @@ def rewalk_from(spec: WorkerSpec, task: Task, pointer: list[int], changed: list[
     None: go on from the pointer. While collecting, only when a check in that stretch used a
     changed value (a new time is checked for availability); at the read-back always (the
     read-back and what leads to it are said again). A write already made is never made again."""
+    if not confirming and not changed:
+        return None
     top = pointer[0]
     start = 0
     for index in range(top):
