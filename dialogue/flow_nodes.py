@@ -13,7 +13,9 @@ from dialogue.nodes import ConversationState, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 
-_FRESH = {"task": None, "pointer": [0], "stack": [], "results": {}, "runs": {}, "pending_outcome": None}
+# What starting afresh forgets. Not `runs`: a call made after a fresh start is a new request
+# (a new idempotency key), never the stored answer to the call before it.
+_FRESH = {"task": None, "pointer": [0], "stack": [], "results": {}, "pending_outcome": None}
 _PER_TURN = {"calls": [], "finished": [], "knowledge": None, "switched": None, "routed": None}
 _QUIET = {"greeting", "help", "goodbye", "human", "stop", "start_over"}
 

@@ -313,3 +313,26 @@ async def test_a_conversation_given_back_after_a_failed_call_calls_again_and_goe
         assert [(c["name"], c["ok"]) for c in t.last.calls] == [("availability", True)]
         requests = api.to("/availability")
         assert len(requests) == 2 and len({r.headers["Idempotency-Key"] for r in requests}) == 1
+
+
+async def test_after_starting_over_or_a_finished_booking_a_call_is_a_new_request(
+        engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await converse(t, BOOKING[:1])
+    reply = await t.say("start over")
+    assert reply == "Sure, let's start again. What day would you like to come?"
+    api.available = False
+    reply = await t.say("Friday at 7pm for 3")
+    assert "Sorry, we're full then." in reply  # Friday's answer, not the stored one for Tuesday
+    assert len(api.to("/availability")) == 2
+
+    api.available = True
+    other = talk(engine)
+    *_, reply = await converse(other, [*BOOKING, "yes"])
+    assert reply.startswith("Your reference is B1.")
+    # The conversation ended; the person books again (the values they gave are kept).
+    reply = await other.say("I'd also like to book a table for 4 on Saturday at 1pm")
+    assert reply.endswith("A table for 4 on Saturday 28 November at 13:00 for Maria. Is that right?")
+    reply = await other.say("yes")
+    assert other.last.outcome == "completed" and reply.startswith("Your reference is B2.")
+    assert len(api.bookings) == 2 and len(api.to("/availability")) == 4
