@@ -261,7 +261,10 @@ def transcribe(
             # As on a call when the worker has asked for this field: read digit by digit.
             heard = Recogniser().hear_digits_now(audio, (target.constraints.min_length or 1, target.constraints.max_length or 20))
         else:
-            heard = Recogniser().hear_now(audio)
+            # As on a call: heard as the answer to the field's question (channels/voice/vocabulary.py).
+            from channels.voice.vocabulary import expectation
+
+            heard = Recogniser().hear_now(audio, expectation(target, target.prompt) if target is not None else None)
     if spec is None or target is None:
         sys.stdout.write(heard.text + "\n")
         return

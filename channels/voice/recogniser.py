@@ -16,8 +16,10 @@ faster and measured as accurate here (bench/voice.py: same digit accuracy as the
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
+import re
 from dataclasses import dataclass
 
 # onnxruntime (used by the VAD) otherwise looks up a telemetry host when it loads.
@@ -25,7 +27,10 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import numpy as np  # noqa: E402
 
+from channels.voice.constrained import PhraseDecoder  # noqa: E402
 from channels.voice.digit_reader import DigitReader, digits_heard  # noqa: E402
+from channels.voice.digits import DIGIT_WORDS, REPEATS, SOUND_ALIKES  # noqa: E402
+from channels.voice.vocabulary import Expectation  # noqa: E402
 from channels.voice.whisper_model import SAMPLE_RATE, load_whisper  # noqa: E402
 
 
@@ -37,6 +42,60 @@ class Heard:
 
 SHORT_PATH_LIMIT_SECONDS = 28  # leaves room in the 30 s window for the padding
 MAX_TOKENS = 120  # a caller's turn; a runaway repetition stops here
+# New tokens allowed per second of audio, beyond a few: fast speech is about 4 tokens a second.
+# Without temperature fallback, this cap is what stops a repetition loop on a short answer.
+TOKENS_PER_SECOND = 5
+TOKENS_BASE = 6
+PREVIOUS_TOKENS = 64  # of the question, as Whisper's "previous text"
+# How much less likely than the free transcription an expected phrase may be and still be
+# taken (natural log): tuned on the tune half of bench/voice_short.py.
+PHRASE_MARGIN = float(os.environ.get("WHISPER_PHRASE_MARGIN", "6.0"))
+# Per token of an expected phrase, against the decoder's preference for short ones ("1" over
+# "quarter past one"); and how much a name's commonness (log of the locales listing it) counts.
+# Both tuned on the tune half of bench/voice_short.py (bonus 0/1/2, weight 0/0.5/1).
+PHRASE_TOKEN_BONUS = 1.0
+NAME_PRIOR_WEIGHT = 1.0
+# Natural log: how much likelier than without speech an answer must be. Silence, hiss, hum and
+# clicks measured 0.9 at most (Whisper writes "Okay." or "Thank you." for them); real answers
+# on the bench mostly 1-20 (a few right yes/no answers at 10 dB SNR fall under it).
+MIN_LIFT = 1.0
+
+
+_WORD = re.compile(r"[A-Za-z0-9']+")
+_NUMBER_WORDS = set(DIGIT_WORDS) | set(SOUND_ALIKES) | set(REPEATS)
+
+
+def without_repeats(text: str) -> str:
+    """`text` with a run of words the model wrote twice or more in a row kept once ("Maria
+    Maria", "Love it. Love it."): Whisper's decoder loops on a short answer (a repeated token
+    is likely again, and beam search favours it). Runs of numbers are left alone, since
+    "4 4 7 7" is said as written."""
+    while True:
+        words = [(m.group(0).lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
+        found = next(((i, n) for n in range(1, 7) for i in range(len(words) - 2 * n + 1)
+                      if [w for w, _, _ in words[i:i + n]] == [w for w, _, _ in words[i + n:i + 2 * n]]
+                      and any(not w.isdigit() and w not in _NUMBER_WORDS for w, _, _ in words[i:i + n])), None)
+        if found is None:
+            return text
+        i, n = found
+        last = i + 2 * n
+        while last + n <= len(words) and [w for w, _, _ in words[last:last + n]] == [w for w, _, _ in words[i:i + n]]:
+            last += n
+        kept, rest = text[:words[i + n][1]].rstrip(), text[words[last - 1][2]:]
+        if kept and kept[-1] in ".!?" and rest[:1] in {".", "!", "?"}:
+            rest = rest.lstrip(".!?")
+        elif rest[:1] in {".", "!", "?"}:
+            kept = kept.rstrip(",;:")
+        text = kept + rest
+
+
+def _plain_words(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+@functools.lru_cache(maxsize=16)
+def _phrase_index(phrases: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_plain_words(p) for p in phrases)
 
 
 class Recogniser:
@@ -51,25 +110,59 @@ class Recogniser:
         self._tokenizer = self._whisper.tokenizer
         self._prompt = self._whisper.prompt
         self._digit_reader: DigitReader | None = None
+        self._phrases: PhraseDecoder | None = None
+        self._sot_prev = self._tokenizer.tokenizer.token_to_id("<|startofprev|>")
 
-    def hear_now(self, audio: np.ndarray) -> Heard:
+    def hear_now(self, audio: np.ndarray, expect: Expectation | None = None) -> Heard:
+        """What was said in `audio`; with `expect`, heard as the answer to its question."""
         if self.context_seconds and len(audio) < (SHORT_PATH_LIMIT_SECONDS * SAMPLE_RATE):
-            return self._hear_short(audio)
+            return self._hear_short(audio, expect)
         return self._hear_full(audio)
 
-    def _hear_short(self, audio: np.ndarray) -> Heard:
+    def _previous(self, expect: Expectation | None) -> list[int]:
+        if expect is None or not expect.question:
+            return []
+        return [self._sot_prev, *self._tokenizer.encode(" " + expect.question)[-PREVIOUS_TOKENS:]]
+
+    def _hear_short(self, audio: np.ndarray, expect: Expectation | None = None) -> Heard:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
         padded = self._whisper.features(audio, self.context_seconds)
         whisper = self.model.model  # type: ignore[attr-defined]
-        encoded = whisper.encode(get_ctranslate2_storage(padded[None]), to_cpu=False)
-        result = whisper.generate(encoded, [self._prompt], beam_size=self.beam_size, max_length=MAX_TOKENS,
-                                  return_scores=True, suppress_blank=True, suppress_tokens=[-1])[0]
+        encoded = whisper.encode(get_ctranslate2_storage(padded[None]), to_cpu=expect is not None)
+        previous = self._previous(expect)
+        cap = min(MAX_TOKENS, TOKENS_BASE + math.ceil(TOKENS_PER_SECOND * len(audio) / SAMPLE_RATE))
+        storage = get_ctranslate2_storage(np.ascontiguousarray(encoded)) if expect is not None else encoded
+        result = whisper.generate(storage, [previous + self._prompt], beam_size=self.beam_size,
+                                  max_length=cap + len(previous), return_scores=True, suppress_blank=True,
+                                  suppress_tokens=[-1])[0]
         tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-        text = self._tokenizer.decode(tokens).strip()
-        if not text:
+        text = without_repeats(self._tokenizer.decode(tokens).strip())
+        heard = Heard(text, round(math.exp(result.scores[0]), 3)) if text else Heard("", 0.0)
+        if expect is None or not expect.phrases or not tokens:
+            # Nothing heard stays nothing: silence or hiss is never taken for "okay" or a name.
+            return heard
+        encoded = np.asarray(encoded)
+        # CTranslate2's score is the hypothesis's log-probability over its length: times the
+        # length, its total (within a few tenths of rescoring it, one decoder pass cheaper).
+        own = result.scores[0] * len(tokens)
+        if text != self._tokenizer.decode(tokens).strip():
+            tokens = self._tokenizer.encode(" " + text)  # a repetition was dropped: judge what is kept
+        if _plain_words(text) not in _phrase_index(expect.phrases):  # else already an expected answer
+            priors = tuple(NAME_PRIOR_WEIGHT * p for p in expect.priors) if expect.priors else None
+            match = self.phrase_decoder().best(encoded, previous, expect.phrases, priors, PHRASE_TOKEN_BONUS)
+            if match is not None and match.logprob >= own - PHRASE_MARGIN:
+                heard = Heard(match.phrase, round(math.exp(match.logprob / match.tokens), 3))
+                tokens = self._tokenizer.encode(" " + match.phrase)
+        # An answer the audio does not make likelier than silence or hiss would is not one.
+        if self.phrase_decoder().lift(encoded, previous, tokens, self.context_seconds) < MIN_LIFT:
             return Heard("", 0.0)
-        return Heard(text, round(math.exp(result.scores[0]), 3))  # scores are length-normalised log-probabilities
+        return heard
+
+    def phrase_decoder(self) -> PhraseDecoder:
+        if self._phrases is None:
+            self._phrases = PhraseDecoder(self._whisper)
+        return self._phrases
 
     def _hear_full(self, audio: np.ndarray) -> Heard:
         segments, _ = self.model.transcribe(  # type: ignore[attr-defined]
@@ -77,14 +170,14 @@ class Recogniser:
             condition_on_previous_text=False, vad_filter=False,
         )
         segments = list(segments)
-        text = " ".join(s.text.strip() for s in segments).strip()
+        text = without_repeats(" ".join(s.text.strip() for s in segments).strip())
         if not segments:
             return Heard("", 0.0)
         logprob = sum(s.avg_logprob for s in segments) / len(segments)
         return Heard(text, round(math.exp(logprob), 3))
 
-    async def hear(self, audio: np.ndarray) -> Heard:
-        return await asyncio.to_thread(self.hear_now, audio)
+    async def hear(self, audio: np.ndarray, expect: Expectation | None = None) -> Heard:
+        return await asyncio.to_thread(self.hear_now, audio, expect)
 
     def hear_digits_now(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20)) -> Heard:
         """What was heard when the worker has asked for a digit field: see `read_digits_now`."""

@@ -16,6 +16,7 @@ from pipecat.utils.time import time_now_iso8601
 
 from channels.voice.recogniser import Heard, Recogniser
 from channels.voice.tts import PiperServer, SpeechUnavailable, sentences
+from channels.voice.vocabulary import Expectation, expectation
 from extraction.fields import FieldSpec, FieldType
 
 
@@ -31,6 +32,9 @@ class LocalWhisperSTT(SegmentedSTTService):
         # however the VAD cut it, can be read digit by digit when the turn ends.
         self.digit_lengths: tuple[int, int] | None = None
         self._turn_audio: list[np.ndarray] = []
+        # What the next answer is for (the question just said and the phrases that answer it):
+        # the recogniser hears each segment of the turn in that context.
+        self.expecting: Expectation | None = None
 
     @property
     def wants_wav_segments(self) -> bool:
@@ -40,16 +44,20 @@ class LocalWhisperSTT(SegmentedSTTService):
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         if self.digit_lengths is not None:
             self._turn_audio.append(samples)
-        heard = await self._recogniser.hear(samples)
+        heard = await self._recogniser.hear(samples, self.expecting)
         self.last_confidence = heard.confidence
         # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
         yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
 
-
     def listen_for(self, field: FieldSpec | None, question: str | None = None) -> None:
         """Told by the bridge before each caller turn: the field asked for next (or None) and
-        the line just said, so the next answer is heard in the context of its question. Today
-        only digit fields change how the answer is read."""
+        the line just said, so the next answer is heard in the context of its question: the
+        question as Whisper's previous text, and the phrases that would answer it (names for a
+        name field, times, party sizes, dates, the spec's choices; yes/no after a yes/no
+        question such as the confirmation) scored against the audio
+        (channels/voice/vocabulary.py, channels/voice/constrained.py). Digit fields are also
+        read digit by digit at the end of the turn."""
+        self.expecting = expectation(field, question)
         if field is None or field.type is not FieldType.digits:
             self.expect_digits(None)
         else:
