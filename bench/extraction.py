@@ -13,9 +13,10 @@ are report only, never tuned on):
     field where none was labelled; then the old lenient score (any reading of the type);
   - unseen domains (DSTC8 Buses_1, RentalCars_1): exact-span and overlap F1 per slot;
   - the spoken-forms table (tests/data/spoken_forms.yaml);
-  - calibration: how often values at each confidence level were right, expected calibration
-    error (ECE) of the raw reader scores and of the shipped calibration, a 2-fold
-    cross-validated ECE, and the AUROC of confidence (right vs wrong readings) per split;
+  - calibration, over every reading the worker would store (a value in a field where nothing was
+    labelled is wrong): how often values at each confidence level were right, expected
+    calibration error (ECE) of the raw reader scores and of the shipped calibration, and the
+    AUROC of confidence (right vs wrong readings) per split;
   - speed: utterances per second, one at a time as the dialogue calls it, on one core, for the
     restaurant, bus and car-rental fields; load times of the extractor, the place gazetteer and
     the name lists.
