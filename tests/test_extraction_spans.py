@@ -101,3 +101,9 @@ def test_a_party_described_in_words_or_with_a_word_before_its_noun(text: str, va
 
 def test_an_ordinal_that_is_the_whole_reply_is_a_date() -> None:
     assert read("16th", [field("date", "date")])["date"] == ("2026-03-16", "16th")
+
+
+@pytest.mark.parametrize(("text", "span"), [("I need a car in Paris, France on Monday", "Paris, France"),
+                                            ("pick it up in London UK", "London UK")])
+def test_a_country_after_a_town_is_part_of_the_place(text: str, span: str) -> None:
+    assert read(text, CITY)["pickup_city"][1] == span
