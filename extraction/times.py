@@ -232,9 +232,12 @@ def find_times(
                     end += 1  # "1:00 PM." : the closing dot belongs to the mark
             elif pattern is _PATTERNS[-1]:
                 end = m.end("mw") if g.get("mw") else m.end("h")
-            lead = re.search(r"(?i)(?<!this )\b(?:evening|night|morning|afternoon)\s+(?:at|around|about)\s+$", text[:start])
+            lead = re.search(r"(?i)(?<!this )\b(?P<part>evening|night|morning|afternoon)\s+(?:at|around|about)\s+$", text[:start])
             if lead and not g.get("rel"):
                 start = lead.start()
+                if not g.get("mark"):  # "afternoon at 2" is 14:00: the daypart in the span sets the hour
+                    led = resolve_hour(h, lead.group("part"), text, earliest, latest, minute)
+                    hour = hour if led is None else led
             add(f"{hour:02d}:{minute:02d}", start, end, conf)
     if now is not None:
         for m in _AGO.finditer(text):

@@ -107,3 +107,7 @@ def test_an_ordinal_that_is_the_whole_reply_is_a_date() -> None:
                                             ("pick it up in London UK", "London UK")])
 def test_a_country_after_a_town_is_part_of_the_place(text: str, span: str) -> None:
     assert read(text, CITY)["pickup_city"][1] == span
+
+
+def test_a_daypart_before_at_sets_the_hour_it_spans() -> None:
+    assert read("I need a car tomorrow afternoon at 2", TIME)["time"] == ("14:00", "afternoon at 2")
