@@ -166,6 +166,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     ("month_only", re.compile(r"\b(?:from|in|until|till|since|by|during|of|for)\s+(?P<mon>january|february|april|june|july|august|september|october|november|december)\b(?!\s+\d)", re.I), 0.6),
     # "until May", "since March": the two month names that are also words, only when capitalised.
     ("month_only", re.compile(r"\b(?i:from|in|until|till|since|by|during|of|for)\s+(?P<mon>May|March)\b(?!\s+\d)"), 0.55),
+    # "the end of the month": its last day ("the" stays out, as before "5th")
+    ("month_end", re.compile(r"\bend\s+of\s+(?:the\s+|this\s+|(?P<next>next)\s+)month\b", re.I), 0.85),
     ("month_rel", re.compile(r"\b(?P<mod>last|next|previous|past)\s+month\b(?!\s+(?:or|and)\b)", re.I), 0.7),
 ]
 
@@ -313,6 +315,9 @@ def find_dates(
                     continue
                 # Annotators mark "25th", not "the 25th".
                 add(_next_date(today, day, None, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)
+            elif kind == "month_end":
+                first = today.replace(day=1) + relativedelta(months=2 if g.get("next") else 1)
+                add(first - timedelta(days=1), start, end, conf)
             elif kind == "month_rel":
                 # "last month": a period, named by its first day (an end role turns it into its last).
                 shift = {"last": -1, "previous": -1, "past": -1, "this": 0, "next": 1}[g["mod"].lower()]

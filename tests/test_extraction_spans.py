@@ -111,3 +111,8 @@ def test_a_country_after_a_town_is_part_of_the_place(text: str, span: str) -> No
 
 def test_a_daypart_before_at_sets_the_hour_it_spans() -> None:
     assert read("I need a car tomorrow afternoon at 2", TIME)["time"] == ("14:00", "afternoon at 2")
+
+
+def test_the_end_of_the_month_is_its_last_day() -> None:
+    assert read("from today until the end of the month", RENTAL) == {
+        "pickup_date": ("2026-03-02", "today"), "dropoff_date": ("2026-03-31", "end of the month")}
