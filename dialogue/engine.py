@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from actions.client import ActionClient
 from actions.deliveries import OutcomeRecord, RecordField, enqueue_statement
 from dialogue.events import Action, Escalation, FieldValue, Turn, TurnResult
-from dialogue.flow_runner import FlowServices
+from dialogue.flow_runner import FlowServices, record_fields
 from dialogue.graph import build_graph, make_nodes
 from dialogue.spec import WorkerSpec
 from escalation.queue import Handoff, HumanQueue
@@ -146,12 +146,16 @@ class DialogueEngine:
                 finished.append({"task": state.get("task") or "", "outcome": state["outcome"]})
         statements: list[Statement] = []
         for done in finished:
+            task = self.spec.task(done["task"])
+            values = done.get("fields") or state.get("fields") or {}
+            if task is not None:
+                values = record_fields(task, values)  # a task's record carries the fields it asks
             record = OutcomeRecord(
                 worker=self.spec.name, conversation_id=key, channel=channel, task=done["task"] or None,
                 outcome=done["outcome"],
                 fields={name: RecordField(value=v.get("value"), text=v.get("text"), start=v.get("start"), end=v.get("end"),
                                           confidence=v.get("confidence"))
-                        for name, v in (done.get("fields") or state.get("fields") or {}).items()},
+                        for name, v in values.items()},
                 results=state.get("results") or {}, started_at=str(state.get("started_at") or ""),
                 ended_at=utcnow().isoformat())
             statements += [enqueue_statement(d, record) for d in self.spec.on_outcome if d.wants(done["outcome"])]

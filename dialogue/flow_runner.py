@@ -129,10 +129,8 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
         target = routed.task if routed.task is not None or active is not None else _task_by_values(spec, took or [])
         if target is not None and target != active:
             stack = list(state.get("stack") or [])
-            # A task the person left earlier is taken up where it stopped, with its own values, and
-            # leaves the stack: started afresh, it would run its calls again (a second booking).
-            left_before = next((i for i, entry in enumerate(stack) if entry["task"] == target), None)
-            taken_up = stack.pop(left_before) if left_before is not None else {"pointer": [0], "fields": {}}
+            # A task the person left earlier is taken up where it stopped, with its own values.
+            taken_up = take_up(stack, target)
             if active is not None and state.get("phase") != "done":
                 # What the task left had collected comes back with it: the new task may take
                 # another value for a shared field (the date of the booking to cancel).
@@ -155,6 +153,21 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
             return out
     out["out_of_scope"] = True
     return out
+
+
+def take_up(stack: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Take task `name` off the stack if the person left it earlier (its pointer and its own
+    values), else a fresh start: a task is never both running and waiting to be resumed, or it
+    would run its calls twice."""
+    index = next((i for i, entry in enumerate(stack) if entry["task"] == name), None)
+    return stack.pop(index) if index is not None else {"task": name, "pointer": [0], "fields": {}}
+
+
+def record_fields(task: Task, fields: dict[str, Any]) -> dict[str, Any]:
+    """The values a task's record carries: the fields it asks (every field when it asks none),
+    so a cancellation's record does not carry the booking's allergies."""
+    asked = set(task.asked_fields())
+    return {name: value for name, value in fields.items() if not asked or name in asked}
 
 
 class Runner:
@@ -240,8 +253,11 @@ class Runner:
                 if pending:
                     # The task reached its outcome before moving on: its record is its own.
                     self.updates["finished"] = [*self.get("finished", []), {
-                        "task": task.name, "outcome": pending, "fields": dict(self.get("fields") or {})}]
-                self.updates.update(task=step.goto, pointer=[0], pending_outcome=None)
+                        "task": task.name, "outcome": pending, "fields": record_fields(task, self.get("fields") or {})}]
+                stack = list(self.get("stack") or [])
+                taken_up = take_up(stack, step.goto)
+                self.updates.update(task=step.goto, pointer=taken_up["pointer"], stack=stack, pending_outcome=None,
+                                    fields={**(self.get("fields") or {}), **taken_up["fields"]})
             elif isinstance(step, HandoffStep):
                 # Past the handoff: a conversation given back to the worker goes on after it.
                 self.updates["pointer"] = advance(task.steps, pointer)
@@ -261,7 +277,7 @@ class Runner:
         # The record holds the values as they were when this task ended (a task resumed next may
         # take back its own value of a shared field).
         self.updates["finished"] = [*self.get("finished", []), {"task": task.name, "outcome": outcome,
-                                                                 "fields": dict(self.get("fields") or {})}]
+                                                                 "fields": record_fields(task, self.get("fields") or {})}]
         stack = list(self.get("stack") or [])
         if stack:
             back = stack.pop()

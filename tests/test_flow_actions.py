@@ -294,6 +294,8 @@ async def test_each_finished_task_is_delivered_once_signed_after_the_receiver_wa
     cancel, book = bodies
     # Each record holds the values as they were when its task ended.
     assert cancel["fields"]["date"]["value"] == "2026-11-27" and book["fields"]["date"]["value"] == "2026-11-24"
+    assert set(cancel["fields"]) == {"first_name", "date"}  # the fields the cancellation asks, no more
+    assert set(book["fields"]) == {"date", "time", "people", "allergies", "first_name"}
     assert book["fields"]["date"]["text"] == "tomorrow" and book["results"]["create_booking.booking_id"] == "B1"
     assert cancel["conversation_id"] == book["conversation_id"] == t.id and cancel["channel"] == "sms"
     assert [d.status for d in await deliveries(db, t.id)] == ["delivered", "delivered"]

@@ -243,3 +243,22 @@ async def test_a_first_turn_of_values_only_starts_the_one_task_that_asks_them(en
     reply = await other.say("are you open on Sunday?")  # a date both book and cancel ask: a question
     assert reply == "We're open every day from noon to eleven. How can I help you today?"
     assert other.last.task is None
+
+
+async def test_a_goto_to_a_task_left_earlier_takes_it_up_and_it_is_not_resumed_again(
+        engine: DialogueEngine, api: FlowApi) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("I'd like to book a table for 2 tomorrow")
+    reply = await t.say("I'd also like to buy a gift voucher")
+    assert t.last.task == "gift_voucher" and reply == "Sure. Can I have your name?"
+    reply = await t.say("Maria")
+    # The voucher's goto takes the booking up where it was left: its time is the next question.
+    assert reply == ("Got it. A voucher is on its way, Maria. While we're at it, let's find you a table. "
+                     "What time would suit you?")
+    for line in ["8pm", "no"]:
+        reply = await t.say(line)
+    assert reply.endswith("A table for 2 on Tuesday 24 November at 20:00 for Maria. Is that right?")
+    reply = await t.say("yes")
+    assert reply == "Your reference is B1. You're booked, Maria!" and t.last.ended
+    assert len(api.to("/bookings")) == 1 and len(api.to("/availability")) == 1
