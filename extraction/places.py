@@ -160,6 +160,9 @@ def find_places(
         if not any(r.start < end and start < r.end for r in out):
             out.append(PlaceReading(value, start, end, conf))
 
+    ambiguous: list[tuple[int, tuple[Place, ...], bool]] = []  # (index in out, the towns of that name, where said)
+    countries: dict[int, str] = {}  # index in out -> the country of the town read there
+
     for choice in choices or []:
         for word in [choice.value, choice.value.replace("_", " "), *choice.synonyms]:
             m = re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.I)
@@ -196,18 +199,38 @@ def find_places(
                 continue  # "reading", "nice", "mobile": only a capitalised name is a place
             if not (capital or cue or requested):
                 continue
-            region = _REGION.get(places[0].country)
-            state = region.match(text[end:]) if region else None
-            if state:
-                end += state.end()
-            country_said = _country_after(places[0].country).match(text[end:])
-            if country_said:
-                end += country_said.end()  # "Paris, France", "London UK": the country says which town
+            if re.search(r"\b[A-Za-z]\.[A-Za-z]$", text[start:end]) and text[end : end + 1] == ".":
+                end += 1  # "D.C.": the dot that closes the abbreviation is part of it
+            # A state or country said after the name says which town it is ("Portland, OR"), and is
+            # part of the place; else the most populous town of the name, for now.
+            pick, said_where = places[0], False
+            for place in places:
+                region = _REGION.get(place.country)
+                state = region.match(text[end:]) if region else None
+                if state:
+                    end += state.end()
+                country_said = _country_after(place.country).match(text[end:])
+                if country_said:
+                    end += country_said.end()  # "Paris, France", "London UK"
+                if state or country_said:
+                    pick, said_where = place, True
+                    break
             conf = 0.95 if capital and cue else 0.9 if cue or (capital and n > 1) else 0.85 if capital else 0.75
-            add(places[0].name, start, end, conf)
+            if not any(r.start < end and start < r.end for r in out):
+                ambiguous.append((len(out), places, said_where))
+                countries[len(out)] = pick.country
+            add(pick.name, start, end, conf)
             i += n - 1
             break
         i += 1
+    # A town named beside others is in their country: "from Berkeley to Santa Cruz" is California's.
+    for index, places, said_where in ambiguous:
+        others = {c for i, c in countries.items() if i != index}
+        if not said_where and len({p.country for p in places}) > 1 and places[0].country not in others:
+            near = next((p for p in places if p.country in others), None)
+            if near is not None:
+                r = out[index]
+                out[index] = PlaceReading(near.name, r.start, r.end, r.confidence)
     if requested and not out:
         whole = _whole_answer(text)
         if whole:

@@ -89,3 +89,17 @@ def test_airports_by_code_or_name(text: str, name: str, said: str) -> None:
 
 def test_an_airport_code_in_small_letters_is_a_word() -> None:
     assert read([field("where")], "we are at sea") == {}
+
+
+def test_a_town_named_beside_others_is_in_their_country() -> None:
+    # The most populous Santa Cruz is in Bolivia; beside Berkeley it is California's.
+    assert read(TRIP, "bus from Berkeley to Santa Cruz next Monday") == {
+        "from_city": ("Berkeley", "Berkeley"), "to_city": ("Santa Cruz", "Santa Cruz")}
+
+
+def test_a_state_said_after_the_name_picks_the_town() -> None:
+    assert read(TRIP, "going to Santa Cruz, California")["to_city"] == ("Santa Cruz", "Santa Cruz, California")
+
+
+def test_the_dot_that_closes_an_abbreviation_is_part_of_the_place() -> None:
+    assert read(TRIP, "from NYC to Washington D.C.")["to_city"][1] == "Washington D.C."
