@@ -14,6 +14,8 @@ answers."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -181,6 +183,8 @@ class Runner:
         self.updates: dict[str, Any] = {}
         self.results: dict[str, Any] = dict(state.get("results") or {})
         self.runs: dict[str, int] = dict(state.get("runs") or {})
+        # Call steps whose last run failed, with what that run asked (a digest of its values).
+        self.failed: dict[str, str] = dict(state.get("failed_calls") or {})
         self.calls: list[dict[str, Any]] = []
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -205,6 +209,7 @@ class Runner:
     def finish(self) -> dict[str, Any]:
         self.updates["results"] = self.results
         self.updates["runs"] = self.runs
+        self.updates["failed_calls"] = self.failed
         self.updates["calls"] = self.calls
         return self.updates
 
@@ -303,10 +308,17 @@ class Runner:
         """Call the step's action; False when the turn stops here (an error that says so)."""
         action = self.spec.action(step.call)
         sid = step_id(task.name, pointer)
-        runs = self.runs.get(sid, 0)
         conversation_id = (self.state.get("incoming") or {}).get("conversation_id", "")
         values = {name: stored["value"] for name, stored in (self.get("fields") or {}).items()}
         values.update(self.results)
+        used = {name for _, text in action.templates() for name in refs(text)}
+        digest = hashlib.sha256(json.dumps({n: values.get(n) for n in sorted(used)}, default=str).encode()).hexdigest()[:16]
+        failed = self.failed.get(sid)
+        if failed is not None and failed != digest:
+            # The failed request is given up: this one asks something else (a corrected time), so
+            # it must not share the failed one's key (that request may have arrived and be answered).
+            self.runs[sid] = self.runs.get(sid, 0) + 1
+        runs = self.runs.get(sid, 0)
         if self.services.actions is None:
             raise RuntimeError("this worker calls actions but the engine has no action client")
         outcome = await self.services.actions.run(action, conversation_id=conversation_id, step_id=f"{sid}#{runs}",
@@ -318,9 +330,11 @@ class Runner:
             # The next run of this step is a new request (a re-check after a correction), under a
             # new key; a failed run is retried under the same key, as its request may have arrived.
             self.runs[sid] = runs + 1
+            self.failed.pop(sid, None)
             self.results.update(outcome.json_results())
             self.updates["pointer"] = advance(task.steps, pointer)
             return True
+        self.failed[sid] = digest
         on_error = action.on_error
         log.warning("action %s failed (%s): %s", action.name, outcome.error.kind if outcome.error else "?",
                     outcome.error.message if outcome.error else "")

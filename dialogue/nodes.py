@@ -56,6 +56,7 @@ class ConversationState(TypedDict, total=False):
     stack: list[dict[str, Any]]  # tasks the person left for another, to go back to
     results: dict[str, Any]  # named action results, JSON form
     runs: dict[str, int]  # how often each call step ran (its idempotency key's suffix)
+    failed_calls: dict[str, str]  # call steps whose last run failed, with a digest of what it asked
     pending_outcome: str | None  # set by an `outcome` step, used when the task ends
     calls: list[dict[str, Any]]  # actions called this turn
     finished: list[dict[str, Any]]  # tasks that ended this turn, with their outcomes

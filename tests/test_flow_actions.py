@@ -145,6 +145,20 @@ async def test_retry_later_calls_again_on_the_next_turn_under_the_same_key(api: 
         assert len(requests) == 2 and len({r.headers["Idempotency-Key"] for r in requests}) == 1
 
 
+async def test_a_failed_call_retried_with_other_values_is_a_new_request(api: FlowApi, database_url: str) -> None:
+    api.mode["/availability"] = "fail:1"
+    on_error = {"say": "The book is busy; say anything and I'll try again.", "then": "retry_later"}
+    async with engine_for(spec_with(retries=0, on_error=on_error), database_url) as engine:
+        t = talk(engine)
+        await converse(t, BOOKING[:1])
+        reply = await t.say("actually make it 7pm")
+        assert reply == "No problem, I've changed the time to 19:00. Does anyone in your party have a food allergy?"
+        first, second = api.to("/availability")
+        assert "20%3A00" in first.path and "19%3A00" in second.path
+        # 8pm's request may have arrived; 7pm's must not be taken for a repeat of it.
+        assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+
+
 # --- an effect happens once ----------------------------------------------------------------------
 
 async def test_a_step_run_again_on_purpose_asks_again_under_a_new_key(engine: DialogueEngine, api: FlowApi) -> None:
