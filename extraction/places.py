@@ -66,6 +66,10 @@ def _country_after(code: str) -> re.Pattern[str]:
 # word ("Downtown", "Gateway", "Memorial") only with "airport" after it.
 _OWN_NAME_MAX_ZIPF = 3.7
 MAX_TOKENS = 5
+_CALENDAR_WORD = re.compile(r"(?i)^(?:mon|tues|wednes|thurs|fri|satur|sun)day$|^(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)")
+# Words that begin place names; alone before another capitalised word they are part of a name we do not know.
+_NAME_PREFIXES = frozenset({"san", "santa", "santo", "sao", "new", "los", "las", "el", "la", "saint", "sainte",
+                            "fort", "port", "mount", "lake", "north", "south", "east", "west", "upper", "lower"})
 _ALTERNATE_MIN_POPULATION = 100_000  # alternate names of small towns are mostly other-language noise
 
 
@@ -199,6 +203,9 @@ def find_places(
                 continue  # "reading", "nice", "mobile": only a capitalised name is a place
             if not (capital or cue or requested):
                 continue
+            if (n == 1 and key in _NAME_PREFIXES and not said.isupper() and i + 1 < len(tokens)
+                    and tokens[i + 1][0][:1].isupper() and not _CALENDAR_WORD.match(tokens[i + 1][0])):
+                continue  # "San Fran", "New Amsterdam": the first word of a longer name, not the town "San"
             if re.search(r"\b[A-Za-z]\.[A-Za-z]$", text[start:end]) and text[end : end + 1] == ".":
                 end += 1  # "D.C.": the dot that closes the abbreviation is part of it
             # A state or country said after the name says which town it is ("Portland, OR"), and is

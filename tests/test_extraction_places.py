@@ -103,3 +103,9 @@ def test_a_state_said_after_the_name_picks_the_town() -> None:
 
 def test_the_dot_that_closes_an_abbreviation_is_part_of_the_place() -> None:
     assert read(TRIP, "from NYC to Washington D.C.")["to_city"][1] == "Washington D.C."
+
+
+def test_the_first_word_of_a_longer_name_is_no_town_of_its_own() -> None:
+    # "San" is a town in Mali; "San Fran" is not in the gazetteer, so nothing is read.
+    assert read(TRIP, "going to San Fran") == {}
+    assert read(TRIP, "going to LA Monday")["to_city"] == ("Los Angeles", "LA")
