@@ -103,6 +103,7 @@ class Caller:
         self.answer: Answer | None = None
         self.heard = bytearray()  # the worker's speech, mu-law
         self.last_audio_at = 0.0
+        self._returned = 0  # bytes of `heard` the last listen gave back
         self.audio_arrivals: list[float] = []  # when each of the worker's media frames arrived
         self.events: list[dict[str, Any]] = []
         self._ws: Any = None
@@ -200,12 +201,49 @@ class Caller:
         assert self._receiver is not None
         await asyncio.wait_for(asyncio.shield(self._receiver), timeout)
 
-    async def listen(self, timeout: float = 30.0, quiet_for: float = 1.5) -> np.ndarray:
-        """Wait for the worker to speak and then fall quiet; what it said, as 16 kHz float."""
-        self.heard.clear()
+    async def listen(self, timeout: float = 30.0, quiet_for: float = 1.5, fresh: bool = True) -> np.ndarray:
+        """Wait for the worker to speak and then fall quiet; what it said, as 16 kHz float.
+        `fresh=False` keeps what arrived since the last listen returned (while the test was
+        recognising it), for a reply that comes in pieces."""
+        if fresh:
+            self.heard.clear()
+        else:
+            del self.heard[:self._returned]
+        self._returned = 0
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.heard and time.monotonic() - self.last_audio_at > quiet_for:
+                self._returned = len(self.heard)
                 return for_recogniser(ulaw_decode(bytes(self.heard)), 8000)
             await asyncio.sleep(0.05)
         raise TimeoutError(f"the worker said nothing for {timeout} s; events: {[e.get('event') for e in self.events[-5:]]}")
+
+
+def sentences_of(audio: np.ndarray, rate: int = 16000, gap: float = 0.25) -> list[np.ndarray]:
+    """The worker's speech cut at its pauses: Whisper tiny can stop early on a long clip with
+    pauses inside (a greeting of three sentences came back as its first one and a half), so a
+    test that must hear a whole reply hears it piece by piece."""
+    frame = int(rate * 0.02)
+    usable = len(audio) // frame * frame
+    if usable == 0:
+        return [audio]
+    loud = np.sqrt((audio[:usable].reshape(-1, frame) ** 2).mean(axis=1)) > 0.01
+    pieces, start, quiet = [], None, 0
+    for i, voiced in enumerate(loud):
+        if voiced:
+            start = i if start is None else start
+            quiet = 0
+        elif start is not None:
+            quiet += 1
+            if quiet * 0.02 >= gap:
+                pieces.append(audio[start * frame:(i - quiet + 1) * frame + frame * 5])
+                start, quiet = None, 0
+    if start is not None:
+        pieces.append(audio[start * frame:])
+    return [p for p in pieces if len(p) > rate // 10] or [audio]
+
+
+async def hear_whole(recogniser: Any, audio: np.ndarray) -> str:
+    """What the worker said in `audio`, heard sentence by sentence (see `sentences_of`)."""
+    parts = [(await recogniser.hear(piece)).text.strip() for piece in sentences_of(audio)]
+    return " ".join(p for p in parts if p).lower()
