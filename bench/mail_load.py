@@ -68,7 +68,7 @@ async def append_all(settings: ImapSettings, raws: list[bytes]) -> None:
 
 def start_worker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml", "--port", str(port),
+        [sys.executable, "-m", "worker.cli", "serve", "--worker", "tests/data/specs/restaurant_booking.yaml", "--port", str(port),
          "--log-level", "warning"], cwd=ROOT, env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT,
     )
 

@@ -206,8 +206,16 @@ def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("TWILIO_")}
         env.update({"CHANNEL_WORKER_VAR": tmp, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_VOICE": "off",
                     "PUBLIC_BASE_URL": base, "TWILIO_API_BASE": "http://127.0.0.1:9"})
+        booking_api = None
+        if "${BOOKING_API_URL}" in (ROOT / args.worker).read_text():
+            # A worker whose tasks call the business's system: the example's own, on loopback.
+            booking_api = subprocess.Popen([sys.executable, "-m", "examples.booking_api", "--port", "0", "--quiet"],
+                                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            assert booking_api.stdout is not None
+            env.update({"BOOKING_API_URL": booking_api.stdout.readline().rsplit(" ", 1)[1].strip(),
+                        "OUTCOME_WEBHOOK_SECRET": "bench-secret"})
         server = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "serve", "--worker", "examples/restaurant_booking.yaml",
+            [sys.executable, "-m", "worker.cli", "serve", "--worker", args.worker,
              "--port", str(port), "--log-level", "error", "--workers", str(workers)], cwd=ROOT, env=env,
         )
         try:
@@ -236,10 +244,16 @@ def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
         finally:
             server.terminate()
             server.wait(timeout=30)
+            if booking_api is not None:
+                booking_api.terminate()
+                booking_api.wait(timeout=10)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", default="tests/data/specs/restaurant_booking.yaml",
+                        help="the spec served; one whose actions call ${BOOKING_API_URL} gets the example booking "
+                             "system started beside it (examples/restaurant_booking.yaml)")
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--rate", type=float, default=300.0, help="arrivals per second in the sustained run")
@@ -248,7 +262,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="sustained runs per server (the median p99 is the figure)")
     args = parser.parse_args()
     total = args.conversations * args.messages
-    print(f"{args.conversations} conversations x {args.messages} messages, SQLite, "
+    print(f"worker {args.worker}: {args.conversations} conversations x {args.messages} messages, SQLite, "
           "load generator in this process on the same 2 cores")
     print("offered/s: the open-loop arrival rate (closed: each client waits for its answer); done/s: requests "
           "answered correctly / wall time")
