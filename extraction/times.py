@@ -70,7 +70,7 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
         r"(?!\s*(?:people|persons?|guests?|adults?|kids?|children|of\s+us|days?|weeks?|months?|years?|nights?|minutes?|hours?|%|dollars?|pounds?|euros?|/|-\d|st\b|nd\b|rd\b|th\b))",
         re.I), 0.75),
 ]
-_CONTEXT_PM = re.compile(r"\b(?:tonight|this\s+evening|tomorrow\s+evening|dinner|supper)\b", re.I)
+_CONTEXT_PM = re.compile(r"\b(?:tonight|(?<!good\s)evening|afternoon|dinner|supper)\b", re.I)
 _CONTEXT_AM = re.compile(r"\b(?:morning|breakfast|brunch|a\.?m)\b", re.I)
 
 

@@ -116,3 +116,8 @@ def test_a_daypart_before_at_sets_the_hour_it_spans() -> None:
 def test_the_end_of_the_month_is_its_last_day() -> None:
     assert read("from today until the end of the month", RENTAL) == {
         "pickup_date": ("2026-03-02", "today"), "dropoff_date": ("2026-03-31", "end of the month")}
+
+
+def test_an_evening_or_afternoon_said_anywhere_sets_a_bare_hour() -> None:
+    assert read("I'd like to go on the evening of the 10th at 7", TIME)["time"][0] == "19:00"
+    assert read("on Friday afternoon, say around 3", TIME)["time"][0] == "15:00"
