@@ -29,6 +29,7 @@ from worker.operator_auth import OperatorAuth
 from worker.operator_routes import build_router as build_operator_router
 from worker.runtime import Runtime, open_runtime
 from worker.settings import WorkerSettings
+from worker.spec_env import missing_variables
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = env or WorkerSettings.from_env()
+        for problem in missing_variables(spec, os.environ):
+            log.warning("worker %s: %s", spec.name, problem)
         async with open_runtime(spec, settings or started.config(), env=started,
                                 delivery_interval=delivery_interval) as runtime:
             state["engine"], state["supervisor"] = runtime.engine, runtime.loops
