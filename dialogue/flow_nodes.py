@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dialogue.flows import ConfirmStep, at
 from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_fields
 from dialogue.nodes import ConversationState, make_understand
 from dialogue.spec import WorkerSpec
@@ -16,7 +17,7 @@ from extraction.base import Extractor
 # What starting afresh forgets. Not `runs`: a call made after a fresh start is a new request
 # (a new idempotency key), never the stored answer to the call before it.
 _FRESH = {"task": None, "pointer": [0], "stack": [], "results": {}, "pending_outcome": None}
-_PER_TURN = {"calls": [], "finished": [], "knowledge": None, "switched": None, "routed": None}
+_PER_TURN = {"calls": [], "finished": [], "knowledge": None, "switched": None, "routed": None, "restated": False}
 _QUIET = {"greeting", "help", "goodbye", "human", "stop", "start_over"}
 
 
@@ -44,7 +45,7 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
             out.update(again)
             out["requested"] = None
         out.update(routed)
-        if routed.get("knowledge") is not None or routed.get("switched") is not None:
+        if routed.get("knowledge") is not None or routed.get("switched") is not None or routed.get("restated"):
             # A question or a move to another job is not a failed answer: no re-ask is counted.
             out["reasks"] = dict(state.get("reasks") or {})
         if routed.get("out_of_scope"):
@@ -108,12 +109,15 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
             lines.append({"key": "help"})
         task = spec.task(state.get("task"))
         requested = state.get("requested")
-        pending = _pending_line(spec, task, phase, requested)
+        pending = _pending_line(spec, task, phase, requested, list(state.get("pointer") or [0]))
         if state.get("knowledge") is not None:
             lines.append({"key": "knowledge", "entry": state["knowledge"]})
             if pending:
                 lines.append(pending)
             return {"lines": lines}
+        if state.get("restated") and not took and pending:
+            # "I'd like to book a table" while the booking waits for its day: yes, on with it.
+            return {"lines": [*lines, {"key": "switch"}, pending]}
         if task is None:
             if state.get("routed") is not None or "out_of_scope" in intents:
                 lines.append({"key": "out_of_scope"})
@@ -148,7 +152,7 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
                 lines.append({"key": "correction_prompt"})
                 return {"lines": lines, "phase": "correcting", "requested": None}
             if "help" not in intents:
-                lines.append({"key": "fallback", "prompt_text": _confirmation(spec, task)})
+                lines.append({"key": "fallback", "prompt_text": _confirmation(spec, task, list(state.get("pointer") or [0]))})
             return {"lines": lines}
         if requested is None:
             return {**await run().run(), "lines": lines}
@@ -172,16 +176,23 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
     return decide_and_greet
 
 
-def _confirmation(spec: WorkerSpec, task: Any) -> str:
+def _confirmation(spec: WorkerSpec, task: Any, pointer: list[int] | None = None) -> str:
+    """The read-back the worker waits on: the `confirm` step's own line when it has one (the
+    offer of other times when full), else the task's, else the script's."""
+    if task is not None and pointer:
+        step = at(task.steps, pointer)
+        if isinstance(step, ConfirmStep) and isinstance(step.confirm, str):
+            return step.confirm
     return (task.confirmation if task is not None and task.confirmation else None) or spec.script.confirmation
 
 
-def _pending_line(spec: WorkerSpec, task: Any, phase: str, requested: str | None) -> dict[str, Any] | None:
+def _pending_line(spec: WorkerSpec, task: Any, phase: str, requested: str | None,
+                  pointer: list[int] | None = None) -> dict[str, Any] | None:
     """What the worker was waiting for, asked again after an answered question."""
     if requested:
         return {"key": "prompt", "field": requested}
     if phase in ("confirming", "correcting") and task is not None:
-        return {"key": "say", "text": _confirmation(spec, task)}
+        return {"key": "say", "text": _confirmation(spec, task, pointer)}
     if task is None:
         return {"key": "task_prompt"}
     return None

@@ -139,12 +139,17 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
                 left = spec.task(active)
                 fields = (state.get("fields") or {}) if before is None else before
                 kept = {n: fields[n] for n in (left.asked_fields() if left else []) if n in fields}
-                stack.append({"task": active, "pointer": state.get("pointer") or [0], "fields": kept})
+                pointer = list(state.get("pointer") or [0])
+                if kept or pointer != [0]:
+                    # Only a task the person had begun is offered again afterwards; the task the
+                    # greeting started and nobody answered is simply left.
+                    stack.append({"task": active, "pointer": pointer, "fields": kept})
             out.update(task=target, pointer=taken_up["pointer"], stack=stack, switched=active or "",
                        restore=taken_up.get("fields") or {})
             return out
         if routed.task is not None:
-            return out  # the person restates what they are doing
+            out["restated"] = not answered  # the person restates what they are doing
+            return out
     if answering:
         # A short answer can look like a question ("8pm" is close to "what time do you close?").
         return out

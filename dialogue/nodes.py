@@ -63,6 +63,7 @@ class ConversationState(TypedDict, total=False):
     knowledge: int | None  # the knowledge entry this turn asked about
     switched: str | None  # this turn moved from that task to another ("" from none)
     routed: dict[str, Any] | None  # the router's answer this turn
+    restated: bool  # this turn named the task already under way ("I'd like to book a table")
 
 
 MAX_UNDERSTOOD_CHARS = 1000  # what a person writes to book or change something fits well within this

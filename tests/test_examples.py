@@ -124,6 +124,25 @@ def test_a_full_time_offers_the_nearest_free_times_and_books_the_one_chosen(api:
     assert (booking["time"], booking["people"], booking["name"]) == ("21:00", 2, "Bob Jones")
 
 
+def test_a_question_while_other_times_are_offered_asks_the_offer_again(api: BookingApi, tmp_path: Path) -> None:
+    report = chat(api, tmp_path, RESTAURANT, ["table for 2 tomorrow at 8pm", "is there parking?"])
+    again = reply_to(report, "is there parking?")
+    # The pending read-back is the step's own line (the offer), not the booking's read-back with no name.
+    assert "free parking" in again and again.endswith("19:00, 19:30 or 20:30. Which would suit you?"), again
+
+
+def test_a_cancellation_from_the_first_words_does_not_go_back_to_an_unbegun_booking(api: BookingApi, tmp_path: Path) -> None:
+    api.post("/bookings", {"date": "2026-11-24", "time": "19:00", "people": 4, "name": "Ana Silva"})
+    report = chat(api, tmp_path, RESTAURANT, ["I want to cancel my booking", "Ana", "tomorrow", "yes"])
+    done = reply_to(report, "yes")
+    assert done == "Done, Ana. Your booking on Tuesday 24 November is cancelled." and report["outcome"] == "cancelled"
+
+
+def test_saying_what_is_already_under_way_goes_on_with_it(api: BookingApi, tmp_path: Path) -> None:
+    report = chat(api, tmp_path, RESTAURANT, ["I'd like to book a table"])
+    assert reply_to(report, "I'd like to book a table") == "Sure. Which day is the table for?"
+
+
 def test_a_booking_is_found_by_name_and_date_and_moved(api: BookingApi, tmp_path: Path) -> None:
     api.post("/bookings", {"date": "2026-11-24", "time": "19:00", "people": 4, "name": "Ana Silva"})
     report = chat(api, tmp_path, RESTAURANT, ["I need to change my booking", "Ana, tomorrow", "9pm", "yes"])
