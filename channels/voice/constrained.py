@@ -121,7 +121,7 @@ class PhraseDecoder:
     def lift(self, encoded: np.ndarray, previous: list[int], tokens: list[int], context_seconds: float) -> float:
         """How much likelier a transcript is given the audio (`encoded`, one item) than given
         no speech at all: the least of its log-probability ratios against digital silence and
-        against hiss. Whisper writes "Okay." or "Thank you." for silence, more so after a
+        hiss at several levels. Whisper writes "Okay." or "Thank you." for silence, more so after a
         question; such a transcript is about as likely without the audio, so its lift is near
         zero. One decoder pass (the audio and both references in one batch)."""
         batch = np.concatenate([encoded, self._content_free(context_seconds)])
@@ -133,10 +133,12 @@ class PhraseDecoder:
     def _content_free(self, context_seconds: float) -> np.ndarray:
         from faster_whisper.transcribe import get_ctranslate2_storage
 
-        quiet = np.zeros(int(1.5 * SAMPLE_RATE), np.float32)
-        hiss = np.concatenate([np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32),
-                               np.zeros(SAMPLE_RATE // 2, np.float32)])
-        features = np.stack([self._whisper.features(a, context_seconds) for a in (quiet, hiss)])
+        # Digital silence, and a second of hiss at several levels (a line's hiss varies; the
+        # transcript must beat the likeliest of them), each with pipecat's 0.5 s of padding.
+        quiet = np.zeros(SAMPLE_RATE // 2, np.float32)
+        references = [np.concatenate([np.random.default_rng(0).normal(0, level, SAMPLE_RATE).astype(np.float32), quiet])
+                      for level in (0.0, 0.001, 0.003, 0.01, 0.03)]
+        features = np.stack([self._whisper.features(a, context_seconds) for a in references])
         return np.asarray(self._model.encode(get_ctranslate2_storage(features), to_cpu=True))
 
     def score(self, encoded: np.ndarray, previous: list[int], tokens: list[int]) -> float:

@@ -44,8 +44,12 @@ SHORT_PATH_LIMIT_SECONDS = 28  # leaves room in the 30 s window for the padding
 MAX_TOKENS = 120  # a caller's turn; a runaway repetition stops here
 # New tokens allowed per second of audio, beyond a few: fast speech is about 4 tokens a second.
 # Without temperature fallback, this cap is what stops a repetition loop on a short answer.
-TOKENS_PER_SECOND = 5
-TOKENS_BASE = 6
+TOKENS_PER_SECOND = 8  # 5 cut a fast 10-second greeting mid-sentence ("...I'll open a case")
+TOKENS_BASE = 10
+# Expected phrases are a reading of short answers only: a whole sentence ("a table for two
+# tomorrow at seven") scored against a two-word phrase loses to it on total log-probability and
+# was replaced by it. Longer transcriptions stand as heard.
+SHORT_ANSWER_WORDS = 4
 PREVIOUS_TOKENS = 64  # of the question, as Whisper's "previous text"
 # How much less likely than the free transcription an expected phrase may be and still be
 # taken (natural log): tuned on the tune half of bench/voice_short.py.
@@ -55,10 +59,13 @@ PHRASE_MARGIN = float(os.environ.get("WHISPER_PHRASE_MARGIN", "6.0"))
 # Both tuned on the tune half of bench/voice_short.py (bonus 0/1/2, weight 0/0.5/1).
 PHRASE_TOKEN_BONUS = 1.0
 NAME_PRIOR_WEIGHT = 1.0
-# Natural log: how much likelier than without speech an answer must be. Silence, hiss, hum and
-# clicks measured 0.9 at most (Whisper writes "Okay." or "Thank you." for them); real answers
-# on the bench mostly 1-20 (a few right yes/no answers at 10 dB SNR fall under it).
-MIN_LIFT = 1.0
+# Natural log: how much likelier than without speech a yes/no or a name must be. Whisper writes
+# "Okay." or "Thank you." for silence, hiss, hum and clicks, more so after a question; their
+# lift measured 0 or less. On the tune half a bar of 0 cost one yes/no of 42 and no name; 1.0
+# cost five yes/no. Counts, times and dates are not held to it (a bar of 0 cost 7 points of
+# party sizes) since the confirmation reads them back; a wrong yes or name would stand.
+MIN_LIFT = 0.0
+GUARDED_KINDS = {"yes_no", "first_name", "last_name", "name", "full_name"}
 
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
@@ -148,14 +155,16 @@ class Recogniser:
         own = result.scores[0] * len(tokens)
         if text != self._tokenizer.decode(tokens).strip():
             tokens = self._tokenizer.encode(" " + text)  # a repetition was dropped: judge what is kept
-        if _plain_words(text) not in _phrase_index(expect.phrases):  # else already an expected answer
+        short = len(_plain_words(text).split()) <= SHORT_ANSWER_WORDS
+        if short and _plain_words(text) not in _phrase_index(expect.phrases):  # else already an expected answer
             priors = tuple(NAME_PRIOR_WEIGHT * p for p in expect.priors) if expect.priors else None
             match = self.phrase_decoder().best(encoded, previous, expect.phrases, priors, PHRASE_TOKEN_BONUS)
             if match is not None and match.logprob >= own - PHRASE_MARGIN:
                 heard = Heard(match.phrase, round(math.exp(match.logprob / match.tokens), 3))
                 tokens = self._tokenizer.encode(" " + match.phrase)
-        # An answer the audio does not make likelier than silence or hiss would is not one.
-        if self.phrase_decoder().lift(encoded, previous, tokens, self.context_seconds) < MIN_LIFT:
+        # A yes or a name the audio does not make likelier than silence or hiss would is not one.
+        if expect.kind in GUARDED_KINDS and self.phrase_decoder().lift(encoded, previous, tokens,
+                                                                       self.context_seconds) <= MIN_LIFT:
             return Heard("", 0.0)
         return heard
 
