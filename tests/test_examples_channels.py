@@ -142,3 +142,96 @@ async def test_a_caller_asks_a_question_then_books_by_phone(api: BookingApi, tmp
             assert "your first" in asked, asked  # the availability check ran and found a table: the name next
     finally:
         server.stop()
+
+
+@pytest.fixture
+def bank_by_sms(api: BookingApi, tmp_path: Path) -> Iterator[WorkerServer]:  # noqa: F811
+    with FakeTwilio() as twilio:
+        server = WorkerServer(BANK, {
+            "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": twilio.base_url,
+            "BANK_API_URL": api.url + "/bank", "OUTCOME_WEBHOOK_SECRET": SECRET,
+        }, tmp_path / "var")
+        try:
+            server.wait_ready(timeout=120)
+            yield server
+        finally:
+            server.stop()
+
+
+def test_a_stolen_card_reported_by_sms_is_frozen_then_handed_to_a_person(
+        api: BookingApi, bank_by_sms: WorkerServer) -> None:  # noqa: F811
+    phone = Phone(bank_by_sms)
+    assert "account number" in (phone.text("My card was stolen") or "")
+    frozen = phone.text("12345678") or ""
+    assert "frozen your card ending 5678" in frozen and "don't recognise" in frozen, frozen
+    handed = phone.text("yes, there are two I don't know") or ""
+    assert "follow up with you here" in handed, handed  # SMS: a person replies later
+    [freeze] = api.get("/bank/log")
+    assert (freeze["kind"], freeze["account_number"]) == ("freeze", "12345678")
+
+
+async def test_a_table_booked_by_email_is_in_the_booking_system(
+        api: BookingApi, dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("BOOKING_API_URL", api.url)
+    monkeypatch.setenv("OUTCOME_WEBHOOK_SECRET", SECRET)
+    from email import message_from_bytes, policy
+
+    folder = f"rest{uuid.uuid4().hex[:8]}"
+    with FlakySmtp() as smtp:
+        async with engine_for(load_spec(Path(RESTAURANT)), str(tmp_path / "db")) as engine:
+            settings = EmailSettings(imap_settings(dovecot, folder),
+                                     SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER))
+            channel = EmailChannel(engine, engine.store.db, settings, backoff_base=0.05)
+            await deliver(dovecot, folder, email("setup", f"<setup-{folder}@example.org>", Auto_Submitted="auto-generated"))
+            task = asyncio.create_task(channel.run(send_interval=0.1))
+
+            async def reply(count: int) -> object:
+                async with asyncio.timeout(30):
+                    while len(smtp.accepted) < count:
+                        await asyncio.sleep(0.05)
+                return message_from_bytes(smtp.accepted[count - 1].as_bytes(), policy=policy.default)
+
+            try:
+                await asyncio.wait_for(channel.watcher.connected.wait(), 20)
+                await deliver(dovecot, folder, email("Hello, a table for 3 on Tuesday at 7pm please, under Maria Lopez.",
+                                                     "<t1@example.org>", subject="Table"))
+                first = await reply(1)
+                # "Tuesday" is read against the email's Date (Monday 23 November): the 24th.
+                assert "table for 3 on Tuesday 24 November at 19:00, under Maria Lopez" in first.get_content()
+                await deliver(dovecot, folder, email("Yes please", "<t2@example.org>", subject="Re: Table", reply_to=first))
+                second = await reply(2)
+                assert "You're booked, Maria" in second.get_content()
+            finally:
+                channel.stop()
+                await asyncio.wait_for(task, 20)
+    [booking] = booked(api)
+    assert (booking["date"], booking["time"], booking["people"], booking["name"]) == ("2026-11-24", "19:00", 3, "Maria Lopez")
+
+
+async def test_a_lost_card_reported_by_phone_with_the_keypad_is_frozen(api: BookingApi, tmp_path: Path) -> None:  # noqa: F811
+    server = start_voice_server(BANK, tmp_path / "var", BANK_API_URL=api.url + "/bank", OUTCOME_WEBHOOK_SECRET=SECRET)
+    recogniser = Recogniser()
+    try:
+        async with Caller(server.base_url, VOICE_TOKEN) as caller:
+            heard: list[str] = []
+
+            async def hear_until(words: str) -> str:
+                heard.clear()
+                while not any(words in h for h in heard) and len(heard) < 4:
+                    try:
+                        audio = await caller.listen(timeout=15 if heard else 30, fresh=not heard)
+                    except TimeoutError:
+                        break
+                    heard.append(await hear_whole(recogniser, audio))
+                return " ".join(heard)
+
+            assert "help" in await hear_until("help")
+            await caller.say(*speech("I lost my card", tmp_path))
+            assert "account number" in await hear_until("account number")
+            await caller.press("12345678#")
+            frozen = await hear_until("thank you")
+            assert "5678" in frozen or "frozen" in frozen, frozen
+        [freeze] = api.get("/bank/log")
+        assert (freeze["kind"], freeze["account_number"]) == ("freeze", "12345678")
+    finally:
+        server.stop()
