@@ -310,6 +310,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class BookingServer(ThreadingHTTPServer):
     daemon_threads = True
+    # The standard library's default backlog is 5: a burst of a worker's calls then waits for
+    # TCP to retry its dropped connections (a second or more each), and the calls time out.
+    request_queue_size = 256
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, full: tuple[str, ...] = DEFAULT_FULL,
                  verbose: bool = False, webhook_secret: str | None = None):
