@@ -150,3 +150,24 @@ def test_talking_over_the_worker_marks_the_line_unheard_once() -> None:
     assert not barge.caller_started()  # already cut off
     assert barge.take_unheard() == ["What day would you like to come?"]
     assert barge.take_unheard() == []
+
+
+async def test_a_segment_whose_text_never_comes_does_not_stall_every_later_turn() -> None:
+    turns: list[HeardTurn] = []
+
+    async def on_turn(turn: HeardTurn) -> None:
+        turns.append(turn)
+
+    taking = TurnTaking(0.01, on_turn, asyncio.create_task, lost_after=0.2)
+    taking.caller_paused(0.3)
+    taking.recognised("table for two", 0.9)
+    taking.caller_paused(0.3)  # this segment's text is lost (an interruption cleared it)
+    await asyncio.sleep(0.1)
+    assert turns == []  # still waiting for it
+    await until(lambda: turns)
+    assert [t.text for t in turns] == ["table for two"]
+    taking._lost_after = 60.0  # were the lost segment still counted, the next turn would now wait a minute
+    taking.caller_paused(0.3)
+    taking.recognised("tomorrow", 0.8)
+    await until(lambda: len(turns) == 2, timeout=5)
+    assert turns[1].text == "tomorrow"

@@ -25,9 +25,17 @@ class HeardTurn(BaseModel):
     timing: dict[str, Any]
 
 
+# A segment sent to the recogniser whose text has not come back by then is taken as lost (an
+# interruption clears the frames queued for the bridge, a transcription among them): the turn
+# goes on with what was heard instead of waiting for it for ever.
+LOST_SEGMENT_SECONDS = 3.0
+
+
 class TurnTaking:
-    def __init__(self, hold_seconds: float, on_turn: Callable[[HeardTurn], Awaitable[None]], spawn: Spawn):
+    def __init__(self, hold_seconds: float, on_turn: Callable[[HeardTurn], Awaitable[None]], spawn: Spawn,
+                 lost_after: float = LOST_SEGMENT_SECONDS):
         self._hold = hold_seconds
+        self._lost_after = lost_after
         self._on_turn = on_turn
         self._spawn = spawn
         self._said: list[str] = []
@@ -64,6 +72,9 @@ class TurnTaking:
             self._said.append(words)
             if confidence is not None:
                 self._confidences.append(confidence)
+        if self._end is not None:  # a wait for a lost segment: this one came, decide again now
+            self._end.cancel()
+            self._end = None
         self._schedule()
         return bool(words)
 
@@ -71,11 +82,23 @@ class TurnTaking:
         if self._end is None and not self._caller_talking and self._said:
             self._end = self._spawn(self._ends())
 
+    async def _wait_for_lost(self) -> None:
+        await asyncio.sleep(max(0.0, self._paused_at + self._lost_after - time.monotonic()))
+        self._end = None
+        await self._ends()
+
     async def _ends(self) -> None:
         await asyncio.sleep(max(0.0, self._paused_at + self._hold - time.monotonic()))
         self._end = None
-        if self._caller_talking or self._in_flight or not self._said:
-            return  # the caller went on, or a segment is still being recognised (its arrival reschedules)
+        if self._caller_talking or not self._said:
+            return  # the caller went on (the next pause reschedules)
+        if self._in_flight:
+            # A segment is still being recognised: its arrival reschedules. Should it never come,
+            # the turn goes on without it after `lost_after`.
+            if time.monotonic() - self._paused_at < self._lost_after:
+                self._end = self._spawn(self._wait_for_lost())
+                return
+            self._in_flight = 0
         # Each segment is taken once: the list is emptied before the turn is handed on.
         said, self._said = self._said, []
         confidences, self._confidences = self._confidences, []
