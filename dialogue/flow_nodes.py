@@ -10,7 +10,7 @@ from typing import Any
 
 from dialogue.flows import ConfirmStep, at
 from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_fields
-from dialogue.nodes import ConversationState, make_understand
+from dialogue.nodes import ConversationState, greeting_first, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 
@@ -164,16 +164,7 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
         lines.append({"key": key, "field": requested})
         return {"lines": lines}
 
-    async def decide_and_greet(state: ConversationState) -> ConversationState:
-        result = await decide(state)
-        if state.get("greeted") or not result.get("lines"):
-            return result
-        lines = result["lines"]
-        if not any(line["key"] == "greeting" for line in lines):
-            lines = [{"key": "greeting"}, *lines]
-        return {**result, "lines": lines, "greeted": True}
-
-    return decide_and_greet
+    return greeting_first(decide)
 
 
 def _confirmation(spec: WorkerSpec, task: Any, pointer: list[int] | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
@@ -278,6 +278,13 @@ def make_decide(spec: WorkerSpec):
         key = "reask" if state.get("reasks", {}).get(requested, 0) > 1 else "fallback"
         lines.append({"key": key, "field": requested})
         return {"lines": lines, "phase": "collecting", "requested": requested}
+
+    return greeting_first(decide)
+
+
+def greeting_first(decide: Callable[[ConversationState], Awaitable[ConversationState]]):
+    """`decide`, with the greeting said first in a conversation's first reply (the console
+    greets before anyone speaks; on SMS and email the person writes first)."""
 
     async def decide_and_greet(state: ConversationState) -> ConversationState:
         result = await decide(state)

@@ -38,18 +38,21 @@ def until(condition, what: str, timeout: float = 60.0) -> None:  # noqa: ANN001
         time.sleep(0.1)
 
 
-@pytest.fixture
-def restaurant_by_sms(api: BookingApi, tmp_path: Path) -> Iterator[WorkerServer]:  # noqa: F811
+def serve_by_sms(worker: str, var: Path, **env: str) -> Iterator[WorkerServer]:
+    """`serve` for `worker` with SMS on (Twilio's REST API stood in for) and `env` added."""
     with FakeTwilio() as twilio:
-        server = WorkerServer(RESTAURANT, {
-            "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": twilio.base_url,
-            "BOOKING_API_URL": api.url, "OUTCOME_WEBHOOK_SECRET": SECRET,
-        }, tmp_path / "var")
+        server = WorkerServer(worker, {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN,
+                                       "TWILIO_API_BASE": twilio.base_url, "OUTCOME_WEBHOOK_SECRET": SECRET, **env}, var)
         try:
             server.wait_ready(timeout=120)
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture
+def restaurant_by_sms(api: BookingApi, tmp_path: Path) -> Iterator[WorkerServer]:  # noqa: F811
+    yield from serve_by_sms(RESTAURANT, tmp_path / "var", BOOKING_API_URL=api.url)
 
 
 def test_a_table_booked_by_sms_is_in_the_booking_system_and_its_record_delivered(
@@ -154,16 +157,7 @@ async def test_a_caller_asks_a_question_then_books_by_phone(api: BookingApi, tmp
 
 @pytest.fixture
 def bank_by_sms(api: BookingApi, tmp_path: Path) -> Iterator[WorkerServer]:  # noqa: F811
-    with FakeTwilio() as twilio:
-        server = WorkerServer(BANK, {
-            "TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_API_BASE": twilio.base_url,
-            "BANK_API_URL": api.url + "/bank", "OUTCOME_WEBHOOK_SECRET": SECRET,
-        }, tmp_path / "var")
-        try:
-            server.wait_ready(timeout=120)
-            yield server
-        finally:
-            server.stop()
+    yield from serve_by_sms(BANK, tmp_path / "var", BANK_API_URL=api.url + "/bank")
 
 
 def test_a_stolen_card_reported_by_sms_is_frozen_then_handed_to_a_person(
