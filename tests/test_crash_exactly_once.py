@@ -33,7 +33,9 @@ def test_sqlite_one_process_killed_mid_request_loses_and_repeats_nothing(tmp_pat
 
 @pytest.mark.postgres
 def test_postgresql_two_processes_killed_mid_request_lose_and_repeat_nothing(tmp_path: Path, postgres_url: str) -> None:
-    # 20 conversations: with two processes to start again after each death, 12 could all finish
-    # after a single kill (one run in CI), and a run with fewer than 3 deaths proves nothing.
-    report = asyncio.run(crash_run(tmp_path, conversations=20, database_url=postgres_url, processes=2, seed=15, deaths=15))
+    # 20 conversations and a kill every 0.1-0.5 s once the server is up: with two processes to start
+    # again after each death, the run could end after one or two (two CI runs in several), and a run
+    # with fewer than 3 deaths proves nothing.
+    report = asyncio.run(crash_run(tmp_path, conversations=20, database_url=postgres_url, processes=2, seed=15, deaths=15,
+                                   kill_every=(0.1, 0.5)))
     _assert_clean(report)
