@@ -104,9 +104,12 @@ async def test_a_booking_by_phone_from_greeting_to_hang_up(voice_server: WorkerS
             answer = next((a for question, a in BOOKING_ANSWERS if question in said[-1]), "Sorry, say that again?")
             await caller.say(*speech(answer, tmp_path))
         await caller.hung_up(timeout=20)  # the worker ends the call after its closing line
-    heard = db_rows(voice_server, "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' "
-                    "AND text IS NOT NULL ORDER BY id", (f"voice:{caller.call_sid}",))
+    rows = db_rows(voice_server, "SELECT text, metadata FROM events WHERE conversation_id = ? AND direction = 'in' "
+                   "AND text IS NOT NULL ORDER BY id", (f"voice:{caller.call_sid}",))
+    heard = [text for text, _ in rows]
     transcript = f"worker said {said}; worker heard {heard}"
+    # The caller waited for each line to end: no answer is taken as talking over the worker.
+    assert not [m for _, m in rows if "talked_over" in json.loads(m)], transcript
     confirmation = next((s for s in said if "is that right" in s), "")
     assert "table for 4" in confirmation.replace("four", "4"), transcript
     assert "7pm" in said[-1].replace(" ", "").replace(".", ""), transcript  # "19:00" said as a person would

@@ -159,6 +159,12 @@ async def test_a_call_answered_in_single_words_stores_each_answer_once_and_compl
     # Each utterance is stored once: never written twice over, never two utterances in one turn.
     assert not any(repeated(t) for t in turns), transcript
     assert len(turns) <= len(answers) and all(len(t.split()) <= 8 for t in turns), transcript
+    # Each answer came after the worker's line had ended: none is taken as talking over it.
+    with sqlite3.connect(f"file:{voice_server.var / 'transcripts.sqlite'}?mode=ro", uri=True) as conn:
+        metadata = [json.loads(m) for (m,) in conn.execute(
+            "SELECT metadata FROM events WHERE conversation_id = ? AND direction = 'in' AND text IS NOT NULL",
+            (f"voice:{caller.call_sid}",))]
+    assert not [m for m in metadata if "talked_over" in m], transcript
     with sqlite3.connect(f"file:{voice_server.var / 'transcripts.sqlite'}?mode=ro", uri=True) as conn:
         [(outcome, fields)] = conn.execute("SELECT outcome, fields FROM conversations WHERE id = ?",
                                            (f"voice:{caller.call_sid}",)).fetchall()

@@ -17,7 +17,6 @@ from pathlib import Path
 from fastapi import WebSocket
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.audio_buffer_processor import AudioBufferProcessor
@@ -126,7 +125,7 @@ async def run_call(websocket: WebSocket, start: StreamStart, grant: StreamGrant,
         recorder.append(buffer)
     pipeline = Pipeline([
         transport.input(),
-        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=tuning.pause_seconds))),
+        VADProcessor(vad_analyzer=SileroVADAnalyzer(params=tuning.vad_params())),
         stt,
         bridge,
         tts,

@@ -79,7 +79,11 @@ class PiperVoice(TTSService):
     """Speech from the Piper server; pipecat resamples it to the call's 8 kHz."""
 
     def __init__(self, server: PiperServer, **kwargs: object):
-        super().__init__(settings=TTSSettings(model="piper", voice=server.voice.stem, language="en"), **kwargs)
+        # Start and stop frames, as pipecat's own Piper service sends them: without the stop frame
+        # the transport only learns the worker fell quiet after its 3 s fallback, so a caller who
+        # answered within 3 s was taken as talking over the worker (an interruption per turn).
+        super().__init__(settings=TTSSettings(model="piper", voice=server.voice.stem, language="en"),
+                         push_start_frame=True, push_stop_frames=True, **kwargs)
         self._server = server
         self.replies_in_progress = 0  # replies still being made: the caller is not expected to answer yet
 

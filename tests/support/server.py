@@ -21,7 +21,8 @@ class WorkerServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         full_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",) and not k.startswith(("TWILIO_", "LLM_"))}
         # Voice loads speech models; tests of other channels leave it off unless they ask for it.
-        full_env.update({"CHANNEL_WORKER_VAR": str(var), "PUBLIC_BASE_URL": self.base_url, "TWILIO_VOICE": "off", **env})
+        # Unbuffered, so the log holds everything up to the moment the test stops the server.
+        full_env.update({"PYTHONUNBUFFERED": "1", "CHANNEL_WORKER_VAR": str(var), "PUBLIC_BASE_URL": self.base_url, "TWILIO_VOICE": "off", **env})
         self.log = var.parent / f"server-{self.port}.log"
         self.var = var
         var.mkdir(parents=True, exist_ok=True)
