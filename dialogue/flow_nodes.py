@@ -6,6 +6,7 @@ the task's steps (dialogue/flow_runner.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from dialogue.flows import ConfirmStep, at
@@ -13,6 +14,8 @@ from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_
 from dialogue.nodes import ConversationState, greeting_first, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
+from extraction.fields import FieldType
+from extraction.rules import is_question
 
 # What starting afresh forgets. Not `runs`: a call made after a fresh start is a new request
 # (a new idempotency key), never the stored answer to the call before it.
@@ -32,6 +35,13 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         merged = {**state, **out}
         if text is None or merged.get("phase") == "done" or set(out.get("intents", [])) & _QUIET:
             return out
+        if services.knowledge is not None and _free_text_only(spec, out.get("took") or []) and is_question(text):
+            # Any words fill a free-text field: "is there parking?" asked where the worker wanted
+            # the allergies is a question first, and is only kept as the answer if it is none.
+            known = await asyncio.to_thread(services.knowledge.route, text)
+            if known.task is not None:
+                return {**out, "fields": dict(state.get("fields") or {}), "took": [], "changed": [],
+                        "knowledge": int(known.task[1:]), "reasks": dict(state.get("reasks") or {})}
         answered = bool(out.get("took")) or out.get("answer") is not None
         routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {},
                              took=out.get("took") or [])
@@ -53,6 +63,10 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         return out
 
     return understand
+
+
+def _free_text_only(spec: WorkerSpec, took: list[str]) -> bool:
+    return bool(took) and all(spec.field(name).type is FieldType.free_text for name in took)
 
 
 def make_flow_decide(spec: WorkerSpec, services: FlowServices):

@@ -119,6 +119,17 @@ class Handoffs:
         if targets.webhook:
             await self.notifier.enqueue(conversation_id, handoff_id, "webhook", targets.webhook, packet)
 
+    def _needed(self, task_name: str | None) -> list[str]:
+        """The required fields the conversation is still meant to collect: the active task's (a
+        lost-card call is not missing a booking's party size), or the flat spec's."""
+        if not self.spec.tasks:
+            return [f.name for f in self.spec.fields if f.required]
+        task = self.spec.task(task_name)
+        if task is None:
+            return []  # no job chosen yet: nothing is missing
+        required = {f.name for f in self.spec.fields if f.required}
+        return [name for name in task.asked_fields() if name in required]
+
     async def packet(self, conversation_id: str, channel: str, action: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         """Everything the person taking over needs, in one JSON-ready object."""
         fields = {
@@ -131,7 +142,7 @@ class Handoffs:
             for e in events if e.text
         ]
         collected = ", ".join(f"{k}={v['value']}" for k, v in fields.items()) or "nothing yet"
-        missing = [f.name for f in self.spec.fields if f.required and f.name not in fields]
+        missing = [name for name in self._needed(state.get("task")) if name not in fields]
         summary = (
             f"{self.spec.persona} handed over after {state.get('turns', 0)} turns: {action['reason']} "
             f"Collected: {collected}." + (f" Still missing: {', '.join(missing)}." if missing else "")
@@ -141,6 +152,7 @@ class Handoffs:
             "conversation_id": conversation_id,
             "worker": self.spec.name,
             "channel": channel,
+            "task": state.get("task"),
             "rule": action["rule"],
             "reason": action["reason"],
             "action": action["kind"],

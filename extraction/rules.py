@@ -171,6 +171,11 @@ class RuleExtractor:
 # it yesterday", "what did I spend last month") hold values nobody is giving.
 _QUESTION = re.compile(r"^\s*(?:when|what|how|why|where|is|are|do|does|did|any|which|whats|what's)\b", re.I)
 _PAST = re.compile(r"\b(?:ago|yesterday|last(?!\s+name)|previous|earlier|was|were|did|spent|paid|transferred|lost|made)\b", re.I)
+def is_question(text: str) -> bool:
+    """The person asks rather than answers: a question mark, or a question's first word."""
+    return text.rstrip().endswith("?") or bool(_QUESTION.search(text))
+
+
 # A rival value for the same field, or "not" just before the value ("I said 5pm, not 6pm"): less sure.
 _RIVAL = 0.1
 _NEGATED = re.compile(r"(?:\bnot|n't)\s+(?:at\s+|for\s+|on\s+|the\s+)?$", re.I)

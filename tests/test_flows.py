@@ -112,6 +112,8 @@ async def test_handoff_puts_the_conversation_in_the_queue_with_its_reason(engine
     handoff = await engine.open_handoff(t.id)
     assert handoff is not None and handoff.reason == "Wants the private room"
     assert handoff.rule == "private_room.handoff"
+    # The packet names the job, and lists only what that job still needs: nothing of a booking's.
+    assert handoff.packet["task"] == "private_room" and "Still missing" not in handoff.packet["summary"]
 
 
 async def test_a_task_ends_with_its_own_closing_and_outcome(engine: DialogueEngine, api: FlowApi) -> None:
@@ -181,6 +183,19 @@ async def test_no_undeclared_response_value_is_said_or_kept(engine: DialogueEngi
     state = await engine.graph.aget_state({"configurable": {"thread_id": t.id}})
     assert INTERNAL_NOTE not in " ".join(replies) and INTERNAL_NOTE not in str(state.values)
     assert set(state.values["results"]) == {"availability.available", "availability.times", "create_booking.booking_id"}
+
+
+async def test_a_question_where_free_text_was_asked_is_answered_not_stored(engine: DialogueEngine) -> None:
+    t = talk(engine)
+    await t.start()
+    await t.say("table for 8 tomorrow at 7pm")
+    await t.say("yes")  # allergies: then the free-text details are asked
+    reply = await t.say("is there parking?")
+    assert reply == ("Yes, there is free parking behind the restaurant. "
+                     "Which allergies should the kitchen know about?")
+    assert "allergy_details" not in t.values() and t.last.requested == "allergy_details"
+    await t.say("nuts, and what about shellfish")  # a free-text answer may hold a question's words
+    assert t.values()["allergy_details"] == "nuts, and what about shellfish"
 
 
 async def test_questions_and_switches_are_not_counted_as_failed_answers(engine: DialogueEngine) -> None:
