@@ -13,6 +13,10 @@ from storage.clock import utcnow
 from storage.db import Database, Fenced, Statement
 
 
+# A sending pass takes at most this many replies; the next pass takes the rest. Unbounded, a pass
+# over a backlog (Twilio down for a while) held the event loop reading and building every row.
+DUE_BATCH = 200
+
 class OutboxItem(BaseModel):
     id: int
     conversation_id: str
@@ -197,10 +201,16 @@ class SmsStore:
             (conversation_id, to_number, from_number, body, dedupe_key, now, now, now),
         )
 
-    async def due(self, now: datetime) -> list[OutboxItem]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id", (now,)
-        )
+    async def due(self, now: datetime, conversation_id: str | None = None, limit: int = DUE_BATCH) -> list[OutboxItem]:
+        """Replies waiting to be sent (of one conversation, or the oldest `limit` of all)."""
+        if conversation_id is not None:
+            rows = await self.db.fetchall(
+                "SELECT * FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= ? AND conversation_id = ? "
+                "ORDER BY id LIMIT ?", (now, conversation_id, limit))
+        else:
+            rows = await self.db.fetchall(
+                "SELECT * FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                (now, limit))
         return [OutboxItem(**r) for r in rows]
 
     async def lease(self, item: OutboxItem, seconds: float = 20.0) -> bool:

@@ -112,7 +112,7 @@ def build_router(conversations: Conversations, settings: TwilioSettings, store: 
 
     async def send_later(task: asyncio.Task[TurnResult], sid: str, claim: str) -> None:
         try:
-            await task
+            result = await task
         except FenceLost:
             log.warning("SMS %s: another delivery took this message over; it answers", sid)
             return
@@ -120,7 +120,7 @@ def build_router(conversations: Conversations, settings: TwilioSettings, store: 
             log.exception("SMS %s: the turn failed after the webhook was answered", sid)
             await store.fail(sid, claim, f"{type(exc).__name__}: {exc}")
             return
-        await sender.send_due()
+        await sender.send_due(result.conversation_id)
 
     async def redelivered(sid: str) -> Response | str:
         """What a second delivery of `sid` gets: the stored reply, nothing, or (when its first
