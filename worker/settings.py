@@ -81,6 +81,7 @@ class VoiceEnv(BaseSettings):
     voice_stream_token_seconds: float = Field(30.0, description="Validity of the single-use stream token.")
     voice_stream_secret: SecretStr | None = Field(None, description="Key for the stream token's HMAC; unset: derived from TWILIO_AUTH_TOKEN.")
     voice_speech_start_seconds: float = Field(0.1, description="This much speech starts the caller's turn.")
+    voice_speech_min_volume: float = Field(0.4, description="The quietest speech that starts a turn (0-1).")
     voice_pause_seconds: float = Field(0.3, description="A pause this long starts recognition.")
     voice_turn_hold_seconds: float = Field(0.3, description="The caller's turn ends after this much more quiet.")
     voice_dtmf_pause_seconds: float = Field(3.0, description="Key presses end at # or after this pause.")
@@ -205,7 +206,7 @@ class WorkerSettings(BaseModel):
 
     def voice_tuning(self) -> VoiceTuning:
         v = self.voice
-        return VoiceTuning(speech_start_seconds=v.voice_speech_start_seconds, pause_seconds=v.voice_pause_seconds, turn_hold_seconds=v.voice_turn_hold_seconds,
+        return VoiceTuning(speech_start_seconds=v.voice_speech_start_seconds, speech_min_volume=v.voice_speech_min_volume, pause_seconds=v.voice_pause_seconds, turn_hold_seconds=v.voice_turn_hold_seconds,
                            dtmf_pause_seconds=v.voice_dtmf_pause_seconds, silence_seconds=v.voice_silence_seconds,
                            silence_prompts=v.voice_silence_prompts, holding_after_seconds=v.voice_holding_after_seconds,
                            recordings_dir=Path(v.voice_recordings_dir) if v.voice_recordings_dir else None)
