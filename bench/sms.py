@@ -209,8 +209,10 @@ def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
         booking_api = None
         if "${BOOKING_API_URL}" in (ROOT / args.worker).read_text():
             # A worker whose tasks call the business's system: the example's own, on loopback.
+            # Both sides know the outcome deliveries' secret (else every delivery is refused and retried).
             booking_api = subprocess.Popen([sys.executable, "-m", "examples.booking_api", "--port", "0", "--quiet"],
-                                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                           cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                           env={**os.environ, "OUTCOME_WEBHOOK_SECRET": "bench-secret"})
             assert booking_api.stdout is not None
             env.update({"BOOKING_API_URL": booking_api.stdout.readline().rsplit(" ", 1)[1].strip(),
                         "OUTCOME_WEBHOOK_SECRET": "bench-secret"})

@@ -17,8 +17,9 @@ Per call it measures what was understood as well as how fast:
   repeated      stored turns holding a run of words twice ("Maria Maria")
   latency       from the caller's last voiced frame to the first frame of the reply
 
-The same calls run against a baseline server in the same process: the speech detector's start
-period at `--baseline-start` seconds (pipecat's default 0.2) instead of the worker's 0.1.
+The same calls run against a baseline server in the same process: the speech detector at
+pipecat's defaults (a turn starts after 0.2 s of speech at volume 0.6) instead of the worker's
+0.1 s at 0.4.
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def run(label: str, start_secs: float, calls: int, folder: Path) -> dict:
+def run(label: str, start_secs: float, min_volume: float, calls: int, folder: Path) -> dict:
     server = WorkerServer(SPEC, {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_VOICE": "on",
-                                 "TWILIO_API_BASE": "http://127.0.0.1:9", "VOICE_SPEECH_START_SECONDS": str(start_secs)},
+                                 "TWILIO_API_BASE": "http://127.0.0.1:9", "VOICE_SPEECH_START_SECONDS": str(start_secs),
+                                 "VOICE_SPEECH_MIN_VOLUME": str(min_volume)},
                           folder / f"var-{label}")
     try:
         server.wait_ready(timeout=180)
@@ -164,14 +166,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=8, help="calls per server (one at a time)")
     parser.add_argument("--baseline-start", type=float, default=0.2,
                         help="the baseline's speech start period (pipecat's default); the worker uses 0.1")
+    parser.add_argument("--baseline-volume", type=float, default=0.6,
+                        help="the baseline's minimum speech volume (pipecat's default); the worker uses 0.4")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(f"{args.calls} booking calls per server, answered in short words, four espeak-ng voices")
         print(f"{'server':<32} {'completed':>7} {'values right':>8} {'lost':>5} {'re-asks':>7} {'repeated':>8} "
               f"{'p50 ms':>7} {'p95 ms':>7}")
-        base = run(f"baseline (start {args.baseline_start:g} s)", args.baseline_start, args.calls, folder)
-        now = run("worker (start 0.1 s)", 0.1, args.calls, folder)
+        base = run(f"baseline ({args.baseline_start:g} s, {args.baseline_volume:g})", args.baseline_start,
+                   args.baseline_volume, args.calls, folder)
+        now = run("worker (0.1 s, 0.4)", 0.1, 0.4, args.calls, folder)
         if base["completed"]:
             print(f"completed calls, worker / baseline: {now['completed'] / base['completed']:.2f}x")
         if base["p50"] == base["p50"]:
