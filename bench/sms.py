@@ -52,7 +52,12 @@ from tests.support.receivers import free_port  # noqa: E402
 TOKEN = "bench-token-0123456789abcdef0123"
 ACCOUNT = "AC" + "b" * 32
 SERVICE = "+15005550006"
-SCRIPT = ["hi, a table for 4 tomorrow at 7pm", "Maria Lopez", "yes"]
+SCRIPT = ["hi, a table for 4 {day} at {time}", "Maria Lopez", "yes"]
+# Each person asks for another slot: all asking for one table, a worker whose task checks and books
+# (examples/restaurant_booking.yaml) would find it full after the first ten and take its error
+# branch for the rest. 7 days x 20 evening and lunch slots x 10 tables of 4 (examples/booking_api.py).
+DAYS = ["tomorrow", "on Monday", "on Tuesday", "on Wednesday", "on Thursday", "on Friday", "on Saturday"]
+TIMES = [f"{h % 12 or 12}:{m:02d}pm" for h in range(12, 23) for m in (0, 30) if (h, m) != (20, 0)][:20]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,7 +89,9 @@ def signed_plans(url: str, conversations: int, messages: int, prefix: str) -> li
         plan = []
         for j in range(messages):
             params = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": ACCOUNT, "From": number, "To": SERVICE,
-                      "Body": SCRIPT[j % len(SCRIPT)], "NumMedia": "0"}
+                      "Body": SCRIPT[j % len(SCRIPT)].format(day=DAYS[i % len(DAYS)],
+                                                             time=TIMES[(i // len(DAYS)) % len(TIMES)]),
+                      "NumMedia": "0"}
             plan.append((params, validator.compute_signature(url, params)))
         plans.append(plan)
     return plans
