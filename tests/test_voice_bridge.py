@@ -132,6 +132,24 @@ async def test_the_recogniser_listens_for_digits_only_while_a_digit_field_is_ask
         assert stt.digit_lengths is None  # a free-text answer is transcribed as it is
 
 
+async def test_after_the_read_back_the_recogniser_listens_for_yes_or_no_however_the_line_is_worded(
+        restaurant: WorkerSpec, tmp_path: Path) -> None:
+    from channels.voice.recogniser import Recogniser
+    from channels.voice.services import LocalWhisperSTT
+
+    # A read-back that is no question in its words: the dialogue's phase says a yes or no is due.
+    plain = restaurant.script.model_copy(update={"confirmation": "A table for {people} at {time:%H:%M} under {first_name} {last_name}."})
+    spec = restaurant.model_copy(update={"script": plain})
+    stt = LocalWhisperSTT(Recogniser())
+    async with open_engine(spec, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}, stt=stt)
+        await run_test(bridge, frames_to_send=[])
+        for answer in ("A table for four tomorrow at seven pm", "Maria", "Lopez"):
+            await run_test(bridge, frames_to_send=[*spoken(answer), SleepFrame(sleep=TURN_HOLD_SECONDS + 0.3)])
+        assert bridge.results[-1].phase == "confirming", [r.phase for r in bridge.results]
+        assert stt.expecting is not None and stt.expecting.kind == "yes_no"
+
+
 class _SlowSystem(JsonHandler):
     """The business's availability API, answering after 1.5 s."""
 

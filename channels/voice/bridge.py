@@ -140,11 +140,13 @@ class DialogueBridge(FrameProcessor):
     async def _keyed_number(self, keys: str) -> None:
         await self._take_turn(keys, keyed=True, timing={"input": "dtmf"})
 
-    def _listen_for(self, requested: str | None, question: str | None) -> None:
-        """Tell the recogniser what the next answer is for (the field asked and the line said)."""
+    def _listen_for(self, requested: str | None, question: str | None, confirming: bool = False) -> None:
+        """Tell the recogniser what the next answer is for (the field asked, the line said, and
+        whether the worker is waiting for a yes or no to its read-back)."""
         if self._stt is None:
             return
-        self._stt.listen_for(next((f for f in self._core.spec.fields if f.name == requested), None), question)
+        self._stt.listen_for(next((f for f in self._core.spec.fields if f.name == requested), None), question,
+                             confirming)
 
     @property
     def _script(self) -> Script:
@@ -192,7 +194,7 @@ class DialogueBridge(FrameProcessor):
             if holding is not None:
                 holding.cancel()
         self.results.append(result)
-        self._listen_for(result.requested, result.reply)
+        self._listen_for(result.requested, result.reply, confirming=result.phase == "confirming")
         timing = {"turn": len(self.results) - 1, **(timing or {"input": "start"}),
                   "dialogue_ms": round((time.monotonic() - began) * 1000)}
         self.timings.append(timing)

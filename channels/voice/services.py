@@ -49,7 +49,7 @@ class LocalWhisperSTT(SegmentedSTTService):
         # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
         yield TranscriptionFrame(heard.text, self._user_id, time_now_iso8601(), result={"confidence": heard.confidence})
 
-    def listen_for(self, field: FieldSpec | None, question: str | None = None) -> None:
+    def listen_for(self, field: FieldSpec | None, question: str | None = None, confirming: bool = False) -> None:
         """Told by the bridge before each caller turn: the field asked for next (or None) and
         the line just said, so the next answer is heard in the context of its question: the
         question as Whisper's previous text, and the phrases that would answer it (names for a
@@ -57,7 +57,7 @@ class LocalWhisperSTT(SegmentedSTTService):
         question such as the confirmation) scored against the audio
         (channels/voice/vocabulary.py, channels/voice/constrained.py). Digit fields are also
         read digit by digit at the end of the turn."""
-        self.expecting = expectation(field, question)
+        self.expecting = expectation(field, question, confirming)
         if field is None or field.type is not FieldType.digits:
             self.expect_digits(None)
         else:

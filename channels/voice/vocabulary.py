@@ -169,9 +169,10 @@ def _capitalised(phrases: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p[0].upper() + p[1:] for p in phrases))
 
 
-def expectation(field: FieldSpec | None, question: str | None) -> Expectation | None:
+def expectation(field: FieldSpec | None, question: str | None, confirming: bool = False) -> Expectation | None:
     """What to listen for after `question`, asked for `field` (None: no field asked). None
-    when nothing narrower than free speech is expected."""
+    when nothing narrower than free speech is expected. `confirming`: the worker has just read
+    the values back (the dialogue's phase says so), however its spec words the line."""
     said = (question or "").strip()
     kind = field.type if field is not None else None
     if kind in (FieldType.first_name,):
@@ -186,7 +187,7 @@ def expectation(field: FieldSpec | None, question: str | None) -> Expectation | 
         return Expectation(kind.value, said, _capitalised(count_phrases()))
     if kind is FieldType.date:
         return Expectation(kind.value, said, _capitalised(date_phrases()))
-    if kind is FieldType.yes_no or (field is None and is_yes_no_question(said)):
+    if kind is FieldType.yes_no or (field is None and (confirming or is_yes_no_question(said))):
         return Expectation("yes_no", said, yes_no_phrases())
     if kind is FieldType.choice and field is not None and field.constraints.choices:
         words = [w for c in field.constraints.choices for w in (c.value, *c.synonyms)]
