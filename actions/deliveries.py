@@ -1,7 +1,8 @@
 """Outcome deliveries: the finished record of a conversation POSTed to the business, through an
 outbox, retried with backoff until the receiver answers 2xx.
 
-Exactly once per conversation, task, outcome and delivery: the row is enqueued by the statement
+Exactly once per outcome reached (conversation, task, outcome, the turn it was reached in) and
+delivery: the row is enqueued by the statement
 `enqueue_statement` returns, run inside the turn's own transaction (so a delivery exists exactly
 when its outcome was committed), and the table's UNIQUE key makes a turn that runs again insert
 nothing. Each row is claimed before it is sent (its attempt count is the version), so two
@@ -103,9 +104,11 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
     return bool(header) and hmac.compare_digest(sign(secret, body), header)
 
 
-def delivery_key(conversation_id: str, task: str, outcome: str, target: str) -> str:
-    """The same for every attempt of one delivery (and the receiver can drop a repeat by it)."""
-    digest = hashlib.sha256("\x1f".join((conversation_id, task, outcome, target)).encode()).hexdigest()
+def delivery_key(conversation_id: str, task: str, outcome: str, target: str, turn: int = 0) -> str:
+    """The same for every attempt of one delivery (and the receiver can drop a repeat by it).
+    Turn 0: a row queued before deliveries were told apart by turn keeps the key it was sent under."""
+    parts = (conversation_id, task, outcome, target) + ((str(turn),) if turn else ())
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
     return f"cw-outcome-{digest[:40]}"
 
 
@@ -114,15 +117,18 @@ def body_text(record: OutcomeRecord) -> str:
     return json.dumps(record.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def enqueue_statement(delivery: OutcomeDeliverySpec, record: OutcomeRecord, now: datetime | None = None) -> Statement:
-    """The INSERT that queues `record` for `delivery`, for the turn's own batch. Inserts nothing
-    when this conversation, task and outcome were queued for this delivery before."""
+def enqueue_statement(delivery: OutcomeDeliverySpec, record: OutcomeRecord, now: datetime | None = None,
+                      turn: int = 0) -> Statement:
+    """The INSERT that queues `record` for `delivery`, for the turn's own batch. `turn`: the
+    conversation's turn that reached the outcome. Inserts nothing when that turn's outcome was
+    queued for this delivery before (the turn ran again); a later booking is a new row."""
     now = now or utcnow()
     return (
-        "INSERT INTO outcome_deliveries (conversation_id, task, outcome, target, url, secret, headers, timeout, body, "
-        "status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, J?, ?, ?, 'pending', 0, ?, ?) "
-        "ON CONFLICT (conversation_id, task, outcome, target) DO NOTHING",
-        (record.conversation_id, record.task or "", record.outcome, delivery.name, delivery.url, delivery.secret,
+        "INSERT INTO outcome_deliveries (conversation_id, task, outcome, target, turn, url, secret, headers, timeout, "
+        "body, status, attempts, next_attempt_at, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, J?, ?, ?, 'pending', 0, ?, ?) "
+        "ON CONFLICT (conversation_id, task, outcome, target, turn) DO NOTHING",
+        (record.conversation_id, record.task or "", record.outcome, delivery.name, turn, delivery.url, delivery.secret,
          delivery.headers, delivery.timeout, body_text(record), now, now),
     )
 
@@ -166,7 +172,7 @@ class OutcomeDeliverer:
     async def deliver_due(self, now: datetime | None = None) -> int:
         """Try every due delivery once; returns how many were delivered now."""
         rows = await self.db.fetchall(
-            "SELECT id, conversation_id, task, outcome, target, attempts, url, secret, headers, timeout, body "
+            "SELECT id, conversation_id, task, outcome, target, turn, attempts, url, secret, headers, timeout, body "
             "FROM outcome_deliveries "
             "WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT 100",
             (now or utcnow(),), ("headers",))
@@ -204,7 +210,8 @@ class OutcomeDeliverer:
         secret = templating.fill_text(row["secret"], {}, env)
         headers.update({
             "Content-Type": "application/json",
-            "Idempotency-Key": delivery_key(row["conversation_id"], row["task"], row["outcome"], row["target"]),
+            "Idempotency-Key": delivery_key(row["conversation_id"], row["task"], row["outcome"], row["target"],
+                                            row["turn"]),
             DELIVERY_HEADER: str(row["id"]),
             SIGNATURE_HEADER: sign(secret, body),
         })

@@ -158,7 +158,8 @@ class DialogueEngine:
                         for name, v in values.items()},
                 results=state.get("results") or {}, started_at=str(state.get("started_at") or ""),
                 ended_at=utcnow().isoformat())
-            statements += [enqueue_statement(d, record) for d in self.spec.on_outcome if d.wants(done["outcome"])]
+            statements += [enqueue_statement(d, record, turn=int(state.get("turns") or 0))
+                           for d in self.spec.on_outcome if d.wants(done["outcome"])]
         return statements
 
     async def release(self, conversation_id: str) -> TurnResult:

@@ -714,3 +714,50 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        13,
+        "outcome deliveries: one per outcome reached, so a second booking in one conversation is delivered",
+        # The key gains the turn the outcome was reached in: a person who books again later in the
+        # same conversation (the same phone number next week) had the second record dropped as a
+        # repeat of the first. A turn that runs again has the same number, so it still inserts
+        # nothing. Rows from before keep turn 0 (and their Idempotency-Key, actions/deliveries.py).
+        sqlite=(
+            """CREATE TABLE outcome_deliveries_by_turn (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id TEXT NOT NULL,
+                task TEXT NOT NULL DEFAULT '',
+                outcome TEXT NOT NULL,
+                target TEXT NOT NULL,
+                turn INTEGER NOT NULL DEFAULT 0,
+                url TEXT NOT NULL,
+                secret TEXT NOT NULL,
+                headers TEXT NOT NULL DEFAULT '{}',
+                timeout REAL NOT NULL,
+                body TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                last_error TEXT,
+                created_at TEXT NOT NULL,
+                delivered_at TEXT,
+                UNIQUE (conversation_id, task, outcome, target, turn)
+            )""",
+            "INSERT INTO outcome_deliveries_by_turn (id, conversation_id, task, outcome, target, turn, url, secret, "
+            "headers, timeout, body, status, attempts, next_attempt_at, last_error, created_at, delivered_at) "
+            "SELECT id, conversation_id, task, outcome, target, 0, url, secret, headers, timeout, body, status, "
+            "attempts, next_attempt_at, last_error, created_at, delivered_at FROM outcome_deliveries",
+            "DROP TABLE outcome_deliveries",
+            "ALTER TABLE outcome_deliveries_by_turn RENAME TO outcome_deliveries",
+            "CREATE INDEX outcome_deliveries_due ON outcome_deliveries (status, next_attempt_at)",
+            "CREATE INDEX outcome_deliveries_by_conversation ON outcome_deliveries (conversation_id)",
+        ),
+        postgres=(
+            "ALTER TABLE outcome_deliveries ADD COLUMN turn INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE outcome_deliveries DROP CONSTRAINT outcome_deliveries_conversation_id_task_outcome_target_key",
+            "ALTER TABLE outcome_deliveries ADD CONSTRAINT outcome_deliveries_once "
+            "UNIQUE (conversation_id, task, outcome, target, turn)",
+        ),
+    )
+)

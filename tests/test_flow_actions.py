@@ -316,6 +316,28 @@ async def test_each_finished_task_is_delivered_once_signed_after_the_receiver_wa
 
 
 
+async def test_a_person_who_books_again_later_in_the_same_conversation_has_both_bookings_delivered(
+        receiver_port: int, engine: DialogueEngine) -> None:
+    t = talk(engine, channel="sms")  # one phone number: one conversation, week after week
+    await converse(t, [*BOOKING, "yes"])
+    assert t.last.outcome == "completed"
+    for line in ["hi, a table for 4 on Friday at 8pm please", "no", "Maria", "yes"]:
+        await t.say(line)
+    assert t.last.outcome == "completed"
+    db = engine.store.db
+    deliverer = OutcomeDeliverer(db, backoff_base=0.01)
+    try:
+        with OutcomeReceiver(receiver_port) as receiver:
+            assert await deliverer.deliver_due() == 2
+    finally:
+        await deliverer.aclose()
+    bodies = [json.loads(r.body) for r in receiver.accepted]
+    assert [(b["task"], b["outcome"], b["fields"]["people"]["value"]) for b in bodies] == [
+        ("book", "completed", 2), ("book", "completed", 4)]
+    keys = {r.headers["Idempotency-Key"] for r in receiver.accepted}
+    assert len(keys) == 2  # two records, each with its own key for the receiver
+
+
 async def test_a_conversation_given_back_after_a_failed_call_calls_again_and_goes_on(
         api: FlowApi, database_url: str) -> None:
     api.mode["/availability"] = "fail:1"

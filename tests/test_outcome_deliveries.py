@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from actions.deliveries import (
-    SIGNATURE_HEADER, OutcomeDeliverer, OutcomeRecord, RecordField, deliveries, delivery_report, enqueue,
-    enqueue_statement, verify,
+    SIGNATURE_HEADER, OutcomeDeliverer, OutcomeRecord, RecordField, deliveries, delivery_key, delivery_report,
+    enqueue, enqueue_statement, verify,
 )
 from actions.spec import OutcomeDeliverySpec
 from storage.clock import utcnow
@@ -144,6 +144,36 @@ async def test_a_delivery_takes_only_the_outcomes_it_names(db: Database) -> None
     await enqueue(db, [only_completed], record("escalated"))
     await enqueue(db, [only_completed], record("completed"))
     assert [d.outcome for d in await deliveries(db)] == ["completed"]
+
+
+async def test_a_record_queued_before_the_upgrade_is_kept_and_sent_under_its_old_key(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.migrations as migrations
+
+    database = await Database.open(database_url)
+    try:
+        # The database as it was before deliveries were told apart by turn (migration 13).
+        monkeypatch.setattr(migrations, "MIGRATIONS", [m for m in migrations.MIGRATIONS if m.version < 13])
+        await migrate(database)
+        finished = record()
+        now = utcnow()
+        await database.execute(
+            "INSERT INTO outcome_deliveries (conversation_id, task, outcome, target, url, secret, headers, timeout, "
+            "body, status, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, J?, ?, ?, 'pending', 0, ?, ?)",
+            (finished.conversation_id, "book", "completed", "bookings", "http://127.0.0.1:9/outcomes",
+             "${OUTCOME_SECRET}", {}, 5.0, "{}", now, now))
+        monkeypatch.undo()
+        assert 13 in await migrate(database)
+        [kept] = await deliveries(database, finished.conversation_id)
+        assert kept.status == "pending" and kept.task == "book"
+        row = await database.fetchone("SELECT turn FROM outcome_deliveries WHERE conversation_id = ?",
+                                      (finished.conversation_id,))
+        assert row is not None and row["turn"] == 0
+        # Its Idempotency-Key is the one a receiver may already have seen from an earlier attempt.
+        assert delivery_key(finished.conversation_id, "book", "completed", "bookings", 0) == delivery_key(
+            finished.conversation_id, "book", "completed", "bookings")
+    finally:
+        await database.close()
 
 
 def test_the_signing_secret_is_never_written_inline() -> None:

@@ -108,7 +108,10 @@ def test_the_scan_finds_tables_in_plain_and_formatted_sql() -> None:
 def test_every_table_has_an_owner() -> None:
     created = {m for migration in MIGRATIONS for sql in migration.sqlite
                for m in re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?([a-z_]+)", sql)}
-    assert created - set(OWNER) == set(), "tables with no owner in OWNER"
+    # SQLite cannot change a constraint in place: a table is rebuilt under another name, then renamed.
+    rebuilt = {m for migration in MIGRATIONS for sql in migration.sqlite
+               for m in re.findall(r"ALTER TABLE ([a-z_]+) RENAME TO", sql)}
+    assert created - rebuilt - set(OWNER) == set(), "tables with no owner in OWNER"
 
 
 def test_no_package_runs_sql_on_another_packages_tables() -> None:
