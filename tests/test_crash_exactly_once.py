@@ -27,7 +27,10 @@ def _assert_clean(report) -> None:  # noqa: ANN001
 
 
 def test_sqlite_one_process_killed_mid_request_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    report = asyncio.run(crash_run(tmp_path, conversations=12, seed=14, deaths=15))
+    # 20 conversations and a kill every 0.1-0.5 s once up: 12 at the default pace could all finish
+    # after a single kill (a CI run at fc9ca22 ended in 6 s after one), and fewer than 3 deaths
+    # prove nothing.
+    report = asyncio.run(crash_run(tmp_path, conversations=20, seed=14, deaths=15, kill_every=(0.1, 0.5)))
     _assert_clean(report)
 
 
