@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -54,13 +54,15 @@ class DialogueEngine:
         store: TranscriptStore,
         extractor: Extractor | None = None,
         handoffs: Any = None,
+        action_env: Mapping[str, str] | None = None,
     ):
         self.spec = spec
         self.store = store
         self.handoffs = handoffs
         self.saver = ConversationSaver(store.db)
         # A worker that calls the business's systems: one client, its results stored per step.
-        self.actions = ActionClient(store.db) if spec.actions else None
+        # `action_env`: where its ${VAR}s are read (the process environment when None).
+        self.actions = ActionClient(store.db, env=action_env) if spec.actions else None
         self.flows = FlowServices.for_spec(spec, self.actions) if spec.tasks else None
         self.nodes = make_nodes(spec, extractor, self.flows)
         self.graph = build_graph(spec, checkpointer=self.saver, nodes=self.nodes)

@@ -12,15 +12,16 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from dialogue.spec import WorkerSpec
 from dialogue.yaml_limits import MAX_NUMBER_CHARS, MAX_SPEC_BYTES, LimitExceeded, check_limits
 from extraction.fields import IDENTIFIER
 
+M = TypeVar("M", bound=BaseModel)
 _PATH_IN_MESSAGE = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)+)\b")
 # A model's own check names the place inside it ("headers.Authorization: a secret written inline").
 _INNER_PATH = re.compile(r"^(?:Value error, )?((?:[a-z_]+)(?:\.[A-Za-z0-9_]+)*): ")
@@ -179,6 +180,13 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def parse_spec(text: str, file: str = "<spec>") -> WorkerSpec:
+    return parse_model(text, file, WorkerSpec, "a worker spec must be a mapping of keys such as name, script, fields")
+
+
+def parse_model(text: str, file: str, model: type[M], not_a_mapping: str, context: dict[str, Any] | None = None) -> M:
+    """Parse YAML `text` into `model` with the spec's safe loader and limits; every problem is a
+    `SpecProblem` at its file and line (other YAML formats, such as conversation tests, reuse it).
+    `context` is pydantic's validation context, for checks that need more than the file."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
         raise SpecError([SpecProblem(file, None, "", _too_big(size))])
@@ -212,9 +220,9 @@ def parse_spec(text: str, file: str = "<spec>") -> WorkerSpec:
         if loader is not None:
             loader.dispose()
     if not isinstance(data, dict):
-        raise SpecError([SpecProblem(file, 1, "", "a worker spec must be a mapping of keys such as name, script, fields")])
+        raise SpecError([SpecProblem(file, 1, "", not_a_mapping)])
     try:
-        return WorkerSpec.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise SpecError(_problems(exc, root, file)) from None
     except RecursionError:
@@ -267,6 +275,11 @@ def _one_per_line(errors: list[Any]) -> list[Any]:
 
 
 def load_spec(path: str | Path) -> WorkerSpec:
+    return parse_spec(read_limited(path), str(path))
+
+
+def read_limited(path: str | Path) -> str:
+    """The UTF-8 text of a YAML file of at most MAX_SPEC_BYTES, or a SpecError saying why not."""
     p = Path(path)
     try:
         with p.open("rb") as f:
@@ -282,7 +295,7 @@ def load_spec(path: str | Path) -> WorkerSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError([SpecProblem(str(p), None, "", f"cannot read: {exc}")]) from None
-    return parse_spec(text, str(p))
+    return text
 
 
 def _size_of(p: Path, at_least: int) -> int:

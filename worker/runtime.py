@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from dialogue.engine import DialogueEngine
@@ -23,14 +23,17 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def open_engine(spec: WorkerSpec, settings: Settings | None = None,
-                      env: WorkerSettings | None = None) -> AsyncIterator[DialogueEngine]:
+                      env: WorkerSettings | None = None,
+                      action_env: Mapping[str, str] | None = None) -> AsyncIterator[DialogueEngine]:
+    """`action_env`: where the actions' ${VAR}s are read (the process environment when None)."""
     env = env or WorkerSettings.from_env()
     settings = settings or env.config()
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
         notifier = Notifier(store.db, env.smtp_settings())
         handoffs = Handoffs(spec, store, notifier, public_base_url=env.twilio.public_base_url)
-        engine = DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs)
+        engine = DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs,
+                                action_env=action_env)
         try:
             yield engine
         finally:

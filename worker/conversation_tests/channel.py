@@ -1,0 +1,53 @@
+"""What the runner needs from a channel: one conversation, a line in, the worker's reply out.
+
+A channel module (console.py, sms.py; email and voice to come) implements `CaseChannel` and is
+named in `open_channel`; the runner never knows which one it drives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from dialogue.engine import DialogueEngine
+
+
+class Reply(BaseModel):
+    """What the person got back for one line (None: nothing)."""
+
+    text: str | None
+
+
+class NotSupported(Exception):
+    """The runner cannot drive this channel yet; the case fails with this reason."""
+
+
+class CaseChannel(Protocol):
+    conversation_id: str
+
+    async def start(self) -> Reply:
+        """Begin the conversation (the console's greeting; SMS: nothing, the person writes first)."""
+        ...
+
+    async def send(self, line: str) -> Reply:
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+Clock = Callable[[], datetime]
+
+
+def open_channel(name: str, engine: DialogueEngine, clock: Clock) -> CaseChannel:
+    if name == "console":
+        from worker.conversation_tests.console import ConsoleChannel
+
+        return ConsoleChannel(engine, clock)
+    if name == "sms":
+        from worker.conversation_tests.sms import SmsChannel
+
+        return SmsChannel(engine, clock)
+    raise NotSupported(f"channel {name!r} is not yet supported by this runner (console and sms are)")
