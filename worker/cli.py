@@ -87,6 +87,27 @@ def spec_schema() -> None:
     sys.stdout.write(spec_json_schema() + "\n")
 
 
+@app.command("test")
+def test_command(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Conversation test files (YAML); see docs/testing.md.", show_default=False)] = None,
+    worker: Annotated[Optional[Path], typer.Option("--worker", "-w", help="Run against this worker spec instead of each file's `worker:`.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write the results as JUnit XML to FILE (for CI).")] = None,
+    show_coverage: Annotated[bool, typer.Option("--coverage", help="List the tasks, steps, branches, fields, rules, knowledge entries and script lines no case exercised.")] = False,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the test file format's JSON Schema and exit.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Cases run at once.")] = 4,
+) -> None:
+    """Run conversation tests: each case talks to the worker on its channel (console, sms) with a
+    fresh store, its own clock and stubbed actions, and checks what you expect after each line.
+
+    Exit code 0: every case passed; 1: a case failed (expected against got and the transcript are
+    printed); 2: a file is invalid (file, line and reason)."""
+    from worker.conversation_tests import command
+
+    if schema:
+        raise typer.Exit(command.print_schema())
+    raise typer.Exit(command.run(list(files or []), worker, junit, show_coverage, jobs))
+
+
 @app.command()
 def chat(
     worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file.")],
