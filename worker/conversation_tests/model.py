@@ -154,6 +154,14 @@ class TestFile(_Strict):
                                                                       "for every case.")
     cases: list[Case] = Field(min_length=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _extensions(cls, data: Any) -> Any:
+        # `x-...` keys at the top are the author's own (YAML anchors for steps several cases share).
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+        return data
+
     @model_validator(mode="after")
     def _unique_names(self) -> TestFile:
         seen: set[str] = set()
