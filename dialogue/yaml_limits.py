@@ -41,6 +41,7 @@ class _Open:
     start_total: int
     index: int = -1
     key: Any = None
+    deepest: int = 0  # the deepest level (stack length) reached inside it, aliases counted
     at_key: bool = True
     item_is_key: bool = False
 
@@ -59,11 +60,12 @@ def _path(stack: list[_Open]) -> str:
 
 
 def check_limits(text: str, loader: type[yaml.SafeLoader]) -> None:
-    """Raise LimitExceeded at the first event nested deeper than MAX_DEPTH, at an alias
-    to a value that contains it, or once the spec expands past MAX_VALUES values.
+    """Raise LimitExceeded at the first event nested deeper than MAX_DEPTH (an alias counted
+    as deep as its anchor's value), at an alias to a value that contains it, or once the spec expands past MAX_VALUES values.
     YAML syntax errors are left to the real load, which reports them."""
     stack: list[_Open] = []
     sizes: dict[str, int] = {}  # anchor -> values it stands for, once its node is complete
+    spans: dict[str, int] = {}  # anchor -> levels its node spans (0 for a scalar)
     total = 0
 
     def begin_item() -> None:
@@ -107,11 +109,15 @@ def check_limits(text: str, loader: type[yaml.SafeLoader]) -> None:
                         f"nested more than {MAX_DEPTH} levels deep; a worker spec needs far fewer",
                     )
                 count(1, event.start_mark)
-                stack.append(_Open(isinstance(event, yaml.MappingStartEvent), event.anchor, total - 1))
+                stack.append(_Open(isinstance(event, yaml.MappingStartEvent), event.anchor, total - 1,
+                                   deepest=len(stack) + 1))
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
                 if frame.anchor is not None:
                     sizes[frame.anchor] = total - frame.start_total
+                    spans[frame.anchor] = frame.deepest - len(stack)
+                if stack:
+                    stack[-1].deepest = max(stack[-1].deepest, frame.deepest)
                 end_item(None)
             elif isinstance(event, yaml.ScalarEvent):
                 begin_item()
@@ -128,6 +134,18 @@ def check_limits(text: str, loader: type[yaml.SafeLoader]) -> None:
                         f"alias *{event.anchor} refers to a value that contains it; a spec cannot be recursive",
                     )
                 count(sizes.get(event.anchor, 1), event.start_mark)
+                # An alias nests its anchor's levels where it is used: forty anchors of 25
+                # levels, each holding the next alias, are 1,000 levels deep once built.
+                reached = len(stack) + spans.get(event.anchor, 0)
+                if reached > MAX_DEPTH:
+                    raise LimitExceeded(
+                        event.start_mark.line + 1,
+                        _path(stack),
+                        f"alias *{event.anchor} nests its value more than {MAX_DEPTH} levels deep; "
+                        "a worker spec needs far fewer",
+                    )
+                if stack:
+                    stack[-1].deepest = max(stack[-1].deepest, reached)
                 end_item(None)
     except yaml.YAMLError:
         return

@@ -200,6 +200,23 @@ def test_an_alias_bomb_is_a_spec_error_with_its_line() -> None:
     assert found.startswith("w.yaml:29: escalation.rules.0.when.any.5.any.0: the spec expands to more than 50000 values")
 
 
+def test_aliases_that_nest_each_other_past_the_depth_limit_are_a_spec_error() -> None:
+    # No single node is deep: forty anchors of 25 levels, each holding the next alias, are 1,000
+    # levels once built (pydantic then failed with a 64 KB path of "not.not.not...").
+    rules, inner = [], "{intent: human}"
+    for i in range(40):
+        rules.append(f"    - id: r{i}\n      reason: r\n      when: &a{i} " + "{not: " * 25 + inner + "}" * 25)
+        inner = f"*a{i}"
+    [found] = problems(SPEC + "escalation:\n  rules:\n" + "\n".join(rules) + "\n")
+    assert found == ("w.yaml:25: escalation.rules.1.when...not.not.not: alias *a0 nests its value more than "
+                     "32 levels deep; a worker spec needs far fewer")
+
+
+def test_an_alias_as_deep_as_the_limit_allows_passes_the_depth_check() -> None:
+    text = SPEC + "extra:\n  - &deep " + "[" * 20 + "1" + "]" * 20 + "\n  - [[[[[*deep]]]]]\n"
+    assert problems(text) == ["w.yaml:18: extra: unknown key 'extra'"]  # built, then refused as any unknown key
+
+
 def test_an_alias_inside_its_own_anchor_is_refused() -> None:
     [found] = problems(SPEC + "extra: &loop [1, *loop]\n")
     assert found == "w.yaml:18: extra.1: alias *loop refers to a value that contains it; a spec cannot be recursive"
