@@ -1,7 +1,7 @@
 """What the runner needs from a channel: one conversation, a line in, the worker's reply out.
 
 A channel module (console.py, sms.py; email and voice to come) implements `CaseChannel` and is
-named in `open_channel`; the runner never knows which one it drives."""
+named in runner.py's `open_channel`; the runner never knows which one it drives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from dialogue.engine import DialogueEngine
 
 
 class Reply(BaseModel):
@@ -40,14 +39,3 @@ class CaseChannel(Protocol):
 
 Clock = Callable[[], datetime]
 
-
-def open_channel(name: str, engine: DialogueEngine, clock: Clock) -> CaseChannel:
-    if name == "console":
-        from worker.conversation_tests.console import ConsoleChannel
-
-        return ConsoleChannel(engine, clock)
-    if name == "sms":
-        from worker.conversation_tests.sms import SmsChannel
-
-        return SmsChannel(engine, clock)
-    raise NotSupported(f"channel {name!r} is not yet supported by this runner (console and sms are)")

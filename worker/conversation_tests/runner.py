@@ -17,10 +17,12 @@ from actions.client import stored_results
 from channels.console.chat import Clock
 from dialogue.engine import DialogueEngine
 from worker.config import Settings
-from worker.conversation_tests.channel import NotSupported, open_channel
+from worker.conversation_tests.channel import CaseChannel, Clock as ClockFn, NotSupported
+from worker.conversation_tests.console import ConsoleChannel
 from worker.conversation_tests.expectations import Mismatch, Observed, check
 from worker.conversation_tests.loader import LoadedFile
 from worker.conversation_tests.model import Case
+from worker.conversation_tests.sms import SmsChannel
 from worker.conversation_tests.stubs import StubServer
 from worker.runtime import open_engine
 from worker.settings import WorkerSettings
@@ -65,6 +67,15 @@ class CaseResult(BaseModel):
     @property
     def passed(self) -> bool:
         return self.error is None and not any(s.mismatches for s in self.steps)
+
+
+def open_channel(name: str, engine: DialogueEngine, clock: ClockFn) -> CaseChannel:
+    """The channel a case names; email and voice are not driven yet (the case fails saying so)."""
+    if name == "console":
+        return ConsoleChannel(engine, clock)
+    if name == "sms":
+        return SmsChannel(engine, clock)
+    raise NotSupported(f"channel {name!r} is not yet supported by this runner (console and sms are)")
 
 
 async def run_files(files: list[LoadedFile], jobs: int = DEFAULT_JOBS) -> list[CaseResult]:
