@@ -167,9 +167,11 @@ class Handoffs:
 
 
     # `by` is who did it: the authenticated operator over HTTP, the local user on the command line.
-    async def claim(self, handoff_id: int, by: str) -> Handoff:
+    async def claim(self, handoff_id: int, by: str, actor: str | None = None) -> Handoff:
+        """`by` takes the handoff; `actor`, when another identity made the move (the local
+        account behind `queue claim --by NAME`), is who the audit row records."""
         handoff = await self.queue.claim(handoff_id, by)
-        await self._audit_queue(handoff, "claim", f"claimed by {by}", by)
+        await self._audit_queue(handoff, "claim", f"claimed by {by}", actor or by)
         return handoff
 
     async def resolve(self, handoff_id: int, note: str | None = None, by: str | None = None) -> Handoff:

@@ -4,6 +4,7 @@ never acts outside what its spec allows."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -262,6 +263,11 @@ def test_queue_commands_from_handoff_to_release(tmp_path: Path) -> None:
     again = _cli("queue", "claim", *worker, "1", "--by", "bo", var=var)
     assert again.returncode == 1 and "is claimed; it cannot be claimed" in again.stderr
     assert "released" in _cli("queue", "release", *worker, "1", "--note", "customer is fine", var=var).stdout
+    # A name typed on the command line is who took it; the audit trail names the account that typed it.
+    audit = [e for e in json.loads(_cli("export", "--format", "jsonl", var=var).stdout.splitlines()[0])["audit"]
+             if e["kind"] == "queue"]
+    assert [(e["action"], e["inputs"]["by"]) for e in audit] == [("claim", f"cli:{getpass.getuser()}"),
+                                                                  ("release", f"cli:{getpass.getuser()}")]
 
     # Back with the worker: the next message is answered where the conversation left off.
     script.write_text("it's about a charge on my bill\n")

@@ -467,10 +467,12 @@ def queue_show(
 def queue_claim(
     worker: Annotated[Path, _WORKER_OPT],
     handoff_id: Annotated[int, typer.Argument(help="Handoff id.")],
-    by: Annotated[str, typer.Option(help="Who takes it.")],
+    by: Annotated[Optional[str], typer.Option(help="Who takes it (default: your login name). The audit row "
+                                                   "records the local account that ran the command either way.")] = None,
 ) -> None:
     """Take a handoff: it is yours until you resolve or release it."""
-    item = _queue_run(worker, lambda engine: engine.handoffs.claim(handoff_id, by))
+    actor = _local_operator()
+    item = _queue_run(worker, lambda engine: engine.handoffs.claim(handoff_id, by or actor.removeprefix("cli:"), actor=actor))
     out.print(f"handoff {item.id} claimed by {item.claimed_by}")
 
 
