@@ -246,8 +246,12 @@ def build_router(conversations: Conversations, settings: TwilioSettings, store: 
                 # so Twilio stops delivering it and the conversation can go on.
                 log.exception("SMS %s: the turn failed again; given up after %d attempts", msg.MessageSid, MAX_ATTEMPTS)
                 return twiml()
-            log.exception("SMS %s: the turn failed; Twilio will deliver it again", msg.MessageSid)
-            return Response("temporary failure", status_code=500, media_type="text/plain")
+            # Recorded 'failed' with the reason: recovery runs the turn again after the recovery
+            # period and answers through the outbox, as does a redelivery before then. Never a
+            # 500: Twilio does not retry a 5xx by default, it counts it as the app's error (11200)
+            # and sends the message to the Fallback URL, which would answer it a second time.
+            log.exception("SMS %s: the turn failed; recovery will try it again", msg.MessageSid)
+            return twiml()
         crash_point("sms.after_commit")  # the reply is committed and has not left: the worst moment
         reply = reply_text.get("reply")
         return twiml(reply, action=status_action) if reply else twiml()
