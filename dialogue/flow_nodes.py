@@ -31,6 +31,10 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         out: dict[str, Any] = {**_PER_TURN, **await read(state)}
         if state.get("phase") == "done" and state.get("outcome") != "escalated" and "outcome" in out:
             out.update(_FRESH)  # a finished conversation that hears again starts afresh (understand reset it)
+            # Everything below reads "before this turn" from the fresh state, or a re-read for the
+            # routed task brought the finished task's values back (and its call ran again).
+            state = {**state, **_FRESH, "phase": "new", "fields": {}, "reasks": {}, "requested": None,
+                     "outcome": None, "escalation": None}
         text = (state.get("incoming") or {}).get("text")
         merged = {**state, **out}
         if text is None or merged.get("phase") == "done" or set(out.get("intents", [])) & _QUIET:

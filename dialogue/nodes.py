@@ -92,6 +92,9 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
             # A finished (not handed-over) conversation that hears again starts afresh.
             base.update(phase="new", fields={}, reasks={}, requested=None, outcome=None, escalation=None)
             phase = "new"
+            # Read on from the fresh state: the finished task's values must not carry into the
+            # new request (they did, and a follow-up froze the card again with the old number).
+            state = {**state, **base}
         if text is None or phase == "done":
             return base
         intents = detect_intents(text)

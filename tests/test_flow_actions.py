@@ -368,8 +368,12 @@ async def test_after_starting_over_or_a_finished_booking_a_call_is_a_new_request
     other = talk(engine)
     *_, reply = await converse(other, [*BOOKING, "yes"])
     assert reply.startswith("Your reference is B1.")
-    # The conversation ended; the person books again (the values they gave are kept).
+    # The conversation ended; the person books again: a new request, asked for afresh (a finished
+    # task's values never carry into the next one, where they could drive a call unasked).
     reply = await other.say("I'd also like to book a table for 4 on Saturday at 1pm")
+    assert reply.endswith("Does anyone in your party have a food allergy?")
+    await other.say("no")
+    reply = await other.say("Maria")
     assert reply.endswith("A table for 4 on Saturday 28 November at 13:00 for Maria. Is that right?")
     reply = await other.say("yes")
     assert other.last.outcome == "completed" and reply.startswith("Your reference is B2.")
