@@ -144,6 +144,13 @@ def make_flow_decide(spec: WorkerSpec, services: FlowServices):
         if state.get("switched") is not None:
             # Moving from one task to another is acknowledged; the first task chosen is not a move.
             lines.append({"key": "switch"} if state["switched"] else {"key": "acknowledge"} if took else {"key": "switch"})
+            errors = state.get("errors", {})
+            if errors:
+                # "A table for 20" as the first words (by SMS, before any task): the refusal and
+                # its reason come first, then that field is asked again, as within a task.
+                name = next(iter(errors))
+                lines.append({"key": "invalid", "field": name, "extra": {"error": errors[name]}})
+                return {"lines": lines, "requested": name}
             return {**await run().run(), "lines": lines}
         errors = state.get("errors", {})
         if errors:

@@ -6,6 +6,7 @@ loopback (tests/support/flow_api.py); the spec is tests/data/specs/flows_restaur
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from actions.deliveries import deliveries
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
 from dialogue.spec_loader import load_spec
-from tests.conftest import TEST_DATA
+from tests.conftest import ROOT, TEST_DATA
 from tests.support.flow_api import INTERNAL_NOTE, FlowApi
 from tests.support.talk import Talk, engine_for
 
@@ -277,3 +278,17 @@ async def test_a_goto_to_a_task_left_earlier_takes_it_up_and_it_is_not_resumed_a
     reply = await t.say("yes")
     assert reply == "Your reference is B1. You're booked, Maria!" and t.last.ended
     assert len(api.to("/bookings")) == 1 and len(api.to("/availability")) == 1
+
+
+async def test_a_first_message_with_a_refused_value_is_answered_with_the_refusal_and_its_reason(
+        tmp_path: Path) -> None:
+    # By SMS the person writes first, before any task is chosen: the value their first words
+    # give is checked as within a task, and its refusal is not lost behind the next question.
+    spec = load_spec(ROOT / "examples" / "restaurant_booking.yaml")
+    async with engine_for(spec, str(tmp_path / "db")) as engine:
+        t = Talk(engine, channel="sms")
+        reply = await t.say("a table for 100 tomorrow at 7pm")
+        assert "That's more than" in reply and reply.endswith("How many of you?")
+        assert "people" not in t.values() and t.last.requested == "people"
+        reply = await t.say("4")
+        assert t.values()["people"] == 4
