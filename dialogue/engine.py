@@ -35,7 +35,7 @@ from storage.checkpoints import ConversationSaver
 from storage.clock import utcnow
 from storage.crash_points import crash_point
 from storage.db import Statement, WriteConflict
-from transcripts.store import Event, TranscriptStore
+from transcripts.store import Event, SpecStamp, TranscriptStore
 
 log = logging.getLogger(__name__)
 _ACTIONS = TypeAdapter(list[Action])
@@ -58,6 +58,8 @@ class DialogueEngine:
     ):
         self.spec = spec
         self.store = store
+        # Stored on every conversation this engine starts (migration 14): which spec ran it.
+        self.spec_stamp = SpecStamp(version=spec.version, hash=spec.content_hash())
         self.handoffs = handoffs
         self.saver = ConversationSaver(store.db)
         # A worker that calls the business's systems: one client, its results stored per step.
@@ -86,7 +88,7 @@ class DialogueEngine:
             Event(conversation_id=key, channel=turn.channel, direction="system" if started else "in", text=turn.text,
                   time=turn.time, metadata={**turn.metadata, "event": "started"} if started else turn.metadata,
                   dedupe_key=turn.dedupe_key),
-            worker=self.spec.name,
+            worker=self.spec.name, spec=self.spec_stamp,
         )
         incoming = {"incoming": {"text": turn.text, "time": turn.time.isoformat(), "channel": turn.channel,
                                  "conversation_id": key}}
@@ -116,7 +118,7 @@ class DialogueEngine:
                             escalation=result.escalation.model_dump() if result.escalation else None,
                             actions=[a.model_dump() for a in result.actions],
                         ),
-                        worker=self.spec.name,
+                        worker=self.spec.name, spec=self.spec_stamp,
                     )
                 if self.handoffs is not None:
                     writes += self.handoffs.audit_statements(key, turn.channel, state)
@@ -186,7 +188,7 @@ class DialogueEngine:
             await self.store.append(
                 Event(conversation_id=conversation_id, channel=values.get("channel", "console"), direction="system",
                       text=None, time=utcnow(), fields=fields, metadata={"event": "released to the worker"}),
-                worker=self.spec.name,
+                worker=self.spec.name, spec=self.spec_stamp,
             )
         result = await self.snapshot(conversation_id)
         assert result is not None
@@ -221,7 +223,7 @@ class DialogueEngine:
         await self.store.append(
             Event(conversation_id=conversation_id, channel=channel, direction="out" if said else "system",
                   text=said, time=utcnow(), outcome=outcome, metadata={**(metadata or {}), "event": event}),
-            worker=self.spec.name,
+            worker=self.spec.name, spec=self.spec_stamp,
         )
 
     async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:

@@ -8,6 +8,8 @@ nothing else (see `dialogue.template`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -147,6 +149,9 @@ class WorkerSpec(_Strict):
     """A whole worker: persona, script, fields, outcomes, escalation and channels."""
 
     name: str = Field(pattern=IDENTIFIER)
+    version: str | None = Field(None, max_length=100, description="Your label for this version of the spec "
+                                "(\"2026-11-23\", \"v4\"); stored on every conversation it starts, with the "
+                                "spec's content hash.")
     persona: str = Field(description="Who the worker is, e.g. 'Sam, the host at Luigi's'.")
     tone: str = Field("friendly and brief", description="How it speaks.")
     goal: str = Field(description="What a completed conversation achieves.")
@@ -222,6 +227,13 @@ class WorkerSpec(_Strict):
         if found:
             raise ValueError("\n".join(found))
         return self
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical spec: the validated model as JSON with sorted keys and no
+        whitespace. Formatting, comments, key order and written-out defaults do not change it;
+        any change of value does (the `version:` label included)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def task(self, name: str | None) -> Task | None:
         return next((t for t in self.tasks if t.name == name), None)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from escalation.rules import DriftBand
-from transcripts.store import TranscriptStore
+from transcripts.store import ConversationRecord, TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ class DriftStatus(BaseModel):
 async def drift_status(store: TranscriptStore, worker: str, band: DriftBand | None) -> DriftStatus:
     window = band.window if band else 50
     rows = await store.recent_ended(worker, window)
-    confidences: list[float] = [f["confidence"] for r in rows for f in (r.fields or {}).values() if "confidence" in f]
-    rate = sum(r.outcome == "escalated" for r in rows) / len(rows) if rows else None
-    mean = sum(confidences) / len(confidences) if confidences else None
+    rate, mean = _rate(rows, "escalated"), _mean_confidence(rows)
     alarms: list[str] = []
     # Too few conversations say nothing yet; wait for a fifth of the window.
     if band and rows and len(rows) >= max(5, window // 5):
@@ -41,6 +39,48 @@ async def drift_status(store: TranscriptStore, worker: str, band: DriftBand | No
             alarms.append(f"mean field confidence {mean:.2f} is below {band.min_mean_confidence:.2f}")
     return DriftStatus(worker=worker, window=window, conversations=len(rows), escalation_rate=rate,
                        mean_confidence=mean, alarms=alarms)
+
+
+def _rate(ended: list[ConversationRecord], outcome: str) -> float | None:
+    """Share of the ended conversations with this outcome (None: none ended)."""
+    return sum(r.outcome == outcome for r in ended) / len(ended) if ended else None
+
+
+def _mean_confidence(ended: list[ConversationRecord]) -> float | None:
+    """Mean confidence of every field the ended conversations hold."""
+    confidences = [f["confidence"] for r in ended for f in (r.fields or {}).values()
+                   if isinstance(f, dict) and "confidence" in f]
+    return sum(confidences) / len(confidences) if confidences else None
+
+
+class VersionFigures(BaseModel):
+    """One spec version's figures: how many conversations started on it, and of those that ended,
+    the share completed and escalated and the mean field confidence (as the drift alarm counts)."""
+
+    spec_version: str | None
+    spec_hash: str | None
+    conversations: int
+    ended: int
+    completion_rate: float | None
+    escalation_rate: float | None
+    mean_confidence: float | None
+
+
+def by_spec_version(conversations: list[ConversationRecord]) -> list[VersionFigures]:
+    """Figures per spec version (label and content hash), in the order the versions first
+    started a conversation; conversations from before versions were recorded are one group
+    with both null."""
+    groups: dict[tuple[str | None, str | None], list[ConversationRecord]] = {}
+    for c in conversations:
+        groups.setdefault((c.spec_version, c.spec_hash), []).append(c)
+    figures = []
+    for (version, digest), rows in groups.items():
+        ended = [r for r in rows if r.outcome is not None]
+        figures.append(VersionFigures(
+            spec_version=version, spec_hash=digest, conversations=len(rows), ended=len(ended),
+            completion_rate=_rate(ended, "completed"), escalation_rate=_rate(ended, "escalated"),
+            mean_confidence=_mean_confidence(ended)))
+    return figures
 
 
 def prometheus(status: DriftStatus, extra: dict[str, Any] | None = None) -> str:

@@ -761,3 +761,23 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        14,
+        "conversations: the version of the worker spec that ran each one (its `version:` and content hash)",
+        # Set once, when the conversation's row is first written, and never changed after: a
+        # conversation keeps the spec it started with (serve --candidate routes by it). Rows from
+        # before stay NULL (unknown). The index serves the per-version KPIs and export filter.
+        sqlite=(
+            "ALTER TABLE conversations ADD COLUMN spec_version TEXT",
+            "ALTER TABLE conversations ADD COLUMN spec_hash TEXT",
+            "CREATE INDEX conversations_by_spec ON conversations (worker, spec_hash)",
+        ),
+        postgres=(
+            "ALTER TABLE conversations ADD COLUMN spec_version TEXT",
+            "ALTER TABLE conversations ADD COLUMN spec_hash TEXT",
+            "CREATE INDEX conversations_by_spec ON conversations (worker, spec_hash)",
+        ),
+    )
+)

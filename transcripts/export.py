@@ -27,6 +27,7 @@ ExportFormat = Literal["jsonl", "csv"]
 
 CSV_COLUMNS = [
     "conversation_id", "worker", "conversation_channel", "started_at", "conversation_outcome",
+    "spec_version", "spec_hash",
     "event_id", "time", "channel", "direction", "text", "fields", "outcome", "escalation_rule", "escalation_reason",
     "metadata",
 ]
@@ -106,7 +107,7 @@ async def export(
         r = _for(redactor, conv, events)
         conversation_id = redactor.conversation_id(conv.id) if redactor else conv.id
         if writer is None:
-            record = conv.model_dump()
+            record = conv.model_dump()  # spec_version and spec_hash included: the spec that ran it
             record["id"] = conversation_id
             record["fields"] = r.fields(conv.fields)
             record["escalation"] = r.value(conv.escalation)
@@ -130,6 +131,7 @@ async def export(
                 row = {
                     "conversation_id": conversation_id, "worker": conv.worker, "conversation_channel": conv.channel,
                     "started_at": conv.started_at, "conversation_outcome": conv.outcome or "",
+                    "spec_version": conv.spec_version or "", "spec_hash": conv.spec_hash or "",
                     "event_id": e.id, "time": e.time, "channel": e.channel, "direction": e.direction,
                     "text": _text(r, e) or "",
                     "fields": json.dumps({k: v.get("value") if isinstance(v, dict) else v for k, v in fields.items()},

@@ -44,6 +44,17 @@ class ConversationRecord(BaseModel):
     escalation: dict[str, Any] | None
     fields: dict[str, Any]
     turns: int
+    # The spec that ran it (migration 14): its `version:` label and content hash, set when the
+    # conversation started. None on conversations from before versions were recorded.
+    spec_version: str | None = None
+    spec_hash: str | None = None
+
+
+class SpecStamp(BaseModel):
+    """Which version of the worker spec a conversation started on."""
+
+    version: str | None = None
+    hash: str | None = None
 
 
 class ExportFilter(BaseModel):
@@ -52,6 +63,8 @@ class ExportFilter(BaseModel):
     outcome: str | None = None
     channel: str | None = None
     worker: str | None = None
+    # The spec's `version:` label, or its content hash (a prefix of at least 6 characters will do).
+    spec_version: str | None = None
 
 
 class TranscriptStore:
@@ -67,17 +80,20 @@ class TranscriptStore:
     async def close(self) -> None:
         await self.db.close()
 
-    async def append(self, event: Event, worker: str) -> None:
+    async def append(self, event: Event, worker: str, spec: SpecStamp | None = None) -> None:
         """Record one event and keep the conversation's summary row in step with it."""
-        await self.db.batch(self.append_statements(event, worker))
+        await self.db.batch(self.append_statements(event, worker, spec))
 
     @staticmethod
-    def append_statements(event: Event, worker: str) -> list[Statement]:
-        """What `append` runs, for callers that commit the event with other writes."""
+    def append_statements(event: Event, worker: str, spec: SpecStamp | None = None) -> list[Statement]:
+        """What `append` runs, for callers that commit the event with other writes. `spec` is
+        stored only when this event starts the conversation: a conversation keeps the version of
+        the spec it started with."""
+        spec = spec or SpecStamp()
         return [
-            ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns) "
-             "VALUES (?, ?, ?, ?, ?, J?, 0) ON CONFLICT (id) DO NOTHING",
-             (event.conversation_id, worker, event.channel, event.time, event.time, {})),
+            ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns, spec_version, "
+             "spec_hash) VALUES (?, ?, ?, ?, ?, J?, 0, ?, ?) ON CONFLICT (id) DO NOTHING",
+             (event.conversation_id, worker, event.channel, event.time, event.time, {}, spec.version, spec.hash)),
             ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, "
              "metadata, dedupe_key) VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?) ON CONFLICT DO NOTHING",
              (event.conversation_id, event.channel, event.direction, event.text, event.time, event.fields or {},
@@ -124,6 +140,21 @@ class TranscriptStore:
         row = await self.db.fetchone("SELECT * FROM conversations WHERE id = ?", (conversation_id,), _JSON_CONV)
         return ConversationRecord(**row) if row else None
 
+    async def spec_of(self, conversation_id: str) -> SpecStamp | None:
+        """The spec version a stored conversation started on (None: no such conversation)."""
+        row = await self.db.fetchone("SELECT spec_version, spec_hash FROM conversations WHERE id = ?", (conversation_id,))
+        return SpecStamp(version=row["spec_version"], hash=row["spec_hash"]) if row else None
+
+    async def by_spec(self, worker: str, since: datetime | None = None) -> list[ConversationRecord]:
+        """The worker's conversations (started at or after `since`), with their outcome, fields and
+        spec version, oldest first: what the per-version KPIs are computed from."""
+        where, params = "worker = ?", [worker]
+        if since is not None:
+            where, params = where + " AND started_at >= ?", [worker, since]
+        rows = await self.db.fetchall(f"SELECT * FROM conversations WHERE {where} ORDER BY started_at, id", params,
+                                      _JSON_CONV)
+        return [ConversationRecord(**r) for r in rows]
+
     async def recent_ended(self, worker: str, limit: int) -> list[ConversationRecord]:
         """The worker's last `limit` conversations that reached an outcome, latest first (the
         drift alarm's window)."""
@@ -148,6 +179,15 @@ class TranscriptStore:
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
+        if f.spec_version is not None:
+            # The label, or the hash by prefix (the pattern is a parameter: no % in the SQL text).
+            wanted = f.spec_version
+            if len(wanted) >= 6 and all(c in "0123456789abcdef" for c in wanted):
+                clauses.append("(spec_version = ? OR spec_hash LIKE ?)")
+                params += [wanted, wanted + "%"]
+            else:
+                clauses.append("spec_version = ?")
+                params.append(wanted)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     async def count_conversations(self, f: ExportFilter) -> int:

@@ -71,8 +71,10 @@ def start_core_loops(runtime: Runtime) -> None:
 
 
 def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_interval: float = 1.0,
-               env: WorkerSettings | None = None) -> FastAPI:
-    """`env`: the environment as `serve` read it once; without it, it is read here (at start for the channels)."""
+               env: WorkerSettings | None = None, candidate: WorkerSpec | None = None,
+               share: float = 0.0) -> FastAPI:
+    """`env`: the environment as `serve` read it once; without it, it is read here (at start for the channels).
+    `candidate`: a second version of the spec for `share` percent of new conversations (worker/rollout.py)."""
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
@@ -80,9 +82,13 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
         started = env or WorkerSettings.from_env()
         for problem in missing_variables(spec, os.environ):
             log.warning("worker %s: %s", spec.name, problem)
-        async with open_runtime(spec, settings or started.config(), env=started,
-                                delivery_interval=delivery_interval) as runtime:
-            state["engine"], state["supervisor"] = runtime.engine, runtime.loops
+        async with open_runtime(spec, settings or started.config(), env=started, delivery_interval=delivery_interval,
+                                candidate=candidate, share=share) as runtime:
+            # The operator routes release a handed-over conversation to the spec it started on.
+            state["engine"], state["supervisor"] = runtime.conversations, runtime.loops
+            if candidate is not None:
+                log.info("worker %s: candidate version %s (%s) takes %g%% of new conversations", spec.name,
+                         candidate.version or "-", candidate.content_hash()[:12], share)
             # Everything loaded so far (models, graph, caches) lives as long as the process.
             # Frozen, the collector stops rescanning it: full collections under load went
             # from about 100 ms to a few, and they were the slowest requests' wait.

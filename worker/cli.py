@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-spec_app = typer.Typer(help="Check worker specs and print their JSON Schema.", no_args_is_help=True)
+spec_app = typer.Typer(help="Check worker specs, compare two versions and print their JSON Schema.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 queue_app = typer.Typer(help="The human queue: conversations handed over by a rule, waiting for a person.", no_args_is_help=True)
 app.add_typer(queue_app, name="queue")
@@ -79,6 +79,36 @@ def spec_check(file: Annotated[Path, typer.Argument(help="Worker spec YAML file.
         f"[green]ok[/green] {file}: worker [bold]{spec.name}[/bold], {len(spec.fields)} fields, "
         f"{len(spec.escalation.rules)} escalation rules"
     )
+
+
+@spec_app.command("diff")
+def spec_diff(
+    a: Annotated[Path, typer.Argument(help="The worker spec as it is (YAML).")],
+    b: Annotated[Path, typer.Argument(help="The worker spec as it would be (YAML).")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: both versions and hashes, and the changes.")] = False,
+) -> None:
+    """List the behaviour changes from A to B: settings, fields, tasks and steps, escalation rules,
+    script lines, actions, knowledge entries, outcomes and deliveries. The validated specs are
+    compared, so formatting and comments do not count. Exit code 0: same behaviour; 1: changes;
+    2: a file is invalid (every problem as FILE:LINE: field.path: what is wrong)."""
+    from dialogue.spec_diff import diff_specs, json_report, text_report
+
+    specs, problems = [], []
+    for path in (a, b):
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            problems += exc.problems
+    for problem in problems:
+        err.print(f"[red]error[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+    found = diff_specs(*specs)
+    if as_json:
+        sys.stdout.write(json.dumps(json_report(found, str(a), str(b)), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(text_report(found, str(a), str(b)))
+    raise typer.Exit(0 if found.identical else 1)
 
 
 @spec_app.command("schema")
@@ -357,6 +387,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port and the database (SQLite or PostgreSQL); about one per CPU core.")] = 1,
+    candidate: Annotated[Optional[Path], typer.Option(help="A new version of the worker's spec (same name and channels), run for --share percent of new conversations; each conversation keeps the spec it started with.")] = None,
+    share: Annotated[float, typer.Option(min=0, max=100, help="With --candidate: the percentage of new conversations the candidate takes.")] = 10.0,
 ) -> None:
     """Run the HTTP server (/healthz, /queue, /metrics) and every channel configured by environment variables (SMS: TWILIO_*; email: IMAP_*/SMTP_*); also delivers team notifications."""
     import logging
@@ -369,6 +401,15 @@ def serve(
     from worker.settings import WorkerSettings, unknown_variable_warnings
 
     spec = _load(worker)
+    trial = _load(candidate) if candidate is not None else None
+    if trial is not None:
+        from worker.rollout import CandidateRefused, check_candidate
+
+        try:
+            check_candidate(spec, trial)
+        except CandidateRefused as exc:
+            err.print(f"[red]error[/red] {escape(str(candidate))}: {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for line in unknown_variable_warnings():
         logging.getLogger("worker.settings").warning("%s", line)
@@ -386,14 +427,16 @@ def serve(
     trusted_proxies = env.http.forwarded_allow_ips.strip()
     options.update(proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
     if workers == 1:
-        uvicorn.run(create_app(spec, env.config(), env=env), **options)
+        uvicorn.run(create_app(spec, env.config(), env=env, candidate=trial, share=share), **options)
         return
     # Several processes: each builds its own app. Turns of one conversation taken by two
     # processes at once are settled by the checkpoint's one-child rule (storage/checkpoints.py);
     # messages by their channel's claims (SMS MessageSid, email Message-ID).
-    from worker.asgi import SPEC_ENV
+    from worker.asgi import CANDIDATE_ENV, SHARE_ENV, SPEC_ENV
 
     os.environ[SPEC_ENV] = str(worker.resolve())
+    if candidate is not None:
+        os.environ[CANDIDATE_ENV], os.environ[SHARE_ENV] = str(candidate.resolve()), str(share)
     uvicorn.run("worker.asgi:app_from_env", factory=True, workers=workers, **options)
 
 
@@ -501,11 +544,12 @@ def queue_release(
 @app.command()
 def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
     """Rolling escalation rate and mean field confidence, with any drift alarm, the email and
-    SMS messages per state with the latest that failed or were given up and why, and the outcome
-    deliveries waiting and delivered with the latest failures (JSON)."""
+    SMS messages per state with the latest that failed or were given up and why, the outcome
+    deliveries waiting and delivered with the latest failures, and per spec version the
+    conversations, completion and escalation rates and mean confidence (JSON)."""
     from actions.deliveries import delivery_report
     from channels.email.report import email_report
-    from escalation.drift import drift_status
+    from escalation.drift import by_spec_version, drift_status
 
     spec = _load(worker)
 
@@ -514,13 +558,14 @@ def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
 
         sms = await SmsStore(engine.store.db).failures()
         return (await drift_status(engine.store, spec.name, spec.escalation.drift), await email_report(engine.store.db),
-                sms, await delivery_report(engine.store.db))
+                sms, await delivery_report(engine.store.db), by_spec_version(await engine.store.by_spec(spec.name)))
 
-    result, email, (sms_states, sms_failures), deliveries = _queue_run(worker, op)
+    result, email, (sms_states, sms_failures), deliveries, versions = _queue_run(worker, op)
     sms = {"by_state": sms_states, "gave_up": sms_states.get("gave_up", 0),
            "latest_failures": [{**r, "updated_at": str(r["updated_at"])} for r in sms_failures]}
     sys.stdout.write(json.dumps({**result.model_dump(mode="json"), "email": email.model_dump(mode="json"), "sms": sms,
-                                 "deliveries": deliveries.model_dump(mode="json")}, indent=2) + "\n")
+                                 "deliveries": deliveries.model_dump(mode="json"),
+                                 "by_spec_version": [v.model_dump(mode="json") for v in versions]}, indent=2) + "\n")
     if deliveries.latest_failures:
         failing = deliveries.latest_failures[0]
         err.print(f"[yellow]deliveries[/yellow] {deliveries.pending} outcome delivery(ies) waiting; latest failure "
@@ -551,6 +596,7 @@ def export_cmd(
     outcome: Annotated[Optional[str], typer.Option(help="Only conversations with this outcome (completed, escalated, abandoned...).")] = None,
     channel: Annotated[Optional[str], typer.Option(help="Only conversations on this channel (console, sms, email, voice).")] = None,
     worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name.")] = None,
+    spec_version: Annotated[Optional[str], typer.Option("--spec-version", help="Only conversations started on this spec version: its `version:` label, or its content hash (a prefix of 6+ characters will do).")] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Mask phone numbers, emails, card and account numbers and names (in texts, fields, metadata, audit) as \\[phone], \\[email], \\[card], \\[number], \\[name]; ids that carry them become pseudonyms.")] = False,
 ) -> None:
     """Export stored conversations, with a progress bar on large exports. CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) are written with a leading single quote."""
@@ -563,7 +609,7 @@ def export_cmd(
 
     flt = ExportFilter(
         since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
-        outcome=outcome, channel=channel, worker=worker,
+        outcome=outcome, channel=channel, worker=worker, spec_version=spec_version,
     )
     settings = Settings.from_env()
 

@@ -14,6 +14,7 @@ from escalation.notify import Notifier
 from transcripts.store import TranscriptStore
 from worker.config import Settings
 from worker.extraction_setup import build_extractor
+from worker.rollout import SpecRollout, check_candidate
 from storage.db import Database
 from worker.settings import WorkerSettings
 from worker.supervisor import Supervisor
@@ -30,17 +31,25 @@ async def open_engine(spec: WorkerSpec, settings: Settings | None = None,
     settings = settings or env.config()
     store = await TranscriptStore.open(settings.transcripts_url)
     try:
-        notifier = Notifier(store.db, env.smtp_settings())
-        handoffs = Handoffs(spec, store, notifier, public_base_url=env.twilio.public_base_url)
-        engine = DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs,
-                                action_env=action_env)
-        try:
+        async with engine_over(spec, store, env, action_env) as engine:
             yield engine
-        finally:
-            if engine.actions is not None:
-                await engine.actions.aclose()
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def engine_over(spec: WorkerSpec, store: TranscriptStore, env: WorkerSettings,
+                      action_env: Mapping[str, str] | None = None) -> AsyncIterator[DialogueEngine]:
+    """An engine for `spec` over an open store (two specs share one store under `serve --candidate`)."""
+    notifier = Notifier(store.db, env.smtp_settings())
+    handoffs = Handoffs(spec, store, notifier, public_base_url=env.twilio.public_base_url)
+    engine = DialogueEngine(spec, store, extractor=build_extractor(spec, env), handoffs=handoffs,
+                            action_env=action_env)
+    try:
+        yield engine
+    finally:
+        if engine.actions is not None:
+            await engine.actions.aclose()
 
 
 @dataclass
@@ -54,10 +63,12 @@ class Runtime:
     loops: Supervisor
     delivery_interval: float = 1.0
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # serve --candidate: the two specs' engines, each conversation on the spec it started with.
+    rollout: SpecRollout | None = None
 
     @property
-    def conversations(self) -> DialogueEngine:
-        return self.engine
+    def conversations(self) -> DialogueEngine | SpecRollout:
+        return self.rollout or self.engine
 
     @property
     def store(self) -> TranscriptStore:
@@ -91,11 +102,21 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def open_runtime(spec: WorkerSpec, settings: Settings | None = None, env: WorkerSettings | None = None,
-                       delivery_interval: float = 1.0) -> AsyncIterator[Runtime]:
+                       delivery_interval: float = 1.0, candidate: WorkerSpec | None = None,
+                       share: float = 0.0) -> AsyncIterator[Runtime]:
+    """`candidate`: a second spec run for `share` percent of new conversations (worker/rollout.py)."""
     env = env or WorkerSettings.from_env()
+    if candidate is not None:
+        check_candidate(spec, candidate)
     async with open_engine(spec, settings or env.config(), env=env) as engine:
-        runtime = Runtime(engine=engine, settings=env, loops=Supervisor(), delivery_interval=delivery_interval)
-        try:
-            yield runtime
-        finally:
-            await runtime.close()
+        async with contextlib.AsyncExitStack() as stack:
+            rollout = None
+            if candidate is not None:
+                other = await stack.enter_async_context(engine_over(candidate, engine.store, env))
+                rollout = SpecRollout(engine, other, share)
+            runtime = Runtime(engine=engine, settings=env, loops=Supervisor(), delivery_interval=delivery_interval,
+                              rollout=rollout)
+            try:
+                yield runtime
+            finally:
+                await runtime.close()

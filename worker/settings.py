@@ -136,6 +136,10 @@ class RetentionEnv(BaseSettings):
 class InternalEnv(BaseSettings):
     model_config = _CONFIG
     channel_worker_spec: str | None = Field(None, description="Set by serve --workers N for its processes; not for you.")
+    channel_worker_candidate: str | None = Field(None, description="Set by serve --workers N --candidate for its "
+                                                 "processes; not for you.")
+    channel_worker_candidate_share: float = Field(0.0, ge=0, le=100, description="Set by serve --workers N --share "
+                                                  "for its processes; not for you.")
     channel_worker_crash_at: str | None = Field(None, description="Kill tests only: crash points and probabilities.")
 
 
