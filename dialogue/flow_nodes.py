@@ -6,7 +6,6 @@ the task's steps (dialogue/flow_runner.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from dialogue.flows import ConfirmStep, at
@@ -42,10 +41,10 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         if services.knowledge is not None and _free_text_only(spec, out.get("took") or []) and is_question(text):
             # Any words fill a free-text field: "is there parking?" asked where the worker wanted
             # the allergies is a question first, and is only kept as the answer if it is none.
-            known = await asyncio.to_thread(services.knowledge.route, text)
-            if known.task is not None:
+            entry = await services.knowledge_entry(text)
+            if entry is not None:
                 return {**out, "fields": dict(state.get("fields") or {}), "took": [], "changed": [],
-                        "knowledge": int(known.task[1:]), "reasks": dict(state.get("reasks") or {})}
+                        "knowledge": entry, "reasks": dict(state.get("reasks") or {})}
         answered = bool(out.get("took")) or out.get("answer") is not None
         routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {},
                              took=out.get("took") or [])

@@ -69,6 +69,13 @@ class FlowServices:
                                       for i, k in enumerate(spec.knowledge)], **extra) if spec.knowledge else None
         return cls(tasks=tasks, knowledge=knowledge, actions=actions)
 
+    async def knowledge_entry(self, text: str) -> int | None:
+        """The index of the knowledge entry `text` asks about, or None (routed off the loop)."""
+        if self.knowledge is None:
+            return None
+        known = await asyncio.to_thread(self.knowledge.route, text)
+        return None if known.task is None else int(known.task.removeprefix("k"))
+
 
 def task_fields(spec: WorkerSpec, task: Task | None) -> list[Any]:
     """The fields a turn is read for: the active task's, or every field before a task is known."""
@@ -153,11 +160,10 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
     if answering:
         # A short answer can look like a question ("8pm" is close to "what time do you close?").
         return out
-    if services.knowledge is not None:
-        known = await asyncio.to_thread(services.knowledge.route, text)
-        if known.task is not None:
-            out["knowledge"] = int(known.task[1:])
-            return out
+    entry = await services.knowledge_entry(text)
+    if entry is not None:
+        out["knowledge"] = entry
+        return out
     out["out_of_scope"] = True
     return out
 
