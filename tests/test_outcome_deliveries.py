@@ -5,6 +5,7 @@ for a while; what waits and why shows in the status report."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -169,9 +170,12 @@ async def test_a_record_queued_before_the_upgrade_is_kept_and_sent_under_its_old
         row = await database.fetchone("SELECT turn FROM outcome_deliveries WHERE conversation_id = ?",
                                       (finished.conversation_id,))
         assert row is not None and row["turn"] == 0
-        # Its Idempotency-Key is the one a receiver may already have seen from an earlier attempt.
-        assert delivery_key(finished.conversation_id, "book", "completed", "bookings", 0) == delivery_key(
-            finished.conversation_id, "book", "completed", "bookings")
+        # Its Idempotency-Key is the one a receiver may already have seen from an earlier attempt:
+        # the pre-upgrade key, over conversation, task, outcome and target only.
+        before_upgrade = "cw-outcome-" + hashlib.sha256("\x1f".join(
+            (finished.conversation_id, "book", "completed", "bookings")).encode()).hexdigest()[:40]
+        assert delivery_key(finished.conversation_id, "book", "completed", "bookings", row["turn"]) == before_upgrade
+        assert delivery_key(finished.conversation_id, "book", "completed", "bookings", 3) != before_upgrade
     finally:
         await database.close()
 
