@@ -1,7 +1,7 @@
 """Load the SMS webhook on loopback with signed requests, as Twilio would.
 
     .venv/bin/python bench/sms.py [--conversations 1000] [--messages 3] [--rate 300] [--repeat 3]
-                                  [--concurrency 64] [--workers 1,2]
+                                  [--concurrency 64] [--workers 1,2] [--order burst|steady] [--gap 1]
 
 Starts `channel-worker serve` (SQLite default, in a temp dir) with the restaurant worker and
 runs, against the same server in the same run:
@@ -9,9 +9,13 @@ runs, against the same server in the same run:
   baseline    GET /healthz, closed loop: what the HTTP stack alone costs
   sustained   `--conversations` x `--messages` signed webhooks arriving at a fixed `--rate`
               (open loop, as Twilio delivers them: a message arrives whether or not earlier
-              ones are answered). Conversations take turns: every person's first message,
-              then every second one, and so on, so a person texts again only seconds after
-              the reply. Latency counts from the moment a request was due, so a stalled
+              ones are answered). `--order burst` (the default): every person's first
+              message, then every second one, and so on, so new conversations arrive at the
+              full rate for a third of the run and a person texts again seconds after the
+              reply. `--order steady`: new conversations and answers mixed at every moment
+              (a third each with the 3-message script), a person's next message `--gap` s
+              after the last; the first turn of a worker with tasks (routing, checks) costs
+              most, and this is the load a line sees once it is busy. Latency counts from the moment a request was due, so a stalled
               server cannot hide its queue (no coordinated omission). Run `--repeat` times with
               new people each time; the figure is the median run's p99.
   capacity    the same traffic closed loop, `--concurrency` people texting at once, each
@@ -112,19 +116,43 @@ def no_client_gc_pauses() -> Iterator[None]:
         gc.enable()
 
 
-async def run_sustained(base: str, conversations: int, messages: int, rate: float,
-                        prefix: str = "303") -> tuple[list[float], int, int, float]:
+def interleaved(plans: list[list[tuple[dict[str, str], str]]], rate: float,
+                gap: float) -> list[tuple[int, dict[str, str], str]]:
+    """The steady order: people start in waves of `rate * gap / messages`, and while one wave
+    sends its first messages the wave before sends its second, and so on. Every second then
+    carries new conversations and answers alike, and each person texts again `gap` s later."""
+    messages = len(plans[0])
+    wave = max(1, round(rate * gap / messages))
+    waves = [plans[k:k + wave] for k in range(0, len(plans), wave)]
+    order = []
+    for t in range(len(waves) + messages - 1):
+        for i in range(wave):
+            for j in range(messages):
+                if 0 <= t - j < len(waves) and i < len(waves[t - j]):
+                    order.append((j, *waves[t - j][i][j]))
+    return order
+
+
+async def run_sustained(base: str, conversations: int, messages: int, rate: float, prefix: str = "303",
+                        by_step: dict[int, list[float]] | None = None,
+                        gap: float = 0.0) -> tuple[list[float], int, int, float]:
+    """`by_step`, when given, collects the latencies of each message of the script (0: the
+    request, 1: the name, 2: the "yes") so the slow turn shows. `gap` 0: every first message,
+    then every second (a burst of new conversations at the full rate); else the steady order
+    (`interleaved`)."""
+    by_step = {} if by_step is None else by_step
     url = base + "/twilio/sms"
     plans = signed_plans(url, conversations, messages, prefix)
-    order = [plan[j] for j in range(messages) for plan in plans]  # every first message, then every second...
+    order = interleaved(plans, rate, gap) if gap else [(j, *plan[j]) for j in range(messages) for plan in plans]
     latencies: list[float] = []
     replies = missing = 0
 
-    async def send(session: aiohttp.ClientSession, due: float, params: dict[str, str], signature: str) -> None:
+    async def send(session: aiohttp.ClientSession, due: float, step: int, params: dict[str, str], signature: str) -> None:
         nonlocal replies, missing
         async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
             body = await response.text()
         latencies.append(time.perf_counter() - due)
+        by_step.setdefault(step, []).append(latencies[-1])
         if exactly_one_reply(response.status, body):
             replies += 1
         else:
@@ -137,12 +165,12 @@ async def run_sustained(base: str, conversations: int, messages: int, rate: floa
             await asyncio.gather(*(session.get(base + "/healthz") for _ in range(32)))
         start = time.perf_counter()
         tasks = []
-        for n, (params, signature) in enumerate(order):
+        for n, (step, params, signature) in enumerate(order):
             due = start + n / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(session, due, params, signature)))
+            tasks.append(asyncio.create_task(send(session, due, step, params, signature)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
     return latencies, replies, missing, elapsed
@@ -240,14 +268,20 @@ def against_server(workers: int, args: argparse.Namespace) -> dict[str, tuple]:
             with no_client_gc_pauses():
                 results = {"baseline": asyncio.run(run_baseline(base, 2000, args.concurrency))}
                 cpu = server_cpu_seconds(server.pid)
+                business_cpu = server_cpu_seconds(booking_api.pid) if booking_api is not None else 0.0
+                by_step: dict[int, list[float]] = {}
                 # Repeated with new people each time: this VM's speed drifts by a quarter from
                 # one minute to the next, and one run can land on a slow stretch.
                 results["sustained"] = [
-                    asyncio.run(run_sustained(base, args.conversations, args.messages, args.rate, prefix=f"3{rep}3"))
+                    asyncio.run(run_sustained(base, args.conversations, args.messages, args.rate, prefix=f"3{rep}3",
+                                              by_step=by_step, gap=args.gap if args.order == "steady" else 0.0))
                     for rep in range(args.repeat)
                 ]
                 requests = sum(len(r[0]) for r in results["sustained"])
                 results["cpu_ms_per_request"] = (server_cpu_seconds(server.pid) - cpu) * 1e3 / requests
+                results["business_cpu_ms_per_request"] = (
+                    (server_cpu_seconds(booking_api.pid) - business_cpu) * 1e3 / requests if booking_api else None)
+                results["by_step"] = by_step
                 results["capacity"] = asyncio.run(run_load(base, args.conversations, args.messages, args.concurrency))
             return results
         finally:
@@ -266,12 +300,17 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--rate", type=float, default=300.0, help="arrivals per second in the sustained run")
+    parser.add_argument("--order", choices=("burst", "steady"), default="burst",
+                        help="burst: every person's first message, then every second one (new conversations "
+                             "arrive at the full rate for the first third of the run); steady: new conversations "
+                             "and answers mixed throughout, each person texting again --gap s later")
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between one person's messages (steady)")
     parser.add_argument("--concurrency", type=int, default=64, help="people texting at once in the capacity run")
     parser.add_argument("--workers", default="1,2", help="server process counts to measure, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="sustained runs per server (the median p99 is the figure)")
     args = parser.parse_args()
     total = args.conversations * args.messages
-    print(f"worker {args.worker}: {args.conversations} conversations x {args.messages} messages, SQLite, "
+    print(f"worker {args.worker}: {args.conversations} conversations x {args.messages} messages, {args.order} order, SQLite, "
           "load generator in this process on the same 2 cores")
     print("offered/s: the open-loop arrival rate (closed: each client waits for its answer); done/s: requests "
           "answered correctly / wall time")
@@ -282,6 +321,9 @@ def main() -> None:
         label = f"[{workers} process{'es' if workers > 1 else ''}] "
         report(label + "baseline GET /healthz", base_lat, base_elapsed, len(base_lat))
         print(f"{'':<40} server CPU per webhook in the sustained run: {results['cpu_ms_per_request']:.2f} ms")
+        if results["business_cpu_ms_per_request"] is not None:
+            print(f"{'':<40} the booking system's CPU per webhook (same 2 cores): "
+                  f"{results['business_cpu_ms_per_request']:.2f} ms")
         runs = [(f"sustained #{i + 1}, {args.rate:g} arrivals/s", r, args.rate) for i, r in enumerate(results["sustained"])]
         for name, (lat, replies, missing, elapsed), offered in (
             *runs, (f"capacity, {args.concurrency} texting at once", results["capacity"], None),
@@ -289,6 +331,9 @@ def main() -> None:
             report(label + name, lat, elapsed, replies, offered)
             print(f"{'':<40} exactly one reply: {replies}/{total}; without a reply or with an error: {missing}; "
                   f"p50 {statistics.median(lat) / statistics.median(base_lat):.1f}x baseline")
+        for step, lat in sorted(results["by_step"].items()):
+            print(f"{'':<40} message {step + 1} ({SCRIPT[step % len(SCRIPT)][:24]!r}), all sustained runs: "
+                  f"p50 {percentile(lat, 0.5) * 1e3:.1f} ms, p99 {percentile(lat, 0.99) * 1e3:.1f} ms")
         p99s = sorted(percentile(r[0], 0.99) * 1e3 for r in results["sustained"])
         print(f"{'':<40} sustained p99 over {len(p99s)} runs: median {statistics.median(p99s):.1f} ms "
               f"(runs: {', '.join(f'{v:.1f}' for v in p99s)})")
