@@ -5,6 +5,7 @@ accuracy-floor tests; the data lives outside the repository (../shared/data)."""
 from __future__ import annotations
 
 import json
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ def load_restaurant8k(path: Path) -> list[dict[str, Any]]:
             "text": item["userInput"]["text"],
             "requested": item.get("context", {}).get("requestedSlots", []),
             "gold": gold,
+            "id": item.get("id", ""),
         })
     return examples
 
@@ -215,6 +217,26 @@ def split_halves(examples: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     the first is tuned on, the second only reported."""
     half = len(examples) // 2
     return {"tune": examples[:half], "report": examples[half:]}
+
+
+def dialogue_of(turn_id: str) -> str:
+    """The Schema-Guided Dialogue conversation a DSTC8 turn belongs to: "23_0001710" is turn 10
+    of dialogue "23_00017"."""
+    service, _, rest = turn_id.partition("_")
+    return f"{service}_{rest[:5]}"
+
+
+def split_dialogues(examples: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """A DSTC8 set in two halves by a hash of the conversation (its turns stay together; the
+    same halves on every run): "tune" may be studied, "report" is only measured."""
+    halves: dict[str, list[dict[str, Any]]] = {"tune": [], "report": []}
+    for ex in examples:
+        halves["tune" if zlib.crc32(dialogue_of(ex["id"]).encode()) % 2 == 0 else "report"].append(ex)
+    return halves
+
+
+# RentalCars_1 is split into halves (tuned on the first); Buses_1 stays report only.
+DSTC8_SPLIT = ("RentalCars_1",)
 
 
 NLUPP_TUNE_FOLDS = range(0, 5)  # folds 0-4 are tuned on; 5-9 are only reported
