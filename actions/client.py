@@ -151,7 +151,8 @@ class ActionClient:
         outcome = ActionOutcome(action=action.name, step_id=step_id, idempotency_key=key, ok=True, status_code=status,
                                 results=named(action.name, typed, action.result) if action.result else {},
                                 attempts=attempts)
-        await self._store(conversation_id, outcome, response)
+        if await self._store(conversation_id, outcome, response):
+            return outcome
         # Two runs of one step at once (two processes): the first result stored is the result,
         # so every run goes on with the same values.
         winner = await self._stored(action, conversation_id, step_id, key)
@@ -266,13 +267,14 @@ class ActionClient:
                                  **base)
         return ActionOutcome(ok=True, results=named(action.name, typed, action.result), **base)
 
-    async def _store(self, conversation_id: str, outcome: ActionOutcome, response: Any) -> None:
-        """Store the outcome; an ok row is never replaced (the first result stored is the result)."""
+    async def _store(self, conversation_id: str, outcome: ActionOutcome, response: Any) -> bool:
+        """Store the outcome; an ok row is never replaced (the first result stored is the result).
+        True when this outcome is the one stored (no other run's ok result was there first)."""
         now = utcnow()
         status = "ok" if outcome.ok else "error"
         error = outcome.error.model_dump() if outcome.error else None
         try:
-            await self.db.execute(
+            changed = await self.db.execute_count(
                 "INSERT INTO action_results (conversation_id, step_id, action, idempotency_key, status, http_status, "
                 "response, error, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?) "
                 "ON CONFLICT (conversation_id, step_id) DO UPDATE SET status = excluded.status, "
@@ -282,8 +284,10 @@ class ActionClient:
                 (conversation_id, outcome.step_id, outcome.action, outcome.idempotency_key, status,
                  outcome.status_code, response, error, outcome.attempts, now, now),
             )
+            return changed > 0
         except Exception:  # noqa: BLE001 - the call happened; a re-run repeats it under the same key
             log.exception("action %s: storing the result failed", outcome.action)
+            return False
 
 
 async def stored_results(db: Database, conversation_id: str) -> list[dict[str, Any]]:
