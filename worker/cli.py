@@ -58,6 +58,17 @@ def _parse_time(value: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _run_sync(work):  # noqa: ANN001, ANN202
+    """`work()` with the database errors reported as `_run` reports them."""
+    from storage.db import DatabaseUnavailable
+
+    try:
+        return work()
+    except DatabaseUnavailable as exc:
+        err.print(f"[red]error[/red] database unavailable: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+
+
 def _run(coro):  # noqa: ANN001, ANN202
     from storage.db import DatabaseUnavailable
 
@@ -121,6 +132,14 @@ def spec_schema() -> None:
 def test_command(
     files: Annotated[Optional[list[Path]], typer.Argument(help="Conversation test files (YAML); see docs/testing.md.", show_default=False)] = None,
     worker: Annotated[Optional[Path], typer.Option("--worker", "-w", help="Run against this worker spec instead of each file's `worker:`.")] = None,
+    from_transcripts: Annotated[bool, typer.Option("--from-transcripts", help="Write a test file from stored conversations of --worker (filters below) instead of running tests.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --from-transcripts: write to FILE instead of standard output.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="With --from-transcripts: conversations started at or after this ISO-8601 time.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="With --from-transcripts: conversations started before this ISO-8601 time.")] = None,
+    outcome: Annotated[Optional[str], typer.Option(help="With --from-transcripts: conversations with this outcome.")] = None,
+    channel: Annotated[Optional[str], typer.Option(help="With --from-transcripts: conversations on this channel.")] = None,
+    spec_version: Annotated[Optional[str], typer.Option("--spec-version", help="With --from-transcripts: conversations started on this spec version (label or content hash).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="With --from-transcripts: at most the latest N conversations.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write the results as JUnit XML to FILE (for CI).")] = None,
     show_coverage: Annotated[bool, typer.Option("--coverage", help="List the tasks, steps, branches, fields, rules, knowledge entries and script lines no case exercised.")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="Print the test file format's JSON Schema and exit.")] = False,
@@ -135,6 +154,13 @@ def test_command(
 
     if schema:
         raise typer.Exit(command.print_schema())
+    if from_transcripts:
+        from transcripts.store import ExportFilter
+        from worker.conversation_tests import from_transcripts as generate
+
+        flt = ExportFilter(since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), outcome=outcome,
+                           channel=channel, spec_version=spec_version)
+        raise typer.Exit(_run_sync(lambda: generate.run(worker, output, flt, limit)))
     raise typer.Exit(command.run(list(files or []), worker, junit, show_coverage, jobs))
 
 

@@ -1,0 +1,141 @@
+"""`channel-worker test --from-transcripts`: stored conversations become a conversation test file.
+
+Each stored conversation of the worker (chosen with export's filters) becomes one case: its
+channel, `now` one second before it started (the runner, as `chat --now`, sends the first line a
+second later), the person's lines in order as steps, and on the last step what the conversation
+held after it, read from its stored state as the runner reads a case's: the fields' values, the
+active task, the outcome and the escalation rule. The actions it called become the case's stubs,
+each with the answers it really got, in order, so the case runs without the business's systems.
+
+There are no reviewer labels in the store yet (no table holds a reviewer's corrected values), so
+the expected values are what the worker stored: a generated file pins today's behaviour, and a
+reviewer who finds a wrong value edits it in the file, turning that case into a failing test
+until the spec is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from actions.client import stored_results
+from dialogue.engine import DialogueEngine
+from dialogue.spec import WorkerSpec
+from dialogue.spec_loader import SpecError, load_spec
+from transcripts.store import ConversationRecord, Event, ExportFilter
+from worker.config import Settings
+from worker.conversation_tests.model import TestFile
+from worker.runtime import open_engine
+
+WRITTEN, INVALID = 0, 2
+
+
+def case_name(conv: ConversationRecord) -> str:
+    return f"{conv.id} ({conv.outcome or 'no outcome'})"
+
+
+def _started(conv: ConversationRecord) -> datetime:
+    moment = conv.started_at if isinstance(conv.started_at, datetime) else datetime.fromisoformat(str(conv.started_at))
+    return moment.replace(microsecond=0) - timedelta(seconds=1)
+
+
+def _stubs(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per action, the answers its calls got, in call order (one answer: given once for all)."""
+    answers: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        status = row["http_status"] or (200 if row["status"] == "ok" else 503)
+        body = row["response"] if row["response"] is not None else {}
+        answers.setdefault(row["action"], []).append({"status": status, "body": body})
+    return {name: got[0] if len(got) == 1 else {"responses": got} for name, got in answers.items()}
+
+
+async def case_for(engine: DialogueEngine, conv: ConversationRecord, events: list[Event]) -> dict[str, Any] | None:
+    """One test case from a stored conversation (None: the person never said anything)."""
+    lines = [e.text for e in events if e.direction == "in" and e.text is not None]
+    if not lines:
+        return None
+    snapshot = await engine.graph.aget_state({"configurable": {"thread_id": conv.id}})
+    state: dict[str, Any] = dict(snapshot.values) if snapshot and snapshot.values else {}
+    names = {f.name for f in engine.spec.fields}
+    expect: dict[str, Any] = {
+        "fields": {name: v.get("value") for name, v in (state.get("fields") or {}).items()
+                   if name in names and isinstance(v, dict)},
+        "outcome": state.get("outcome"),
+        "escalation": (state.get("escalation") or {}).get("rule"),
+    }
+    if engine.spec.tasks:
+        expect["task"] = state.get("task")
+    if not expect["fields"]:
+        del expect["fields"]
+    steps: list[dict[str, Any]] = [{"user": text} for text in lines]
+    steps[-1]["expect"] = expect
+    case: dict[str, Any] = {"name": case_name(conv), "now": _started(conv).isoformat(), "channel": conv.channel}
+    stubs = _stubs(await stored_results(engine.store.db, conv.id))
+    if stubs:
+        case["stubs"] = stubs
+    case["steps"] = steps
+    return case
+
+
+async def collect(spec: WorkerSpec, settings: Settings, flt: ExportFilter, limit: int | None) -> list[dict[str, Any]]:
+    """The cases of the worker's stored conversations matching `flt` (the latest `limit`, oldest first)."""
+    flt = flt.model_copy(update={"worker": spec.name})
+    async with open_engine(spec, settings) as engine:
+        total = await engine.store.count_conversations(flt)
+        skip = max(0, total - limit) if limit is not None else 0
+        cases: list[dict[str, Any]] = []
+        n = 0
+        async for conv, events in engine.store.iter_conversations(flt):
+            n += 1
+            if n <= skip:
+                continue
+            case = await case_for(engine, conv, events)
+            if case is not None:
+                cases.append(case)
+        return cases
+
+
+def render(cases: list[dict[str, Any]], worker: str, spec: WorkerSpec, flt: ExportFilter) -> str:
+    used = {k: str(v) for k, v in flt.model_dump(exclude_none=True).items() if k != "worker"}
+    header = [
+        f"# Made by `channel-worker test --from-transcripts` from {len(cases)} stored conversation(s) of {spec.name}",
+        f"# (filters: {', '.join(f'{k}={v}' for k, v in used.items()) or 'none'}). Expected values are what the "
+        "worker stored",
+        "# (there are no reviewer labels yet): correct any that are wrong, and the case fails until the spec is fixed.",
+    ]
+    body = yaml.safe_dump({"worker": worker, "cases": cases}, sort_keys=False, allow_unicode=True, width=100)
+    return "\n".join(header) + "\n" + body
+
+
+def run(worker: Path | None, output: Path | None, flt: ExportFilter, limit: int | None,
+        settings: Settings | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """Write the test file (to `output`, else `out`); returns the exit code (0 written, 2 invalid)."""
+    if worker is None:
+        err.write("error: --from-transcripts needs --worker SPEC (the spec the conversations are replayed against)\n")
+        return INVALID
+    try:
+        spec = load_spec(worker)
+    except SpecError as exc:
+        err.write("".join(f"error {p}\n" for p in exc.problems))
+        return INVALID
+    cases = asyncio.run(collect(spec, settings or Settings.from_env(), flt, limit))
+    if not cases:
+        err.write(f"error: no stored conversation of {spec.name} matches (a test file needs at least one case)\n")
+        return INVALID
+    # Relative to the file written (as `worker:` is read), or as given when printed.
+    where = os.path.relpath(worker.resolve(), output.resolve().parent) if output is not None else str(worker)
+    # What is written loads: the same model and names check `channel-worker test` applies.
+    TestFile.model_validate({"worker": where, "cases": cases}, context={"spec": spec})
+    text = render(cases, where, spec, flt)
+    if output is None:
+        out.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.write(f"wrote {len(cases)} case(s) to {output}\n")
+    return WRITTEN
