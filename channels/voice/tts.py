@@ -63,8 +63,12 @@ def _free_port() -> int:
 class PiperServer:
     """`async with PiperServer() as tts: samples, rate = await tts.speak("Hello")`."""
 
-    def __init__(self, voice: Path | None = None, start_timeout: float = 60.0):
+    def __init__(self, voice: Path | None = None, start_timeout: float = 60.0,
+                 options: dict[str, float] | None = None):
         self.voice = voice or voice_path()
+        # Synthesis options of Piper's server (length_scale, noise_scale, noise_w_scale); the
+        # conversation tests set the noise to 0 so that a line is spoken the same way every run.
+        self.options = dict(options or {})
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.start_timeout = start_timeout
@@ -132,7 +136,7 @@ class PiperServer:
     async def _synthesize(self, text: str) -> tuple[np.ndarray, int]:
         assert self._client is not None, "use `async with PiperServer()`"
         try:
-            response = await self._client.post("/synthesize", json={"text": text})
+            response = await self._client.post("/synthesize", json={"text": text, **self.options})
         except httpx.HTTPError as exc:
             raise SpeechUnavailable(f"Piper at {self.url}: {exc}") from None
         if response.status_code != 200:
