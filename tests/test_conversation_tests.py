@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -237,18 +235,3 @@ def test_coverage_lists_what_no_case_exercised(tmp_path: Path) -> None:
     assert "tasks not exercised (1):\n    tasks.private_room" in listed
     assert "private_room.0 (handoff)" in listed
     assert "book.1 (call)" not in listed and "tasks.book" not in listed
-
-
-def test_email_and_voice_cases_fail_as_not_yet_supported(tmp_path: Path) -> None:
-    body = BOOKING.replace("channel: console", "channel: voice")
-    code, out, _ = run(tmp_path, body)
-    assert code == 1 and "channel 'voice' is not yet supported by this runner" in out
-
-
-def test_the_examples_test_files_pass_through_the_cli() -> None:
-    files = sorted(str(p) for p in (ROOT / "examples" / "tests").glob("*.test.yaml"))
-    assert len(files) == 2
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "test", *files], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "0 failed" in done.stdout

@@ -144,8 +144,9 @@ def test_command(
     show_coverage: Annotated[bool, typer.Option("--coverage", help="List the tasks, steps, branches, fields, rules, knowledge entries and script lines no case exercised.")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="Print the test file format's JSON Schema and exit.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Cases run at once.")] = 4,
+    vary: Annotated[int, typer.Option("--vary", min=0, help="Also run N variants of each line (values said other ways, typing slips, speech as recognised) and report those that fail.")] = 0,
 ) -> None:
-    """Run conversation tests: each case talks to the worker on its channel (console, sms) with a
+    """Run conversation tests: each case talks to the worker on its channel (console, sms, email, voice) with a
     fresh store, its own clock and stubbed actions, and checks what you expect after each line.
 
     Exit code 0: every case passed; 1: a case failed (expected against got and the transcript are
@@ -161,7 +162,7 @@ def test_command(
         flt = ExportFilter(since=_parse_time(since, "--since"), until=_parse_time(until, "--until"), outcome=outcome,
                            channel=channel, spec_version=spec_version)
         raise typer.Exit(_run_sync(lambda: generate.run(worker, output, flt, limit)))
-    raise typer.Exit(command.run(list(files or []), worker, junit, show_coverage, jobs))
+    raise typer.Exit(command.run(list(files or []), worker, junit, show_coverage, jobs, vary=vary))
 
 
 @app.command()

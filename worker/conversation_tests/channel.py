@@ -1,6 +1,6 @@
 """What the runner needs from a channel: one conversation, a line in, the worker's reply out.
 
-A channel module (console.py, sms.py; email and voice to come) implements `CaseChannel` and is
+A channel module (console.py, sms.py, email.py, voice.py) implements `CaseChannel` and is
 named in runner.py's `open_channel`; the runner never knows which one it drives."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ class Reply(BaseModel):
     """What the person got back for one line (None: nothing)."""
 
     text: str | None
+    heard: str | None = None  # what the worker took as the person's words, where a channel reads them
+    # (email: the parser's new text; voice: what the recogniser heard); None: the line as sent
 
 
 class NotSupported(Exception):

@@ -13,9 +13,10 @@ from typing import TextIO
 from dialogue.spec_loader import SpecError
 from worker.conversation_tests.coverage import Coverage, coverage
 from worker.conversation_tests.loader import LoadedFile, load_test_file
-from worker.conversation_tests.model import test_file_json_schema
-from worker.conversation_tests.report import failure_text, summary_line, totals, write_junit
-from worker.conversation_tests.runner import CaseResult, run_files
+from worker.conversation_tests.model import Case, test_file_json_schema
+from worker.conversation_tests.report import failure_text, heard_text, summary_line, totals, write_junit
+from worker.conversation_tests.runner import CaseResult, run_batches
+from worker.conversation_tests.variants import Variant, case_variants
 
 ALL_PASSED, SOME_FAILED, INVALID = 0, 1, 2
 
@@ -26,7 +27,7 @@ def print_schema(out: TextIO = sys.stdout) -> int:
 
 
 def run(files: list[Path], worker: Path | None = None, junit: Path | None = None, show_coverage: bool = False,
-        jobs: int = 4, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+        jobs: int = 4, out: TextIO = sys.stdout, err: TextIO = sys.stderr, vary: int = 0) -> int:
     if not files:
         err.write("error: name at least one test file (or --schema)\n")
         return INVALID
@@ -40,12 +41,18 @@ def run(files: list[Path], worker: Path | None = None, junit: Path | None = None
     if problems:
         err.write("\n".join(problems) + "\n")
         return INVALID
-    results = asyncio.run(run_files(loaded, jobs=jobs))
+    cases = [(f, c) for f in loaded for c in f.tests.cases]
+    varied = [(f, c, v, vc) for f, c in cases for v, vc in case_variants(f.spec, c, vary)] if vary > 0 else []
+    results, variant_results = asyncio.run(run_batches([cases, [(f, vc) for f, _, _, vc in varied]], jobs=jobs))
     for result in results:
         out.write(summary_line(result) + "\n")
         if not result.passed:
             out.write(failure_text(result) + "\n")
+        elif result.channel == "voice" and heard_text(result):
+            out.write(heard_text(result) + "\n")
     out.write(totals(results) + "\n")
+    if vary > 0:
+        out.write(variants_text([(c, v, r) for (_, c, v, _), r in zip(varied, variant_results)], vary))
     if junit is not None:
         write_junit(results, junit)
     if show_coverage:
@@ -71,4 +78,24 @@ def coverage_text(loaded: list[LoadedFile], results: list[CaseResult]) -> str:
             if missing:
                 lines.append(f"  {kind.replace('_', ' ')} not exercised ({len(missing)}):")
                 lines += [f"    {m}" for m in missing]
+    return "\n".join(lines) + "\n"
+
+
+def variants_text(runs: list[tuple[Case, Variant, CaseResult]], vary: int) -> str:
+    """--vary: how many variants passed, and each that failed with its text and first mismatch."""
+    failed = [(c, v, r) for c, v, r in runs if not r.passed]
+    lines = [f"variants (--vary {vary}): {len(runs) - len(failed)} of {len(runs)} passed"
+             + (f", {len(failed)} failed:" if failed else "")]
+    for case, variant, result in failed:
+        lines.append(f"FAIL {result.file} :: {case.name} [{case.channel}] step {variant.step + 1} ({variant.kind}): "
+                     f"{variant.text!r}")
+        first = next(((s.number, m) for s in result.steps for m in s.mismatches), None)
+        if first is not None:
+            number, m = first
+            lines.append(f"    step {number}: {m.what}: expected {m.expected}, got {m.got}")
+        elif result.error:
+            lines.append(f"    error: {result.error.splitlines()[0]}")
+        heard = [s for s in result.steps if s.heard is not None and s.number == variant.step + 1]
+        if heard:
+            lines.append(f"    said {heard[0].user!r}, heard {heard[0].heard!r}")
     return "\n".join(lines) + "\n"

@@ -31,6 +31,8 @@ def failure_text(result: CaseResult) -> str:
                 number += 1
                 mark = "!" if number in failed else " "
                 out.append(f"   {mark}{number:>3} person: {line.text}")
+                if line.heard is not None:
+                    out.append(f"        heard:  {line.heard or '(nothing)'}")
             else:
                 out.append(f"        worker: {line.text}")
     return "\n".join(out)
@@ -39,6 +41,12 @@ def failure_text(result: CaseResult) -> str:
 def summary_line(result: CaseResult) -> str:
     status = "PASS" if result.passed else "FAIL"
     return f"{status} {result.file} :: {result.name} [{result.channel}] ({result.seconds * 1000:.0f} ms)"
+
+
+def heard_text(result: CaseResult) -> str:
+    """A voice case's lines that were heard otherwise than written: said X, heard Y."""
+    return "\n".join(f"  step {s.number}: said {s.user!r}, heard {s.heard!r}" for s in result.steps
+                     if s.heard is not None)
 
 
 def totals(results: list[CaseResult]) -> str:

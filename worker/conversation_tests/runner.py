@@ -5,11 +5,12 @@ turn, as `chat --now` does), its own stub server for the actions, and its channe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +20,7 @@ from dialogue.engine import DialogueEngine
 from worker.config import Settings
 from worker.conversation_tests.channel import CaseChannel, Clock as ClockFn, NotSupported
 from worker.conversation_tests.console import ConsoleChannel
+from worker.conversation_tests.email import EmailCaseChannel
 from worker.conversation_tests.expectations import Mismatch, Observed, check
 from worker.conversation_tests.loader import LoadedFile
 from worker.conversation_tests.model import Case
@@ -27,18 +29,23 @@ from worker.conversation_tests.stubs import StubServer
 from worker.runtime import open_engine
 from worker.settings import WorkerSettings
 
+if TYPE_CHECKING:  # the voice channel (speech models, pipecat) is imported only when a case needs it
+    from worker.conversation_tests.voice import Speech
+
 DEFAULT_JOBS = 4
 
 
 class Line(BaseModel):
     role: str  # "person" | "worker"
     text: str
+    heard: str | None = None  # person lines: what the worker took as the words, when not the line as written
 
 
 class StepResult(BaseModel):
     number: int  # 1-based
     user: str
     reply: str | None
+    heard: str | None = None  # see Line.heard
     mismatches: list[Mismatch] = Field(default_factory=list)
 
 
@@ -69,28 +76,58 @@ class CaseResult(BaseModel):
         return self.error is None and not any(s.mismatches for s in self.steps)
 
 
-def open_channel(name: str, engine: DialogueEngine, clock: ClockFn) -> CaseChannel:
-    """The channel a case names; email and voice are not driven yet (the case fails saying so)."""
+def open_channel(name: str, engine: DialogueEngine, clock: ClockFn, speech: Speech | None = None) -> CaseChannel:
+    """The channel a case names (voice needs the run's `Speech`)."""
     if name == "console":
         return ConsoleChannel(engine, clock)
     if name == "sms":
         return SmsChannel(engine, clock)
-    raise NotSupported(f"channel {name!r} is not yet supported by this runner (console and sms are)")
+    if name == "email":
+        return EmailCaseChannel(engine, clock)
+    if name == "voice":
+        if speech is None:
+            raise NotSupported("a voice case needs the speech models (run it through run_files or pass speech=)")
+        from worker.conversation_tests.voice import VoiceCaseChannel
+
+        return VoiceCaseChannel(engine, clock, speech)
+    raise NotSupported(f"channel {name!r} is not supported by this runner")
+
+
+@contextlib.asynccontextmanager
+async def speech_for(cases: list[Case]) -> Any:
+    """The speech models, loaded once, when some case is a voice case (else None)."""
+    if not any(c.channel == "voice" for c in cases):
+        yield None
+        return
+    from worker.conversation_tests.voice import Speech
+
+    async with Speech() as speech:
+        yield speech
 
 
 async def run_files(files: list[LoadedFile], jobs: int = DEFAULT_JOBS) -> list[CaseResult]:
     """Every case of every file, in file order in the result, run `jobs` at a time."""
+    [results] = await run_batches([[(f, c) for f in files for c in f.tests.cases]], jobs)
+    return results
+
+
+async def run_batches(batches: list[list[tuple[LoadedFile, Case]]], jobs: int = DEFAULT_JOBS) -> list[list[CaseResult]]:
+    """Each batch of (file, case) in turn, its cases `jobs` at a time; the speech models, if a voice
+    case needs them, are loaded once for all of them."""
     limit = asyncio.Semaphore(max(1, jobs))
     env = WorkerSettings.from_env()
 
-    async def bounded(loaded: LoadedFile, case: Case) -> CaseResult:
-        async with limit:
-            return await run_case(loaded, case, env)
+    async with speech_for([c for batch in batches for _, c in batch]) as speech:
 
-    return list(await asyncio.gather(*(bounded(f, c) for f in files for c in f.tests.cases)))
+        async def bounded(loaded: LoadedFile, case: Case) -> CaseResult:
+            async with limit:
+                return await run_case(loaded, case, env, speech)
+
+        return [list(await asyncio.gather(*(bounded(f, c) for f, c in batch))) for batch in batches]
 
 
-async def run_case(loaded: LoadedFile, case: Case, env: WorkerSettings | None = None) -> CaseResult:
+async def run_case(loaded: LoadedFile, case: Case, env: WorkerSettings | None = None,
+                   speech: Speech | None = None) -> CaseResult:
     started = time.perf_counter()
     result = CaseResult(file=str(loaded.path), name=case.name, channel=case.channel, seconds=0.0)
     stubs = StubServer(loaded.spec.actions, {**loaded.tests.stubs, **case.stubs})
@@ -101,7 +138,7 @@ async def run_case(loaded: LoadedFile, case: Case, env: WorkerSettings | None = 
             try:
                 async with open_engine(loaded.spec, Settings(var_dir=Path(tmp)), env=env or WorkerSettings.from_env(),
                                        action_env=stubs.env) as engine:
-                    await _converse(engine, case, stubs, result)
+                    await _converse(engine, case, stubs, result, speech)
             finally:
                 await stubs.close()
     except NotSupported as exc:
@@ -115,8 +152,9 @@ async def run_case(loaded: LoadedFile, case: Case, env: WorkerSettings | None = 
     return result
 
 
-async def _converse(engine: DialogueEngine, case: Case, stubs: StubServer, result: CaseResult) -> None:
-    channel = open_channel(case.channel, engine, Clock(case.now))
+async def _converse(engine: DialogueEngine, case: Case, stubs: StubServer, result: CaseResult,
+                    speech: Speech | None = None) -> None:
+    channel = open_channel(case.channel, engine, Clock(case.now), speech)
     try:
         greeting = await channel.start()
         if greeting.text:
@@ -124,13 +162,16 @@ async def _converse(engine: DialogueEngine, case: Case, stubs: StubServer, resul
             result.seen.replies.append(greeting.text)
         for number, step in enumerate(case.steps, start=1):
             before = len(stubs.calls)
-            result.transcript.append(Line(role="person", text=step.user))
+            person = Line(role="person", text=step.user)
+            result.transcript.append(person)
             reply = await channel.send(step.user)
+            heard = reply.heard if reply.heard is not None and reply.heard.strip() != step.user.strip() else None
+            person.heard = heard
             if reply.text:
                 result.transcript.append(Line(role="worker", text=reply.text))
             observed = await observe(engine, channel.conversation_id, reply.text, merge_retries(stubs.calls[before:]),
                                      result.seen)
-            result.steps.append(StepResult(number=number, user=step.user, reply=reply.text,
+            result.steps.append(StepResult(number=number, user=step.user, reply=reply.text, heard=heard,
                                            mismatches=check(step.expect, observed) if step.expect else []))
         for row in await stored_results(engine.store.db, channel.conversation_id):
             result.seen.call_steps.add(row["step_id"].split("#", 1)[0])
