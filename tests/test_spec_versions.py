@@ -357,3 +357,59 @@ def test_spec_diff_reports_an_invalid_file_with_its_line_and_exits_2(tmp_path: P
     result = cli("spec", "diff", str(RESTAURANT), str(broken))
     assert result.returncode == 2
     assert f"{broken}:" in result.stderr and "max" in result.stderr
+
+
+def test_serve_with_a_candidate_splits_new_sms_conversations_and_keeps_each_on_its_spec(tmp_path: Path) -> None:
+    """The real `serve` process, texted over its signed Twilio webhook by 24 people."""
+    from xml.etree import ElementTree
+
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from tests.support.fake_twilio import FakeTwilio
+    from tests.support.server import WorkerServer
+
+    token, account, worker_number = "rollout-token-0123456789abcdef", "AC" + "b" * 32, "+15005550006"
+    live = variant(tmp_path, "a.yaml", version="a")
+    candidate = variant(tmp_path, "b.yaml", CANDIDATE_GREETING, ("How many people will there be?", "How many of you?"),
+                        version="b")
+    var = tmp_path / "var"
+    people = [f"+1555010{n:04d}" for n in range(24)]
+
+    def text(server: WorkerServer, number: str, body: str) -> str:
+        url = server.base_url + "/twilio/sms"
+        params = {"MessageSid": f"SM{os.urandom(16).hex()}", "AccountSid": account, "From": number,
+                  "To": worker_number, "Body": body, "NumMedia": "0"}
+        signature = RequestValidator(token).compute_signature(url, params)
+        response = httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30)
+        assert response.status_code == 200, response.text
+        return " ".join(m.text or "" for m in ElementTree.fromstring(response.text).iter("Message"))
+
+    with FakeTwilio() as twilio:
+        env = {"TWILIO_ACCOUNT_SID": account, "TWILIO_AUTH_TOKEN": token, "TWILIO_API_BASE": twilio.base_url}
+        server = WorkerServer(str(live), env, var, args=("--candidate", str(candidate), "--share", "50"))
+        try:
+            server.wait_ready()
+            first = {n: text(server, n, "table for tomorrow at 7pm") for n in people}
+        finally:
+            server.stop()
+        on_b = {n for n, reply in first.items() if "Hello from the new" in reply}
+        assert on_b == {n for n in people if in_share(f"sms:{n}:{worker_number}", 50)}
+        assert 6 <= len(on_b) <= 18
+        assert all("How many of you?" in first[n] for n in on_b)
+        assert all("How many people will there be?" in first[n] for n in set(people) - on_b)
+        # Restarted with the candidate at 0%: the conversations it started stay on it.
+        server = WorkerServer(str(live), env, var, args=("--candidate", str(candidate), "--share", "0"))
+        try:
+            server.wait_ready()
+            later = {n: text(server, n, "no, make it 7pm") for n in people[:8]}
+            newcomer = text(server, "+15550199999", "hello")
+        finally:
+            server.stop()
+    for n, reply in later.items():
+        assert ("How many of you?" in reply) == (n in on_b), (n, reply)
+    assert "Hello from the new" not in newcomer
+    status = cli("status", "--worker", str(live), var=var)
+    assert status.returncode == 0, status.stderr
+    counts = {v["spec_version"]: v["conversations"] for v in json.loads(status.stdout)["by_spec_version"]}
+    assert counts == {"a": 24 - len(on_b) + 1, "b": len(on_b)}
