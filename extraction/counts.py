@@ -36,7 +36,7 @@ _TERM = (
     rf"(?:the\s+)?(?:wife|husband|kids|children)\b|"
     rf"a\s+couple\b(?!\s+of\b))"  # "a couple of small dogs" is no couple
 )
-_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+)"
+_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+|\s*\+\s*)"
 _GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}(?:{_TERM}|(?:{_RELATIONS})\b))+", re.I)
 _TOP = re.compile(rf"\b(?:an?\s+)?(?P<n>{_NUM})[\s-]top\b", re.I)
 _NUMBER_OF_PEOPLE = re.compile(rf"\b(?P<n>{_NUM})\s+(?:is|are)\s+the\s+(?:number|amount)\s+of\s+(?:people|persons|guests)|\bpeople\s+of\s+(?P<m>{_NUM})\b", re.I)
@@ -49,8 +49,8 @@ _SINGLE_ME = re.compile(
 _ALONE = re.compile(r"\b(?:i'?m|i\s+am|i'll\s+be|i\s+will\s+be)\s+(?:travell?ing|coming|staying|going|visiting|arriving|dining|eating)\s+"
                     r"(?P<alone>alone|on\s+my\s+own|by\s+myself)\b", re.I)
 _COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\b)(?!\s+(?:people|persons|guests|adults|kids|more|days|weeks|hours|minutes)\b)", re.I)
-_BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))\s*$", re.I)
-_NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o'?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
+_BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))(?:\s+(?:just|only))?\s*$", re.I)
+_NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o['’\"]?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def _category_counts(text: str, kids: bool, requested: bool = True) -> list[Coun
 
 
 _COMING_WITH = re.compile(
-    r"\b(?P<me>i'?m|i\s+am|i'll\s+be|i\s+will\s+be)\s+(?:\w+\s+)?(?:coming|travell?ing|staying|arriving|going|visiting|here)\s+with\s+$",
+    r"\b(?P<me>i'?m|i\s+am|i'll(?:\s+be)?|i\s+will(?:\s+be)?)\s+(?:\w+\s+)?(?:(?:coming|come|travell?ing|travel|staying|stay|"
+    r"arriving|arrive|going|go|visiting|here)\s+with|bringing|bring)\s+$",
     re.I)
 
 

@@ -146,7 +146,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], float]] = [
     # (Tuesday,) (the) 11th (of) September(, 2018)
     ("day_month", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+(?:the\s+)?)?(?P<d>{_DAY})\s+(?:of\s+|day\s+of\s+)?(?P<mon>{_MON})(?:,?\s+(?P<y>{_YEAR}))?(?![a-z])", re.I), 0.95),
     # (Saturday,) Aug(ust) (the) 25th(, 2018)
-    ("month_day", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+)?(?P<mon>{_MON})\s+(?:the\s+)?(?P<d>{_DAY})(?![\d:])(?:,?\s+(?P<y>{_YEAR}))?(?!\s*(?:people|persons?|guests?|adults?|kids?|of\s+us|pm|am|p\.m|a\.m|o'?clock))", re.I), 0.93),
+    ("month_day", re.compile(rf"\b(?:(?P<wd>{_WD_FULL}),?\s+)?(?P<mon>{_MON})\s+(?:the\s+)?(?P<d>{_DAY})(?![\d:])(?:,?\s+(?P<y>{_YEAR}))?(?!\s*(?:people|persons?|guests?|adults?|kids?|of\s+us|pm|am|p\.m|a\.m|o['’\"]?clock))", re.I), 0.93),
     # Thursday the 3rd
     ("weekday_day", re.compile(rf"\b(?P<wd>{_WD_FULL}),?\s+(?:the\s+)?(?P<d>[0-3]?\d(?:st|nd|rd|th)|{'|'.join(sorted((re.escape(w) for w in _ORD_WORDS), key=len, reverse=True))})\b", re.I), 0.93),
     ("weekday_week", re.compile(rf"\b(?P<wd>{_WD_FULL})\s+(?P<rel>next\s+week|in\s+a\s+week|last\s+week|after\s+next|week)\b", re.I), 0.9),

@@ -45,6 +45,13 @@ _REGION = {
     "CA": re.compile(r"^,?\s+(?:AB|BC|MB|NB|NL|NS|NT|NU|ON|PE|QC|SK|YT|Alberta|British\s+Columbia|Manitoba|Ontario|Quebec|Nova\s+Scotia|Saskatchewan)\b"),
     "AU": re.compile(r"^,?\s+(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT|New\s+South\s+Wales|Victoria|Queensland|Tasmania)\b"),
 }
+# A state's code typed in title case ("Sacramento, Ca", "Austin, Tx") is the state only after a
+# comma, and never when it is also a word ("Dallas, Or", "Boston, Me" read on as English).
+_REGION_TITLE = {
+    "US": re.compile(r"^,\s*(?:Al|Ak|Az|Ar|Ca|Co|Ct|Dc|Fl|Ga|Id|Il|Ia|Ks|Ky|Md|Ma|Mi|Mn|Ms|Mo|Mt|Ne|Nv|Nh|Nj|Nm|Ny|Nc|Nd|"
+                     r"Pa|Ri|Sc|Sd|Tn|Tx|Ut|Vt|Va|Wa|Wv|Wi|Wy)\b(?![\w'])"),
+    "CA": re.compile(r"^,\s*(?:Ab|Bc|Mb|Nb|Nl|Ns|Qc|Sk|Yt)\b(?![\w'])"),
+}
 _COUNTRY_ALIASES = {"US": ["USA", "US", "U.S.", "U.S.A.", "America"], "GB": ["UK", "U.K.", "England", "Scotland", "Wales", "Britain"]}
 
 
@@ -59,7 +66,9 @@ def _country_after(code: str) -> re.Pattern[str]:
     if not names:
         return re.compile(r"(?!)")
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    return re.compile(rf"^,?\s+(?:{alternatives})(?![\w.])")
+    # A full stop that ends the sentence is not part of the name ("in London, England."); a dot
+    # that goes on into letters is ("U.K" is not "UK" of "U.K.").
+    return re.compile(rf"^,?\s+(?:{alternatives})(?!\w)(?!\.\w)")
 
 
 # An airport's own name alone ("Heathrow", "O'Hare") is a place; one that is also an everyday
@@ -212,8 +221,8 @@ def find_places(
             # part of the place; else the most populous town of the name, for now.
             pick, said_where = places[0], False
             for place in places:
-                region = _REGION.get(place.country)
-                state = region.match(text[end:]) if region else None
+                region, titled = _REGION.get(place.country), _REGION_TITLE.get(place.country)
+                state = (region.match(text[end:]) if region else None) or (titled.match(text[end:]) if titled else None)
                 if state:
                     end += state.end()
                 country_said = _country_after(place.country).match(text[end:])

@@ -42,6 +42,8 @@ class RuleExtractor:
         proposals = _lengths_are_not_moments(text, fields, proposals)
         proposals = roles.steer(text, fields, proposals, context.requested)
         proposals = _parts_before_totals(text, fields, proposals)
+        proposals = _not_the_negated(text, proposals)
+        proposals = _not_the_old_value(text, fields, proposals)
         # The surest readings first, with a head start for the field just asked for; a span is used once.
         proposals.sort(key=lambda p: (-(p[2].confidence + (0.1 if p[0] else 0.0)), p[2].start))
         taken: list[tuple[int, int, bool, FieldType]] = []
@@ -223,7 +225,46 @@ def _parts_before_totals(
     ]
 
 
-_CHANGE_TO = re.compile(r"(?:\bto|\binstead|\bmeant|\bmake\s+it|\bchange\s+(?:it\s+)?to|\bmove\s+(?:it\s+)?to|\bactually)\s+(?:at\s+|for\s+|the\s+)?$", re.I)
+def _not_the_negated(
+    text: str, proposals: list[tuple[bool, FieldSpec, Candidate]]
+) -> list[tuple[bool, FieldSpec, Candidate]]:
+    """"5pm, not 6pm", "not 10 p.m., I meant 10 a.m.", "it's 5 not 4 people": a value right after
+    "not" is the one refused, so no field takes it while another value of its type was said."""
+    negated = {(c.start, c.end) for _, _, c in proposals if _NEGATED.search(text[max(0, c.start - 12) : c.start])}
+    if not negated:
+        return proposals
+    kept = []
+    for r, f, c in proposals:
+        if (c.start, c.end) in negated and any(
+                g.type is f.type and (o.start, o.end) not in negated and (o.end <= c.start or c.end <= o.start)
+                for _, g, o in proposals):
+            continue
+        kept.append((r, f, c))
+    return kept
+
+
+_CHANGE_FROM = re.compile(
+    r"\b(?:change|changing|move|moving|switch|update|reschedule|modify|amend|increase|reduce|decrease|bump)\b"
+    r"(?:\s+[\w']+){0,4}?\s+from\s+(?P<old>.+?)\s+to\s+", re.I)
+
+
+def _not_the_old_value(
+    text: str, fields: Sequence[FieldSpec], proposals: list[tuple[bool, FieldSpec, Candidate]]
+) -> list[tuple[bool, FieldSpec, Candidate]]:
+    """"change my booking from 8 people to 7": the value between "from" and "to" is the one being
+    replaced; a field takes it only when nothing of its type follows. A spec with two fields of
+    the type (an old and a new time, a start and an end) keeps both, for them to tell apart."""
+    m = _CHANGE_FROM.search(text)
+    if not m:
+        return proposals
+    lo, hi = m.start("old"), m.end("old")
+    single = {t for t in {f.type for f in fields} if sum(f.type is t for f in fields) == 1}
+    return [(r, f, c) for r, f, c in proposals
+            if not (f.type in single and lo <= c.start and c.end <= hi
+                    and any(g.type is f.type and o.start >= m.end() for _, g, o in proposals))]
+
+
+_CHANGE_TO = re.compile(r"(?:\bto|\binstead|\bmeant|\bmake\s+it|\bchange\s+(?:it\s+)?to|\bmove\s+(?:it\s+)?to|\bactually)\s+(?:just\s+|only\s+)?(?:at\s+|for\s+|the\s+)?$", re.I)
 
 
 def _prefer_corrections(text: str, cand: Candidate) -> Candidate:

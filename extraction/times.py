@@ -35,7 +35,7 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     # morning 10:30, evening 6: a daypart said before the hour sets it and belongs to the span
     (_LEAD_PERIOD := re.compile(
         rf"\b(?<!this\s)(?P<lead>morning|afternoon|evening|night)\s+(?P<h>{_H})(?:[:.](?P<m>[0-5]\d)|\s(?P<mw>[0-5]\d))?\b(?![\d:/])"
-        rf"(?!\s*(?:{_NOT_A_TIME_WORDS}|o'?\s?clock|{_AMPM}|in\s+the|at\s+night))", re.I), 0.9),
+        rf"(?!\s*(?:{_NOT_A_TIME_WORDS}|o['’\"]?\s?clock|{_AMPM}|in\s+the|at\s+night))", re.I), 0.9),
     # 19:30, 7.30pm, 11:45 AM, 22:35 night
     (re.compile(rf"\b(?P<h>[01]?\d|2[0-4])[:.](?P<m>[0-5]\d)(?:(?P<mark>{_MARK})|(?P<ish>-?ish)\b)?(?![\d:])", re.I), 0.95),
     # 2215, 0730pm, 615 (clock digits run together)
@@ -61,9 +61,9 @@ _PATTERNS: list[tuple[re.Pattern[str], float]] = [
     # 7 ish (written apart, the annotators leave 'ish' out)
     (re.compile(rf"\b(?P<h>{_H})(?=\s+ish\b)", re.I), 0.75),
     # 11 o'clock in the morning: the daypart sets the hour, so the span runs to its end
-    (re.compile(rf"\b(?P<h>{_H})\s*o'?\s?clock(?P<mark>\s+{_PERIOD})", re.I), 0.93),
+    (re.compile(rf"\b(?P<h>{_H})\s*o['’\"]?\s?clock(?P<mark>\s+{_PERIOD})", re.I), 0.93),
     # 8 o'clock: the span stops before o'clock
-    (re.compile(rf"\b(?P<h>{_H})(?=\s*o'?\s?clock\b)", re.I), 0.9),
+    (re.compile(rf"\b(?P<h>{_H})(?=\s*o['’\"]?\s?clock\b)", re.I), 0.9),
     # at 8, around 7, after 11, before 4, until 9 (span: the number only)
     (re.compile(
         rf"\b(?:at|around|about|after|before|until|till|by|from|(?:later|earlier|sooner)\s+than|between|and\s+(?=\S+\s*(?:$|[?.!,])))\s+(?:about\s+|around\s+)?(?P<h>{_H})(?:[\s:](?P<mw>[0-5]\d|{_MIN_WORD}))?\b"

@@ -42,6 +42,21 @@ def test_spoken_and_written_forms(name: str, text: str, requested: bool, expecte
     assert [e.value for e in found] == [expected]
 
 
+def test_a_value_refused_with_not_is_not_stored_when_another_was_said() -> None:
+    fields = [FieldSpec(name="time", type="time", prompt="?"), FieldSpec(name="people", type="count", prompt="?")]
+    read = lambda text, asked=(): {e.field: e.value for e in rules.extract(text, fields, ExtractionContext(requested=list(asked), now=NOW))}  # noqa: E731
+    assert read("I said 5pm not 6pm") == {"time": "17:00"}
+    assert read("not 10 p.m., I meant 10 a.m.") == {"time": "10:00"}
+    assert read("it's 5 not 4 people", ["people"]) == {"people": 5}
+
+
+def test_a_change_from_one_value_to_another_keeps_the_new_one() -> None:
+    fields = [FieldSpec(name="people", type="count", prompt="?"), FieldSpec(name="date", type="date", prompt="?")]
+    read = lambda text: {e.field: e.value for e in rules.extract(text, fields, ExtractionContext(requested=[], now=NOW))}  # noqa: E731
+    assert read("I'd like to change my reservation from 8 people to just 7") == {"people": 7}
+    assert read("please move it from Friday to Saturday") == {"date": "2026-11-28"}
+
+
 def test_the_requested_field_steers_a_bare_number(restaurant: WorkerSpec) -> None:
     assert extract(restaurant, "13", ["people"]) == {"people": 13}
     assert extract(restaurant, "13", ["time"]) == {"time": "13:00"}

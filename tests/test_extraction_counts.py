@@ -59,3 +59,9 @@ def test_two_couples_are_four_people() -> None:
 
 def test_counts_typed_as_a_form() -> None:
     assert read("adults: 2, children: 1") == {"adults": 2, "kids": 1}
+
+
+def test_the_speaker_bringing_someone_is_one_of_the_party() -> None:
+    assert read("I'm bringing my wife") == {"adults": 2}
+    assert read("I'll come with my husband") == {"adults": 2}
+    assert read("me + my wife") == {"adults": 2}

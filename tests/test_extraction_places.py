@@ -109,3 +109,17 @@ def test_the_first_word_of_a_longer_name_is_no_town_of_its_own() -> None:
     # "San" is a town in Mali; "San Fran" is not in the gazetteer, so nothing is read.
     assert read(TRIP, "going to San Fran") == {}
     assert read(TRIP, "going to LA Monday")["to_city"] == ("Los Angeles", "LA")
+
+
+def test_a_country_after_a_town_keeps_out_the_full_stop_that_ends_the_sentence() -> None:
+    one = [field("city")]
+    assert read(one, "I want to pick it up in London, England. Around noon")["city"] == ("London", "London, England")
+    assert read(one, "pick it up in London, UK.")["city"] == ("London", "London, UK")
+
+
+def test_a_state_code_typed_in_title_case_after_a_comma_is_the_state() -> None:
+    one = [field("city")]
+    assert read(one, "from Sacramento, Ca on the 4th")["city"] == ("Sacramento", "Sacramento, Ca")
+    assert read(one, "going to Austin, Tx.")["city"] == ("Austin", "Austin, Tx")
+    # A code that is also a word reads on as English.
+    assert read(one, "flying to Boston, Me and my wife")["city"] == ("Boston", "Boston")

@@ -121,3 +121,9 @@ def test_the_end_of_the_month_is_its_last_day() -> None:
 def test_an_evening_or_afternoon_said_anywhere_sets_a_bare_hour() -> None:
     assert read("I'd like to go on the evening of the 10th at 7", TIME)["time"][0] == "19:00"
     assert read("on Friday afternoon, say around 3", TIME)["time"][0] == "15:00"
+
+
+@pytest.mark.parametrize("text", ["around 2 o\"clock in the afternoon", "around 2 o’clock in the afternoon",
+                                  "around 2 o'clock in the afternoon"])
+def test_o_clock_typed_with_any_apostrophe_is_the_same_time(text: str) -> None:
+    assert read(text, TIME) == {"time": ("14:00", "2 o" + text.split(" o")[1])}
