@@ -404,6 +404,8 @@ def test_serve_with_a_candidate_splits_new_sms_conversations_and_keeps_each_on_i
             server.wait_ready()
             later = {n: text(server, n, "no, make it 7pm") for n in people[:8]}
             newcomer = text(server, "+15550199999", "hello")
+            token = cli("tokens", "create", "dashboard", "--role", "viewer", var=var).stdout.strip()
+            over_http = httpx.get(server.base_url + "/status", headers={"Authorization": f"Bearer {token}"}).json()
         finally:
             server.stop()
     for n, reply in later.items():
@@ -413,3 +415,4 @@ def test_serve_with_a_candidate_splits_new_sms_conversations_and_keeps_each_on_i
     assert status.returncode == 0, status.stderr
     counts = {v["spec_version"]: v["conversations"] for v in json.loads(status.stdout)["by_spec_version"]}
     assert counts == {"a": 24 - len(on_b) + 1, "b": len(on_b)}
+    assert {v["spec_version"]: v["conversations"] for v in over_http["by_spec_version"]} == counts

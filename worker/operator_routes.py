@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from dialogue.spec import WorkerSpec
-from escalation.drift import drift_status, prometheus
+from escalation.drift import by_spec_version, drift_status, prometheus
 from escalation.operators import role_allows
 from escalation.queue import Handoff, QueueError
 from worker.operator_auth import Operator, OperatorAuth
@@ -125,7 +125,10 @@ def build_router(spec: WorkerSpec, engine: Callable[[], Any], auth: OperatorAuth
     @router.get("/status", dependencies=[viewer])
     async def status() -> dict[str, Any]:
         running = engine()
-        return (await drift_status(running.store, spec.name, spec.escalation.drift)).model_dump()
+        figures = (await drift_status(running.store, spec.name, spec.escalation.drift)).model_dump()
+        # As `channel-worker status`: the figures per spec version (serve --candidate decides by them).
+        versions = by_spec_version(await running.store.by_spec(spec.name))
+        return {**figures, "by_spec_version": [v.model_dump(mode="json") for v in versions]}
 
     if api_docs:
         # The browser sends the Basic credentials it was asked for on /docs with the page's own
