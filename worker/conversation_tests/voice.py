@@ -52,6 +52,10 @@ class Speech:
     async def __aexit__(self, *exc: object) -> None:
         await self._voice.__aexit__(*exc)
 
+    def forget_spoken(self) -> None:
+        """Drop Piper's cache of lines already spoken (a benchmark times synthesis every round)."""
+        self._voice._spoken.clear()
+
     async def hear(self, line: str, field: FieldSpec | None, question: str | None, confirming: bool) -> Heard:
         """`line` said by a caller over the phone, heard as the answer to `question` (asked for `field`)."""
         assert self._recogniser is not None, "use `async with Speech()`"
