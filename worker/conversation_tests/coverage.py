@@ -27,7 +27,8 @@ from dialogue.flows import AskStep, CallStep, ConfirmStep, EndStep, GotoStep, Ha
 from dialogue.spec import WorkerSpec
 from worker.conversation_tests.runner import Seen
 
-# Lines a channel the runner cannot drive yet would say: never expected from console or SMS cases.
+# Lines only a channel's own events make the worker say (mail too large, silence on a call): no
+# conversation test can bring them about, so they are not listed.
 _OTHER_CHANNELS = ("email_", "voice_")
 _TEMPLATE_PIECE = re.compile(r"\{\{|\}\}|\{[^{}]*\}")
 
