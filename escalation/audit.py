@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from storage.clock import utcnow
 from storage.db import Database, Statement
 
-AuditKind = Literal["rule_fired", "action_taken", "action_refused", "handoff", "notification", "queue", "drift"]
+AuditKind = Literal["rule_fired", "action_taken", "action_refused", "handoff", "notification", "queue", "drift", "review"]
 
 
 class AuditEntry(BaseModel):

@@ -781,3 +781,81 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        15,
+        "review console: sessions, append-only field labels, the lowest confidence per conversation, list indexes",
+        # review_sessions (escalation/review_sessions.py): server-side browser sessions, stored as the
+        # SHA-256 of the cookie, so logout and removing an operator end them at once.
+        # field_labels (transcripts/labels.py): a reviewer's verdict on a stored value, appended,
+        # never changed; the latest per conversation and field is the one that counts.
+        # conversations.min_confidence: the lowest confidence of any value the conversation holds
+        # (kept by the summary update), so "low confidence" is an indexed filter, not a JSON scan.
+        # The indexes serve the console's list: newest first, alone or within a filter.
+        sqlite=(
+            """CREATE TABLE review_sessions (
+                token_hash TEXT PRIMARY KEY,
+                operator TEXT NOT NULL,
+                csrf_token TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                expires_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX review_sessions_by_operator ON review_sessions (operator)",
+            """CREATE TABLE field_labels (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                conversation_id TEXT NOT NULL,
+                field TEXT NOT NULL,
+                turn INTEGER,
+                stored_value TEXT,
+                verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong')),
+                correct_value TEXT,
+                span_start INTEGER,
+                span_end INTEGER,
+                labelled_by TEXT NOT NULL,
+                labelled_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX field_labels_by_conversation ON field_labels (conversation_id, field, id)",
+            "CREATE TRIGGER field_labels_no_update BEFORE UPDATE ON field_labels "
+            "BEGIN SELECT RAISE(ABORT, 'field_labels is append-only'); END",
+            "ALTER TABLE conversations ADD COLUMN min_confidence REAL",
+            "CREATE INDEX conversations_by_start ON conversations (started_at, id)",
+            "CREATE INDEX conversations_by_outcome ON conversations (outcome, started_at)",
+            "CREATE INDEX conversations_by_channel ON conversations (channel, started_at)",
+            "CREATE INDEX conversations_by_confidence ON conversations (min_confidence)",
+        ),
+        postgres=(
+            """CREATE TABLE review_sessions (
+                token_hash TEXT PRIMARY KEY,
+                operator TEXT NOT NULL,
+                csrf_token TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                expires_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX review_sessions_by_operator ON review_sessions (operator)",
+            """CREATE TABLE field_labels (
+                id BIGSERIAL PRIMARY KEY,
+                conversation_id TEXT NOT NULL,
+                field TEXT NOT NULL,
+                turn INTEGER,
+                stored_value JSONB,
+                verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong')),
+                correct_value TEXT,
+                span_start INTEGER,
+                span_end INTEGER,
+                labelled_by TEXT NOT NULL,
+                labelled_at TIMESTAMPTZ NOT NULL
+            )""",
+            "CREATE INDEX field_labels_by_conversation ON field_labels (conversation_id, field, id)",
+            """CREATE FUNCTION field_labels_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN RAISE EXCEPTION 'field_labels is append-only'; END $$""",
+            "CREATE TRIGGER field_labels_no_update BEFORE UPDATE ON field_labels "
+            "FOR EACH ROW EXECUTE FUNCTION field_labels_append_only()",
+            "ALTER TABLE conversations ADD COLUMN min_confidence DOUBLE PRECISION",
+            "CREATE INDEX conversations_by_start ON conversations (started_at, id)",
+            "CREATE INDEX conversations_by_outcome ON conversations (outcome, started_at)",
+            "CREATE INDEX conversations_by_channel ON conversations (channel, started_at)",
+            "CREATE INDEX conversations_by_confidence ON conversations (min_confidence)",
+        ),
+    )
+)

@@ -42,6 +42,8 @@ OWNER: dict[str, str] = {
     "voice_calls": "channels.voice",
     "action_results": "actions",
     "outcome_deliveries": "actions",
+    "review_sessions": "escalation",
+    "field_labels": "transcripts",
 }
 
 # Known and named: module -> tables it may still touch against ownership.

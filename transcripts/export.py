@@ -107,7 +107,7 @@ async def export(
         r = _for(redactor, conv, events)
         conversation_id = redactor.conversation_id(conv.id) if redactor else conv.id
         if writer is None:
-            record = conv.model_dump()  # spec_version and spec_hash included: the spec that ran it
+            record = conv.model_dump(exclude={"min_confidence"})  # spec_version and spec_hash included: the spec that ran it
             record["id"] = conversation_id
             record["fields"] = r.fields(conv.fields)
             record["escalation"] = r.value(conv.escalation)

@@ -48,6 +48,7 @@ class ConversationRecord(BaseModel):
     # conversation started. None on conversations from before versions were recorded.
     spec_version: str | None = None
     spec_hash: str | None = None
+    min_confidence: float | None = None  # migration 15: the lowest confidence of the values held
 
 
 class SpecStamp(BaseModel):
@@ -55,6 +56,21 @@ class SpecStamp(BaseModel):
 
     version: str | None = None
     hash: str | None = None
+
+
+def lowest_confidence(fields: dict[str, Any] | None) -> float | None:
+    """The lowest confidence among stored field records ({"value", "confidence", ...}); None if none has one."""
+    found = [float(r["confidence"]) for r in (fields or {}).values()
+             if isinstance(r, dict) and isinstance(r.get("confidence"), (int, float))]
+    return min(found) if found else None
+
+
+def spec_version_clause(wanted: str, table: str = "") -> tuple[str, list[Any]]:
+    """SQL for conversations started on a spec version: its label, or its hash by a prefix of 6+
+    hex digits (the pattern is a parameter: no % in the SQL text). `table`: a prefix such as "c."."""
+    if len(wanted) >= 6 and all(c in "0123456789abcdef" for c in wanted):
+        return f"({table}spec_version = ? OR {table}spec_hash LIKE ?)", [wanted, wanted + "%"]
+    return f"{table}spec_version = ?", [wanted]
 
 
 class ExportFilter(BaseModel):
@@ -111,10 +127,14 @@ class TranscriptStore:
                              "AND text IS NOT NULL)"), [event.conversation_id]
         else:
             turns, params = "turns + ?", [1 if counts else 0]
+        # The lowest confidence of the values held after this turn (migration 15): the review
+        # console's "low confidence" filter reads this column instead of every row's JSON.
         return (
             "UPDATE conversations SET updated_at = ?, fields = COALESCE(J?, fields), outcome = COALESCE(?, outcome), "
-            f"escalation = COALESCE(J?, escalation), turns = {turns} WHERE id = ?",
-            (event.time, event.fields, event.outcome, event.escalation, *params, event.conversation_id),
+            f"escalation = COALESCE(J?, escalation), turns = {turns}, "
+            "min_confidence = CASE WHEN ? THEN ? ELSE min_confidence END WHERE id = ?",
+            (event.time, event.fields, event.outcome, event.escalation, *params, event.fields is not None,
+             lowest_confidence(event.fields), event.conversation_id),
         )
 
     async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
@@ -180,14 +200,9 @@ class TranscriptStore:
                 clauses.append(f"{column} {op} ?")
                 params.append(value)
         if f.spec_version is not None:
-            # The label, or the hash by prefix (the pattern is a parameter: no % in the SQL text).
-            wanted = f.spec_version
-            if len(wanted) >= 6 and all(c in "0123456789abcdef" for c in wanted):
-                clauses.append("(spec_version = ? OR spec_hash LIKE ?)")
-                params += [wanted, wanted + "%"]
-            else:
-                clauses.append("spec_version = ?")
-                params.append(wanted)
+            clause, more = spec_version_clause(f.spec_version)
+            clauses.append(clause)
+            params += more
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     async def count_conversations(self, f: ExportFilter) -> int:

@@ -128,6 +128,15 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
     # Everything but /healthz and the Twilio webhooks (signed by Twilio) needs an operator.
     auth = OperatorAuth(lambda: OperatorStore(state["engine"].store.db))
     app.include_router(build_operator_router(spec, lambda: state["engine"], auth, app.openapi, app.title, built.http.api_docs))
+    if built.http.review_on:  # the review console under /review, behind its own login (REVIEW_ENABLED=off: none)
+        from datetime import timedelta
+
+        from worker.review import ReviewContext, mount_review
+
+        mount_review(app, ReviewContext(
+            store=lambda: state["engine"].store, auth=auth, worker=spec.name, engine=lambda: state["engine"],
+            secure_cookies=built.twilio.public_base_url.lower().startswith("https://"),
+            session_lifetime=timedelta(hours=built.http.review_session_hours)))
 
     # Outermost of our middleware: no route, signature check or form parser sees more than this.
     app.add_middleware(BodyLimit, max_bytes=built.http.max_request_bytes)

@@ -625,8 +625,12 @@ def export_cmd(
     worker: Annotated[Optional[str], typer.Option(help="Only conversations of this worker name.")] = None,
     spec_version: Annotated[Optional[str], typer.Option("--spec-version", help="Only conversations started on this spec version: its `version:` label, or its content hash (a prefix of 6+ characters will do).")] = None,
     redact: Annotated[bool, typer.Option("--redact", help="Mask phone numbers, emails, card and account numbers and names (in texts, fields, metadata, audit) as \\[phone], \\[email], \\[card], \\[number], \\[name]; ids that carry them become pseudonyms.")] = False,
+    labels: Annotated[bool, typer.Option("--labels", help="Instead of conversations: the review console's labels (the latest per value), one labelled user turn per line in the benchmarks' span format (userInput.text, labels[].slot, value, valueSpan).")] = False,
 ) -> None:
     """Export stored conversations, with a progress bar on large exports. CSV cells that a spreadsheet would run as a formula (= + - @ tab CR) are written with a leading single quote."""
+    if labels:
+        _export_labels(output)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from transcripts.export import export
@@ -662,6 +666,54 @@ def export_cmd(
     n = _run(main())
     if output:
         err.print(f"[green]wrote[/green] {n} conversations to {output}")
+
+
+def _export_labels(output: Optional[Path]) -> None:
+    """`export --labels`: transcripts/labels.py's dataset as JSON lines."""
+    import json
+
+    from transcripts.labels import LabelStore
+    from transcripts.store import TranscriptStore
+    from worker.config import Settings
+
+    async def main() -> list[dict[str, Any]]:
+        store = await TranscriptStore.open(Settings.from_env().transcripts_url)
+        try:
+            return await LabelStore(store).dataset()
+        finally:
+            await store.close()
+
+    records = _run(main())
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"[green]wrote[/green] {len(records)} labelled turns to {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def review(
+    worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file (its name marks the audit rows).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the review console alone (pages under /review, log in with `users add` operators) against the worker's database; no channel runs."""
+    import uvicorn
+
+    from worker.review import create_review_app
+    from worker.settings import WorkerSettings
+
+    spec = _load(worker)
+    env = WorkerSettings.from_env()
+    trusted = env.http.forwarded_allow_ips.strip()
+    app_ = create_review_app(env.config().transcripts_url, spec.name,
+                             secure_cookies=env.twilio.public_base_url.lower().startswith("https://"),
+                             session_hours=env.http.review_session_hours, max_request_bytes=env.http.max_request_bytes)
+    out.print(f"review console: http://{host}:{port}/review/", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=bool(trusted),
+                forwarded_allow_ips=trusted or None)
 
 
 @app.command()

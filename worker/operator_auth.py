@@ -333,6 +333,19 @@ class OperatorAuth:
 
         return authenticate
 
+    async def check_password(self, client_host: str, username: str, password: str) -> Operator | None:
+        """The operator these credentials name, or None: the same constant-cost check as HTTP
+        Basic, counted by the same limiter (the review console's login form uses it). Raises
+        LimitReached while the address or the name is locked."""
+        keys = [f"addr:{client_host}"] + ([f"user:{username}"] if valid_name(username) else [])
+        attempt = await self.limiter.acquire(keys)
+        operator = None
+        try:
+            operator = await self._by_password(HTTPBasicCredentials(username=username, password=password))
+        finally:
+            attempt.done(operator is not None)
+        return operator
+
     async def _by_password(self, basic: HTTPBasicCredentials) -> Operator | None:
         if not valid_name(basic.username) or len(basic.password) > MAX_PASSWORD_LENGTH:
             return None  # no such user can exist: nothing to time

@@ -37,7 +37,7 @@ _OFF = ("off", "0", "false", "no")
 
 # Variables starting with these are taken to be meant for us: an unknown one is a typo.
 PREFIXES = ("TWILIO_", "SMS_", "VOICE_", "WHISPER_", "IMAP_", "SMTP_", "EMAIL_", "LLM_", "RETENTION_",
-            "OPERATOR_", "CHANNEL_WORKER_")
+            "OPERATOR_", "CHANNEL_WORKER_", "REVIEW_")
 # Ours in name only: docker/compose.yaml's own ports, never read by the worker.
 NOT_OURS = {"OPERATOR_PORT"}
 
@@ -49,6 +49,13 @@ class HttpSettings(BaseSettings):
     forwarded_allow_ips: str = Field("", description="Proxies whose X-Forwarded-* headers are believed (comma-separated; * trusts all).")
     otel_exporter_otlp_endpoint: str | None = Field(None, description="With OTEL_TRACES_EXPORTER: keeps FastAPI's OpenTelemetry on.")
     otel_traces_exporter: str | None = Field(None, description="With OTEL_EXPORTER_OTLP_ENDPOINT: keeps FastAPI's OpenTelemetry on.")
+
+    review_enabled: str = Field("on", description="off (or false, 0, no): no review console under /review.")
+    review_session_hours: float = Field(12.0, gt=0, description="A review console login lasts this long (logout ends it sooner).")
+
+    @property
+    def review_on(self) -> bool:
+        return self.review_enabled.strip().lower() not in _OFF
 
     @property
     def api_docs(self) -> bool:

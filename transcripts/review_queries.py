@@ -1,0 +1,145 @@
+"""The review console's reads of conversations and events: the filtered, sorted, paged list and
+one conversation with its turns. SQL on `conversations` and `events` lives in transcripts/
+(tests/test_sql_ownership.py); worker/review/ calls these.
+
+The list is LIMIT/OFFSET over an index (migration 15: started_at, outcome, channel,
+min_confidence; 14: worker and spec hash), with one row more than the page to know whether a
+next page exists, and no COUNT: with 100,000 conversations a count under a word search would
+read every event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from transcripts.store import _JSON_CONV, ConversationRecord, Event, TranscriptStore, spec_version_clause
+
+Sort = Literal["started", "updated", "turns", "confidence"]
+_SORT_COLUMN = {"started": "started_at", "updated": "updated_at", "turns": "turns", "confidence": "min_confidence"}
+LOW_CONFIDENCE = 0.8  # the default threshold of the "low confidence" filter
+MAX_PAGE = 200
+
+
+class ReviewFilter(BaseModel):
+    """What the list shows; every field is a query parameter of /review/conversations."""
+
+    worker: str | None = None
+    channel: str | None = None
+    outcome: str | None = None
+    escalated: bool | None = None
+    rule: str | None = None
+    low_confidence: bool = False
+    below: float = Field(LOW_CONFIDENCE, ge=0, le=1)
+    since: datetime | None = None
+    until: datetime | None = None
+    spec_version: str | None = None
+    q: str | None = Field(None, max_length=200)
+    sort: Sort = "started"
+    order: Literal["asc", "desc"] = "desc"
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=MAX_PAGE)
+
+
+class ConversationPage(BaseModel):
+    rows: list[ConversationRecord]
+    page: int
+    has_next: bool
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern for `text` anywhere, with the wildcards in it taken literally (ESCAPE '\\')."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value, op in (("worker", f.worker, "="), ("channel", f.channel, "="), ("outcome", f.outcome, "="),
+                              ("started_at", f.since, ">="), ("started_at", f.until, "<")):
+        if value is not None and value != "":
+            clauses.append(f"c.{column} {op} ?")
+            params.append(value)
+    if f.escalated is True:
+        clauses.append("c.escalation IS NOT NULL")
+    elif f.escalated is False:
+        clauses.append("c.escalation IS NULL")
+    if f.rule:
+        rule = "json_extract(c.escalation, '$.rule')" if dialect == "sqlite" else "c.escalation->>'rule'"
+        clauses.append(f"{rule} = ?")
+        params.append(f.rule)
+    if f.low_confidence:
+        clauses.append("c.min_confidence < ?")
+        params.append(f.below)
+    if f.spec_version:
+        clause, more = spec_version_clause(f.spec_version, "c.")
+        clauses.append(clause)
+        params += more
+    if f.q and f.q.strip():
+        # A phone number or an address is in the conversation id (sms:+1555...:..., the sender's
+        # metadata for email); words are in what was said, either side.
+        words = f.q.strip()
+        clauses.append(
+            f"(c.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND "
+            f"(LOWER(e.text) LIKE ? ESCAPE '\\' OR LOWER(CAST(e.metadata AS TEXT)) LIKE ? ESCAPE '\\')))")
+        pattern = _like(words.lower())
+        params += [_like(words), pattern, pattern]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+async def list_conversations(store: TranscriptStore, f: ReviewFilter) -> ConversationPage:
+    db = store.db
+    where, params = _where(f, db.dialect)
+    column = _SORT_COLUMN[f.sort]
+    direction = "DESC" if f.order == "desc" else "ASC"
+    nulls = " NULLS LAST" if db.dialect == "postgres" else ""
+    offset = (f.page - 1) * f.per_page
+    rows = await db.fetchall(
+        f"SELECT c.* FROM conversations c{where} ORDER BY c.{column} {direction}{nulls}, c.id {direction} "
+        f"LIMIT {int(f.per_page) + 1} OFFSET {int(offset)}", params, _JSON_CONV)
+    records = [ConversationRecord(**r) for r in rows[:f.per_page]]
+    return ConversationPage(rows=records, page=f.page, has_next=len(rows) > f.per_page)
+
+
+async def facets(store: TranscriptStore) -> dict[str, list[str]]:
+    """The values the list's filter menus offer (each read from an index)."""
+    db = store.db
+    out: dict[str, list[str]] = {}
+    for name, column in (("worker", "worker"), ("channel", "channel"), ("outcome", "outcome")):
+        rows = await db.fetchall(f"SELECT DISTINCT {column} AS v FROM conversations WHERE {column} IS NOT NULL ORDER BY v")
+        out[name] = [r["v"] for r in rows]
+    return out
+
+
+class ConversationDetail(BaseModel):
+    conversation: ConversationRecord
+    events: list[Event]
+
+
+async def conversation_detail(store: TranscriptStore, conversation_id: str) -> ConversationDetail | None:
+    record = await store.conversation(conversation_id)
+    if record is None:
+        return None
+    return ConversationDetail(conversation=record, events=await store.events(conversation_id))
+
+
+async def insert_conversations(store: TranscriptStore, rows: list[tuple[ConversationRecord, list[Event]]]) -> None:
+    """Bulk load of whole conversations (bench/review.py seeds 100,000 with it): one transaction
+    per call, the summary row written as it is given."""
+    statements = []
+    for record, events in rows:
+        statements.append((
+            "INSERT INTO conversations (id, worker, channel, started_at, updated_at, outcome, escalation, fields, turns, "
+            "spec_version, spec_hash, min_confidence) VALUES (?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?, ?)",
+            (record.id, record.worker, record.channel, record.started_at, record.updated_at, record.outcome,
+             record.escalation, record.fields, record.turns, record.spec_version, record.spec_hash,
+             record.min_confidence)))
+        for e in events:
+            statements.append((
+                "INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, "
+                "actions, metadata, dedupe_key) VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?)",
+                (e.conversation_id, e.channel, e.direction, e.text, e.time, e.fields or {}, e.outcome, e.escalation,
+                 e.actions, e.metadata, e.dedupe_key)))
+    await store.db.batch(statements)

@@ -1,0 +1,45 @@
+"""What the review console's pages share: the store, the operators' password check and failure
+limiter, cookie settings, the audit trail and one redactor for viewers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from escalation.audit import AuditEntry, AuditTrail
+from escalation.review_sessions import SessionStore
+from extraction.redact import Redactor
+from transcripts.labels import LabelStore
+from transcripts.store import TranscriptStore
+from worker.operator_auth import OperatorAuth
+
+
+@dataclass
+class ReviewContext:
+    store: Callable[[], TranscriptStore]
+    auth: OperatorAuth
+    worker: str  # the worker this process serves; audit rows not tied to a conversation carry it
+    secure_cookies: bool = False  # PUBLIC_BASE_URL is https: cookies only over https
+    session_lifetime: timedelta = timedelta(hours=12)
+    # The running engine (serve), for the queue's release; None when `channel-worker review` runs alone.
+    engine: Callable[[], Any] | None = None
+    # Pseudonyms of conversation ids for viewers, stable for the life of the process.
+    redactor: Redactor = field(default_factory=Redactor)
+
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.store().db)
+
+    def labels(self) -> LabelStore:
+        return LabelStore(self.store())
+
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.store().db)
+
+    async def record(self, operator: str, action: str, conversation_id: str = "", worker: str | None = None,
+                     inputs: dict[str, Any] | None = None, detail: str | None = None) -> None:
+        """One audit row per reviewer action (kind `review`), under the logged-in name."""
+        await self.audit().record(AuditEntry(conversation_id=conversation_id, worker=worker or self.worker,
+                                             kind="review", action=action, inputs=inputs or {},
+                                             detail=detail or f"by {operator}"))
