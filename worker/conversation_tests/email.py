@@ -8,7 +8,7 @@ outbox message, decoded from its MIME.
 
 No IMAP or SMTP server is involved: `handle_raw` is what the inbox watcher calls per message,
 and the outbox is read instead of sent. The turn's time is the message's Date header, set from
-the case's clock."""
+the case's clock. The per-sender hourly reply limit is lifted (it counts wall-clock time)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ WORKER_ADDRESS = "worker@conversation-test.example"
 PERSON_ADDRESS = "Alex Doe <alex@example.org>"
 PERSON_DOMAIN = "example.org"
 UIDVALIDITY = "1"
+REPLIES_PER_HOUR = 1_000_000
 
 
 def quoted(text: str, date: str, sender: str) -> str:
@@ -40,7 +41,9 @@ class EmailCaseChannel:
         self._clock = clock
         settings = EmailSettings(
             imap=ImapSettings(host="127.0.0.1", port=9, user=WORKER_ADDRESS, password="unused", tls="none"),
-            smtp=SmtpSettings(host="127.0.0.1", port=9, tls="none", sender=WORKER_ADDRESS))
+            smtp=SmtpSettings(host="127.0.0.1", port=9, tls="none", sender=WORKER_ADDRESS),
+            # The per-sender hourly limit counts wall-clock time: a long case would hit it.
+            replies_per_sender_per_hour=REPLIES_PER_HOUR)
         self._channel = EmailChannel(engine, engine.store.db, settings)
         self._db = engine.store.db
         self._uid = 0
