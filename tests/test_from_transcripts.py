@@ -118,3 +118,24 @@ def test_the_answers_of_the_business_systems_become_the_cases_stubs(tmp_path: Pa
     assert case["steps"][-1]["expect"]["task"] == "book"
     ran = cli(tmp_path, "test", str(out))
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    # Against a spec without those actions (or tasks), the conversation cannot be a case: left out, with why.
+    flat = cli(tmp_path, "test", "--from-transcripts", "--worker", str(RESTAURANT))
+    assert flat.returncode == 2
+    assert "left out console-" in flat.stderr and "the worker has no action 'availability'" in flat.stderr
+
+
+def test_values_of_fields_the_spec_no_longer_has_are_not_expected(tmp_path: Path) -> None:
+    chat(tmp_path, RESTAURANT, BOOKING)
+    chat(tmp_path, RESTAURANT, PERSON)
+    text = RESTAURANT.read_text()
+    for old in (" {last_name}", "  - name: last_name\n    type: last_name\n    prompt: And your last name?\n"):
+        assert old in text
+        text = text.replace(old, "", 1)
+    no_last_name = tmp_path / "no_last_name.yaml"
+    no_last_name.write_text(text)
+    made = cli(tmp_path, "test", "--from-transcripts", "--worker", str(no_last_name))
+    assert made.returncode == 0, made.stderr
+    cases = {tuple(s["user"] for s in c["steps"]): c for c in yaml.safe_load(made.stdout)["cases"]}
+    assert set(cases) == {tuple(BOOKING), tuple(PERSON)}
+    assert "last_name" not in cases[tuple(BOOKING)]["steps"][-1]["expect"]["fields"]
+    assert "not expected, not fields of this spec: last_name" in made.stderr

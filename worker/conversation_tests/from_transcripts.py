@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from pydantic import ValidationError
 
 from actions.client import stored_results
 from dialogue.engine import DialogueEngine
@@ -30,7 +31,7 @@ from dialogue.spec import WorkerSpec
 from dialogue.spec_loader import SpecError, load_spec
 from transcripts.store import ConversationRecord, Event, ExportFilter
 from worker.config import Settings
-from worker.conversation_tests.model import TestFile
+from worker.conversation_tests.model import Case, TestFile, case_problems
 from worker.runtime import open_engine
 
 WRITTEN, INVALID = 0, 2
@@ -55,17 +56,23 @@ def _stubs(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: got[0] if len(got) == 1 else {"responses": got} for name, got in answers.items()}
 
 
-async def case_for(engine: DialogueEngine, conv: ConversationRecord, events: list[Event]) -> dict[str, Any] | None:
-    """One test case from a stored conversation (None: the person never said anything)."""
+async def case_for(engine: DialogueEngine, conv: ConversationRecord, events: list[Event],
+                   err: TextIO = sys.stderr) -> dict[str, Any] | None:
+    """One test case from a stored conversation (None: the person never said anything). Values of
+    fields the spec does not have (the conversation ran on another version) are not expected;
+    `err` says which."""
     lines = [e.text for e in events if e.direction == "in" and e.text is not None]
     if not lines:
         return None
     snapshot = await engine.graph.aget_state({"configurable": {"thread_id": conv.id}})
     state: dict[str, Any] = dict(snapshot.values) if snapshot and snapshot.values else {}
     names = {f.name for f in engine.spec.fields}
+    held = {name: v.get("value") for name, v in (state.get("fields") or {}).items() if isinstance(v, dict)}
+    unknown = sorted(set(held) - names)
+    if unknown:
+        err.write(f"{conv.id}: not expected, not fields of this spec: {', '.join(unknown)}\n")
     expect: dict[str, Any] = {
-        "fields": {name: v.get("value") for name, v in (state.get("fields") or {}).items()
-                   if name in names and isinstance(v, dict)},
+        "fields": {name: value for name, value in held.items() if name in names},
         "outcome": state.get("outcome"),
         "escalation": (state.get("escalation") or {}).get("rule"),
     }
@@ -83,8 +90,20 @@ async def case_for(engine: DialogueEngine, conv: ConversationRecord, events: lis
     return case
 
 
-async def collect(spec: WorkerSpec, settings: Settings, flt: ExportFilter, limit: int | None) -> list[dict[str, Any]]:
-    """The cases of the worker's stored conversations matching `flt` (the latest `limit`, oldest first)."""
+def problems_of(spec: WorkerSpec, case: dict[str, Any]) -> list[str]:
+    """What keeps `case` from loading against `spec`: a conversation stored under another version
+    of the spec may name a task, outcome, field or action this one does not have."""
+    try:
+        parsed = Case.model_validate(case)
+    except ValidationError as exc:
+        return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+    return case_problems(spec, parsed, "case")
+
+
+async def collect(spec: WorkerSpec, settings: Settings, flt: ExportFilter, limit: int | None,
+                  err: TextIO = sys.stderr) -> list[dict[str, Any]]:
+    """The cases of the worker's stored conversations matching `flt` (the latest `limit`, oldest
+    first); one that would not load against `spec` is left out, with the reason on `err`."""
     flt = flt.model_copy(update={"worker": spec.name})
     async with open_engine(spec, settings) as engine:
         total = await engine.store.count_conversations(flt)
@@ -95,9 +114,15 @@ async def collect(spec: WorkerSpec, settings: Settings, flt: ExportFilter, limit
             n += 1
             if n <= skip:
                 continue
-            case = await case_for(engine, conv, events)
-            if case is not None:
-                cases.append(case)
+            case = await case_for(engine, conv, events, err)
+            if case is None:
+                continue
+            problems = problems_of(spec, case)
+            if problems:
+                err.write(f"left out {conv.id} (spec version {conv.spec_version or conv.spec_hash or 'unknown'}): "
+                          f"{'; '.join(problems)}\n")
+                continue
+            cases.append(case)
         return cases
 
 
@@ -124,7 +149,7 @@ def run(worker: Path | None, output: Path | None, flt: ExportFilter, limit: int 
     except SpecError as exc:
         err.write("".join(f"error {p}\n" for p in exc.problems))
         return INVALID
-    cases = asyncio.run(collect(spec, settings or Settings.from_env(), flt, limit))
+    cases = asyncio.run(collect(spec, settings or Settings.from_env(), flt, limit, err))
     if not cases:
         err.write(f"error: no stored conversation of {spec.name} matches (a test file needs at least one case)\n")
         return INVALID
