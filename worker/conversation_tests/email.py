@@ -82,15 +82,14 @@ class EmailCaseChannel:
         self.sent.append(msg)
         self._uid += 1
         message_id = str(msg["Message-ID"])
+        before = await self._turns_in()
         await self._channel.handle_raw(UIDVALIDITY, self._uid, msg.as_bytes())
         state = await self._db.fetchone("SELECT state, detail FROM email_messages WHERE message_id = ?", (message_id,))
         if state is None or state["state"] not in ("answered", "no_reply"):
             detail = f"{state['state']}: {state['detail']}" if state else "not recorded"
             raise RuntimeError(f"the email channel did not answer the message ({detail})")
-        turn = await self._db.fetchone(
-            "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' ORDER BY id DESC LIMIT 1",
-            (self.conversation_id,))
-        heard = turn["text"] if turn else None
+        turns = await self._turns_in()
+        heard = turns[-1] if len(turns) > len(before) else ""  # "": the message made no turn (no new text)
         row = await self._db.fetchone("SELECT raw FROM email_outbox WHERE inbound_key = ?", (message_id,))
         if row is None:
             return Reply(text=None, heard=heard)
@@ -98,6 +97,12 @@ class EmailCaseChannel:
         assert isinstance(reply, EmailMessage)
         self._previous = reply
         return Reply(text=reply.get_content().strip() or None, heard=heard)
+
+    async def _turns_in(self) -> list[str]:
+        """The person's words as the worker stored them, turn by turn."""
+        rows = await self._db.fetchall(
+            "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' ORDER BY id", (self.conversation_id,))
+        return [r["text"] or "" for r in rows]
 
     async def close(self) -> None:
         return None

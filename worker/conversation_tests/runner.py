@@ -87,6 +87,8 @@ def open_channel(name: str, engine: DialogueEngine, clock: ClockFn, speech: Spee
     if name == "voice":
         if speech is None:
             raise NotSupported("a voice case needs the speech models (run it through run_files or pass speech=)")
+        if speech.problem:
+            raise NotSupported(f"the speech models could not be loaded: {speech.problem}")
         from worker.conversation_tests.voice import VoiceCaseChannel
 
         return VoiceCaseChannel(engine, clock, speech)

@@ -40,25 +40,34 @@ class Speech:
 
     def __init__(self, recogniser: Recogniser | None = None):
         self._recogniser = recogniser
-        self._voice = PiperServer(options=SYNTHESIS)
+        self._voice: PiperServer | None = None
         self._hearing = asyncio.Lock()
+        self.problem: str | None = None  # why the models could not be loaded: each voice case fails with it
+        self._started = False
 
     async def __aenter__(self) -> Speech:
-        if self._recogniser is None:
-            self._recogniser = await asyncio.to_thread(Recogniser)
-        await self._voice.__aenter__()
+        try:
+            if self._recogniser is None:
+                self._recogniser = await asyncio.to_thread(Recogniser)
+            self._voice = PiperServer(options=SYNTHESIS)
+            await self._voice.__aenter__()
+            self._started = True
+        except Exception as exc:  # noqa: BLE001 - no voice for this run; the other channels' cases still run
+            self.problem = f"{type(exc).__name__}: {exc}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._voice.__aexit__(*exc)
+        if self._started and self._voice is not None:
+            await self._voice.__aexit__(*exc)
 
     def forget_spoken(self) -> None:
         """Drop Piper's cache of lines already spoken (a benchmark times synthesis every round)."""
-        self._voice._spoken.clear()
+        if self._voice is not None:
+            self._voice._spoken.clear()
 
     async def hear(self, line: str, field: FieldSpec | None, question: str | None, confirming: bool) -> Heard:
         """`line` said by a caller over the phone, heard as the answer to `question` (asked for `field`)."""
-        assert self._recogniser is not None, "use `async with Speech()`"
+        assert self._recogniser is not None and self._voice is not None, "use `async with Speech()`"
         samples, rate = await self._voice.speak(line)
         audio = for_recogniser(telephone(samples, rate), TELEPHONE_RATE)
         async with self._hearing:
