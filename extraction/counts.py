@@ -36,7 +36,9 @@ _TERM = (
     rf"(?:the\s+)?(?:wife|husband|kids|children)\b|"
     rf"a\s+couple\b(?!\s+of\b))"  # "a couple of small dogs" is no couple
 )
-_SEP = r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+|\s*\+\s*)"
+# Terms of a list, also written one after another without "and" ("2 adults 1 child", "3 adults one senior and 2 kids").
+_SEP = (r"(?:\s*,\s*(?:and\s+)?|\s+(?:and|plus|with|&)\s+|\s*\+\s*|"
+        rf"(?<=[a-z])(?<!\bmy)(?<!\bour)(?<!\bhis)(?<!\bher)(?<!\btheir)(?<!\bthe)(?<!\band)(?<!\bwith)(?<!\bplus)\s+(?=(?:{_NUM})\s+(?:{_RELATIONS})\b))")
 _GROUP = re.compile(rf"\b{_TERM}(?:{_SEP}(?:{_TERM}|(?:{_RELATIONS})\b))+", re.I)
 _TOP = re.compile(rf"\b(?:an?\s+)?(?P<n>{_NUM})[\s-]top\b", re.I)
 _NUMBER_OF_PEOPLE = re.compile(rf"\b(?P<n>{_NUM})\s+(?:is|are)\s+the\s+(?:number|amount)\s+of\s+(?:people|persons|guests)|\bpeople\s+of\s+(?P<m>{_NUM})\b", re.I)
@@ -59,6 +61,7 @@ class CountReading:
     start: int
     end: int
     confidence: float
+    shared: bool = False  # one described group counted by kind: each kind's field may read it
 
 
 def _group_size(phrase: str) -> int:
@@ -107,7 +110,7 @@ def _category_counts(text: str, kids: bool, requested: bool = True) -> list[Coun
             total += _group_size(term)
             spans.append((start, pos))
         if spans:
-            out.append(CountReading(total, spans[0][0], spans[-1][1], 0.75))
+            out.append(CountReading(total, spans[0][0], spans[-1][1], 0.75, True))
     return out
 
 
@@ -148,9 +151,9 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
     unit_re, unit_direct, unit_alt = _unit_patterns(tuple(units))
     out: list[CountReading] = []
 
-    def add(value: int, start: int, end: int, conf: float) -> None:
+    def add(value: int, start: int, end: int, conf: float, shared: bool = False) -> None:
         if value >= 0 and not any(r.start < end and start < r.end for r in out):
-            out.append(CountReading(value, start, end, conf))
+            out.append(CountReading(value, start, end, conf, shared))
 
     if people_mode:
         # "2 adults and 3 kids", "me and my wife": the whole description is the span.
@@ -179,7 +182,7 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
     if not people_mode and personal or any(_CHILD_WORDS.fullmatch(u) for u in units):
         kids = any(_CHILD_WORDS.fullmatch(u) for u in units)
         for r in _category_counts(text, kids, requested):
-            add(r.value, r.start, r.end, r.confidence)
+            add(r.value, r.start, r.end, r.confidence, r.shared)
         if not kids:
             for m in _COUPLE.finditer(text):
                 add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)

@@ -51,8 +51,9 @@ class RuleExtractor:
         for _, spec, cand in proposals:
             if spec.name in picked:
                 continue
-            # A shared phrase ("tonight") gives a date and a time, never the same value to two fields of one type.
-            if any(cand.start < e and s < cand.end and not (shared and cand.shared and t is not spec.type)
+            # A shared phrase ("tonight") gives a date and a time, never the same value to two fields of one type;
+            # a group described by kind ("my husband, our son and I") gives each kind's count field its part.
+            if any(cand.start < e and s < cand.end and not (shared and cand.shared and (t is not spec.type or t is FieldType.count))
                    for s, e, shared, t in taken):
                 continue
             taken.append((cand.start, cand.end, cand.shared, spec.type))
@@ -91,7 +92,7 @@ class RuleExtractor:
                 find_dates(text, now.date(), requested, c.date_order, c.not_in_past), find_times(text, requested, c.earliest, c.latest)
             )
         if t is FieldType.count:
-            return [Candidate(r.value, r.start, r.end, r.confidence) for r in find_counts(text, requested, spec.units or None)]
+            return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_counts(text, requested, spec.units or None)]
         if t is FieldType.integer:
             return finders.find_integers(text, requested)
         if t is FieldType.digits:

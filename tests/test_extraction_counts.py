@@ -65,3 +65,17 @@ def test_the_speaker_bringing_someone_is_one_of_the_party() -> None:
     assert read("I'm bringing my wife") == {"adults": 2}
     assert read("I'll come with my husband") == {"adults": 2}
     assert read("me + my wife") == {"adults": 2}
+
+
+def test_a_group_described_by_kind_gives_each_kind_its_part_wherever_it_stands() -> None:
+    assert read("my husband, my son and I") == {"adults": 2, "kids": 1}
+    assert read("my wife, our baby and me") == {"adults": 2, "kids": 1}
+
+
+def test_a_list_of_counted_people_may_be_written_without_and() -> None:
+    party = [field("people", "count")]
+    found = {e.field: e.value for e in rules.extract("3 adults one senior and 2 kids", party, ExtractionContext(requested=[], now=NOW))}
+    assert found == {"people": 6}
+    # "my three kids" is one term, not "my" and "three kids".
+    found = {e.field: e.value for e in rules.extract("me and my three kids", party, ExtractionContext(requested=[], now=NOW))}
+    assert found == {"people": 4}
