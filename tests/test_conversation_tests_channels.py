@@ -195,3 +195,15 @@ def test_the_examples_pass_on_all_four_channels_through_the_cli() -> None:
     for channel in ("console", "sms", "email", "voice"):
         assert f"[{channel}]" in done.stdout, channel
     assert "0 failed" in done.stdout
+
+
+def test_without_the_speech_models_voice_cases_fail_with_the_reason_and_the_others_run(
+        tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("PIPER_VOICE", str(tmp_path / "missing.onnx"))
+    body = BOOKING + BOOKING.split("cases:\n", 1)[1].replace("booking with a correction", "by phone") \
+        .replace("channel: console", "channel: voice")
+    code, out, _ = run(tmp_path, body)
+    assert code == 1
+    assert "PASS" in out and "booking with a correction [console]" in out, out
+    assert "FAIL" in out and "by phone [voice]" in out
+    assert "error: the speech models could not be loaded: FileNotFoundError: PIPER_VOICE=" in out, out
