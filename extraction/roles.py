@@ -28,8 +28,9 @@ _GROUPS: dict[str, str] = {
     "check_out": r"check(?:ing|ed)?[\s-]*out(?:\s+date)?",
     "arrive": r"arriv(?:e|es|ing|al)|get(?:ting)?\s+(?:there|in)|com(?:e|ing)\s+in",
     "depart": r"depart(?:s|ing|ure)?|leav(?:e|es|ing)|head(?:ing)?\s+(?:out|back|home)|go(?:ing)?\s+home",
-    "pick_up": r"pick(?:ing|ed)?[\s-]*(?:(?:it|the\s+car|them|her|him)\s+)?up|pickup|collect(?:ing)?",
-    "drop_off": r"drop(?:ping|ped)?[\s-]*(?:(?:it|the\s+car|them)\s+)?off|dropoff|return(?:ing|ed)?|bring(?:ing)?\s+(?:it\s+)?back|back\s+on",
+    # "pick it up", "pick one up", "pick the rental car up": the thing picked up may stand between.
+    "pick_up": r"pick(?:ing|ed)?[\s-]*(?:(?:it|one|them|her|him|(?:the|my|our|a)\s+(?:\w+\s+)?\w+)\s+)?up|pickup|collect(?:ing)?",
+    "drop_off": r"drop(?:ping|ped)?[\s-]*(?:(?:it|one|them|(?:the|my|our)\s+(?:\w+\s+)?\w+)\s+)?off|dropoff|return(?:ing|ed)?|bring(?:ing)?\s+(?:it\s+)?back|back\s+on",
     "start": r"start(?:ing|s)?|begin(?:ning|s)?|from|since|as\s+of|between|after|later\s+than|not\s+before",
     "end": r"end(?:ing|s)?|until|till|til|through|thru|to|and|up\s+to|no\s+later\s+than|before|by|not\s+after",
     "origin": r"from|leav(?:e|es|ing)(?:\s+from)?|depart(?:s|ing)?(?:\s+from)?|out\s+of|starting\s+(?:in|from|at)",

@@ -68,6 +68,11 @@ def test_without_role_the_label_words_tell_pick_up_from_drop_off() -> None:
     assert got == {"pickup_date": "2026-03-09", "dropoff_date": "2026-03-12", "pickup_time": "10:00"}
 
 
+def test_whatever_is_picked_up_or_dropped_off_may_stand_inside_the_verb() -> None:
+    assert values(RENTAL, "I'd like to pick one up on the 9th", requested=["dropoff_date"]) == {"pickup_date": "2026-03-09"}
+    assert values(RENTAL, "I'll drop the rental car off on the 12th", requested=["pickup_date"]) == {"dropoff_date": "2026-03-12"}
+
+
 def test_a_correction_to_a_date_keeps_the_field_it_names() -> None:
     assert values(HOTEL, "please change the check in to the 10th") == {"check_in": "2026-03-10"}
 
