@@ -24,6 +24,7 @@ class ReviewSession(BaseModel):
     operator: str
     role: Role
     csrf_token: str
+    ref_key: str  # server-side only: encrypts the conversation references viewers get (migration 16)
 
 
 def _hash(token: str) -> str:
@@ -41,8 +42,8 @@ class SessionStore:
         # Expired sessions of anyone go when someone logs in: the table never grows past the live ones.
         await self.db.batch([
             ("DELETE FROM review_sessions WHERE expires_at < ?", (now,)),
-            ("INSERT INTO review_sessions (token_hash, operator, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-             (_hash(token), operator, csrf, now, now + lifetime)),
+            ("INSERT INTO review_sessions (token_hash, operator, csrf_token, created_at, expires_at, ref_key) "
+             "VALUES (?, ?, ?, ?, ?, ?)", (_hash(token), operator, csrf, now, now + lifetime, secrets.token_hex(32))),
         ])
         return token, csrf
 
@@ -52,9 +53,9 @@ class SessionStore:
         if not token or len(token) > 100:
             return None
         row = await self.db.fetchone(
-            "SELECT s.operator, o.role, s.csrf_token FROM review_sessions s JOIN operators o ON o.name = s.operator "
-            "WHERE s.token_hash = ? AND s.expires_at > ?", (_hash(token), datetime.now(timezone.utc)))
-        return ReviewSession(operator=row["operator"], role=row["role"], csrf_token=row["csrf_token"]) if row else None
+            "SELECT s.operator, o.role, s.csrf_token, s.ref_key FROM review_sessions s JOIN operators o ON o.name = s.operator "
+            "WHERE s.token_hash = ? AND s.expires_at > ? AND s.ref_key IS NOT NULL", (_hash(token), datetime.now(timezone.utc)))
+        return ReviewSession(**row) if row else None
 
     async def end(self, token: str) -> None:
         await self.db.execute("DELETE FROM review_sessions WHERE token_hash = ?", (_hash(token),))

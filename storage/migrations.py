@@ -859,3 +859,15 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        16,
+        "review console: a secret per session for the opaque conversation references viewers are given",
+        # Viewers must not see an SMS conversation's id (both phone numbers) even in a link; their
+        # links carry the id encrypted under this key, which never leaves the server
+        # (worker/review/refs.py). Sessions from before have none and are asked to log in again.
+        sqlite=("ALTER TABLE review_sessions ADD COLUMN ref_key TEXT",),
+        postgres=("ALTER TABLE review_sessions ADD COLUMN ref_key TEXT",),
+    )
+)

@@ -37,7 +37,9 @@ PASSWORD = "correct horse battery staple"
 # (method, path) pairs anyone may call: health (no data in it) and Twilio's webhooks, which
 # check Twilio's signature instead. Any other route must refuse a caller without credentials.
 PUBLIC = {("GET", "/healthz"), ("POST", "/twilio/sms"), ("POST", "/twilio/sms/status"),
-          ("POST", "/twilio/voice"), ("WEBSOCKET", "/twilio/media")}
+          ("POST", "/twilio/voice"), ("WEBSOCKET", "/twilio/media"),
+          # The review console's login form (CSRF-checked, rate-limited) and its static files.
+          ("GET", "/review/login"), ("POST", "/review/login"), ("POST", "/review/logout"), ("GET", "/review/static/{name}")}
 
 
 async def add_operator(database_url: str, name: str, role: str, password: str = PASSWORD) -> None:
@@ -175,7 +177,12 @@ def test_every_route_but_health_and_twilio_webhooks_refuses_anonymous_callers(
         for method, path in guarded:
             assert method != "WEBSOCKET", f"websocket {path} is not in the public list and has no operator check"
             url = re.sub(r"\{[^}]+\}", "1", path)
-            anonymous = client.request(method, url, json={"by": "mallory"})
+            anonymous = client.request(method, url, json={"by": "mallory"}, follow_redirects=False)
+            if path.startswith("/review"):  # the console's pages send a browser to its login form
+                assert anonymous.status_code == 303, f"{method} {path} answered {anonymous.status_code} without a session"
+                assert anonymous.headers["location"].startswith("/review/login?next=") or (
+                    path == "/review" and anonymous.headers["location"] == "/review/conversations")
+                continue
             assert anonymous.status_code == 401, f"{method} {path} answered {anonymous.status_code} without credentials"
             assert anonymous.headers["www-authenticate"].startswith('Basic realm="channel-worker"')
         wrong = client.get("/queue", auth=("rita", "not the password"))

@@ -14,7 +14,7 @@ from escalation.operators import role_allows
 from escalation.review_sessions import ReviewSession
 from transcripts.labels import FieldLabel
 from transcripts.review_queries import ReviewFilter, conversation_detail, facets, list_conversations
-from worker.review import timeline
+from worker.review import refs, timeline
 from worker.review.render import page
 from worker.review.session import PREFIX, Sessions
 
@@ -58,7 +58,8 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
         store = ctx.store()
         found = await list_conversations(store, f)
         masked = not role_allows(session.role, "reviewer")
-        rows = [{"record": r, "href": f"{PREFIX}/conversations/{_quote(r.id)}",
+        # Viewers get opaque references, never the id (an SMS id holds both phone numbers).
+        rows = [{"record": r, "href": f"{PREFIX}/conversations/{refs.seal(session.ref_key, r.id) if masked else _quote(r.id)}",
                  "shown_id": ctx.redactor.conversation_id(r.id) if masked else r.id} for r in found.rows]
 
         def sort_link(column: str) -> str:
@@ -73,13 +74,17 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
     @router.get("/conversations/{conversation_id:path}", include_in_schema=False)
     async def conversation(request: Request, conversation_id: str, session: ReviewSession = viewer) -> Response:
         store = ctx.store()
-        detail = await conversation_detail(store, conversation_id)
+        masked = not role_allows(session.role, "reviewer")
+        if conversation_id.startswith(refs.PREFIX):
+            conversation_id = refs.open_ref(session.ref_key, conversation_id) or ""
+        elif masked:
+            conversation_id = ""  # viewers by reference only: no probing for a phone number's conversation
+        detail = await conversation_detail(store, conversation_id) if conversation_id else None
         if detail is None:
             return page(request, "error.html", status=404, title="Not found",
                         message="There is no such conversation (it may have been purged).")
         audit = await ctx.audit().for_conversation(conversation_id)
         labels = await ctx.labels().latest(conversation_id)
-        masked = not role_allows(session.role, "reviewer")
         view = timeline.build(detail.conversation, detail.events, audit, labels, ctx.redactor if masked else None)
         return page(request, "conversation.html", t=view, can_label=not masked,
                     back=request.headers.get("referer") if _same_site_list(request) else None)

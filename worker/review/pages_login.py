@@ -36,7 +36,7 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             return login_form(request, 403, "The form had expired. Please log in again.")
         username, password = str(form.get("username") or "")[:200], str(form.get("password") or "")
         try:
-            token, _ = await sessions.login(request, username, password)
+            token = await sessions.login(request, username, password)
         except HTTPException as refused:
             if refused.status_code == 429:
                 return login_form(request, 429, "Too many failed attempts. Wait a minute and try again.", username,

@@ -62,7 +62,7 @@ class Sessions:
 
         return dependency
 
-    async def login(self, request: Request, username: str, password: str) -> tuple[str, ReviewSession]:
+    async def login(self, request: Request, username: str, password: str) -> str:
         """A new session (its cookie token) for good credentials. Raises 429 while limited, 401 when wrong."""
         try:
             operator = await self.ctx.auth.check_password(request.client.host if request.client else "unknown",
@@ -72,9 +72,9 @@ class Sessions:
                                 headers={"Retry-After": str(math.ceil(limited.retry_after))}) from None
         if operator is None:
             raise HTTPException(401, "wrong user name or password")
-        token, csrf_token = await self.ctx.sessions().create(operator.name, self.ctx.session_lifetime)
+        token, _ = await self.ctx.sessions().create(operator.name, self.ctx.session_lifetime)
         await self.ctx.record(operator.name, "login")
-        return token, ReviewSession(operator=operator.name, role=operator.role, csrf_token=csrf_token)
+        return token
 
     def set_cookie(self, response, token: str) -> None:  # noqa: ANN001
         response.set_cookie(COOKIE, token, max_age=int(self.ctx.session_lifetime.total_seconds()), path=PREFIX,
