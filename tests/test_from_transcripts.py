@@ -13,6 +13,7 @@ import yaml
 
 from tests.conftest import EXAMPLES, ROOT, SPECS
 from tests.test_examples import BookingApi
+from transcripts.store import ExportFilter
 from worker.conversation_tests.loader import load_test_file
 
 RESTAURANT = SPECS / "restaurant_booking.yaml"
@@ -139,3 +140,35 @@ def test_values_of_fields_the_spec_no_longer_has_are_not_expected(tmp_path: Path
     assert set(cases) == {tuple(BOOKING), tuple(PERSON)}
     assert "last_name" not in cases[tuple(BOOKING)]["steps"][-1]["expect"]["fields"]
     assert "not expected, not fields of this spec: last_name" in made.stderr
+
+
+async def test_reviewer_labels_are_the_expected_values_so_a_corrected_case_fails_until_the_spec_is_fixed(
+        tmp_path: Path) -> None:
+    from transcripts.labels import FieldLabel, LabelStore
+    from transcripts.store import TranscriptStore
+
+    chat(tmp_path, RESTAURANT, BOOKING)
+    store = await TranscriptStore.open(str(tmp_path / "var" / "transcripts.sqlite"))
+    try:
+        [conversation] = [c async for c, _ in store.iter_conversations(ExportFilter())]
+        labels = LabelStore(store)
+        said = {"labelled_by": "ana", "conversation_id": conversation.id}
+        await labels.add(FieldLabel(field="date", stored_value="2026-11-24", verdict="right", **said))
+        await labels.add(FieldLabel(field="people", stored_value=5, verdict="wrong", correct_value="6", **said))
+        await labels.add(FieldLabel(field="last_name", stored_value="Lopez", verdict="wrong", **said))
+        # A label about a value the conversation did not end with (a later line changed it) is not used.
+        await labels.add(FieldLabel(field="time", stored_value="18:00", verdict="wrong", correct_value="20:00", **said))
+    finally:
+        await store.close()
+    out = tmp_path / "labelled.test.yaml"
+    made = cli(tmp_path, "test", "--from-transcripts", "--worker", str(RESTAURANT), "--output", str(out))
+    assert made.returncode == 0, made.stderr
+    assert "the label on time is about '18:00'" in made.stderr
+    [case] = yaml.safe_load(out.read_text())["cases"]
+    assert case["name"].endswith("2 value(s) corrected by a reviewer")
+    assert case["steps"][-1]["expect"]["fields"] == {
+        "people": 6, "date": "2026-11-24", "time": "19:00", "first_name": "Maria", "last_name": None}
+    ran = cli(tmp_path, "test", str(out))
+    assert ran.returncode == 1
+    assert "fields.people" in ran.stdout and "fields.last_name" in ran.stdout
+    assert "fields.date" not in ran.stdout and "fields.time" not in ran.stdout

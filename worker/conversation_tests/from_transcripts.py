@@ -7,10 +7,13 @@ held after it, read from its stored state as the runner reads a case's: the fiel
 active task, the outcome and the escalation rule. The actions it called become the case's stubs,
 each with the answers it really got, in order, so the case runs without the business's systems.
 
-There are no reviewer labels in the store yet (no table holds a reviewer's corrected values), so
-the expected values are what the worker stored: a generated file pins today's behaviour, and a
-reviewer who finds a wrong value edits it in the file, turning that case into a failing test
-until the spec is fixed.
+Where a reviewer labelled a value (the review console, `transcripts/labels.py`), the label is
+the expected value: the latest label of each field, when it is about the value the conversation
+ended with. "right" keeps the stored value; "wrong" with the right value expects that value (as
+written, compared as text, a yes/no as true/false); "wrong" with none expects no value. A case
+with a corrected value fails on the spec that made the mistake, until the spec is fixed; without
+labels the expected values are what the worker stored, so a generated file pins today's
+behaviour and passes on the same spec.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ from actions.client import stored_results
 from dialogue.engine import DialogueEngine
 from dialogue.spec import WorkerSpec
 from dialogue.spec_loader import SpecError, load_spec
+from extraction.fields import NUMERIC_TYPES, FieldType
+from transcripts.labels import LabelStore
 from transcripts.store import ConversationRecord, Event, ExportFilter
 from worker.config import Settings
+from worker.conversation_tests.expectations import same
 from worker.conversation_tests.model import Case, TestFile, case_problems
 from worker.runtime import open_engine
 
@@ -78,11 +84,13 @@ async def case_for(engine: DialogueEngine, conv: ConversationRecord, events: lis
     }
     if engine.spec.tasks:
         expect["task"] = state.get("task")
+    corrected = await _apply_labels(engine, conv.id, expect["fields"], err)
     if not expect["fields"]:
         del expect["fields"]
     steps: list[dict[str, Any]] = [{"user": text} for text in lines]
     steps[-1]["expect"] = expect
-    case: dict[str, Any] = {"name": case_name(conv), "now": _started(conv).isoformat(), "channel": conv.channel}
+    name = case_name(conv) + (f", {corrected} value(s) corrected by a reviewer" if corrected else "")
+    case: dict[str, Any] = {"name": name, "now": _started(conv).isoformat(), "channel": conv.channel}
     stubs = _stubs(await stored_results(engine.store.db, conv.id))
     if stubs:
         case["stubs"] = stubs
@@ -98,6 +106,37 @@ def problems_of(spec: WorkerSpec, case: dict[str, Any]) -> list[str]:
     except ValidationError as exc:
         return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     return case_problems(spec, parsed, "case")
+
+
+_YES, _NO = {"yes", "true", "y"}, {"no", "false", "n"}
+
+
+def _as_stored(spec: WorkerSpec, field: str, text: str) -> Any:
+    """A reviewer's value (text) as the expectation compares it: a yes/no as a boolean, a whole
+    number as a number, anything else as written (expectations compare values as text)."""
+    found = next((f for f in spec.fields if f.name == field), None)
+    if found is not None and found.type is FieldType.yes_no and text.strip().lower() in _YES | _NO:
+        return text.strip().lower() in _YES
+    if found is not None and found.type in NUMERIC_TYPES and text.strip().lstrip("-").isdigit():
+        return int(text.strip())
+    return text
+
+
+async def _apply_labels(engine: DialogueEngine, conversation_id: str, fields: dict[str, Any], err: TextIO) -> int:
+    """Put the reviewers' labels in `fields` (the expected values); returns how many changed one."""
+    labels = await LabelStore(engine.store).latest(conversation_id)
+    changed = 0
+    for field, label in labels.items():
+        if label.verdict != "wrong" or field not in {f.name for f in engine.spec.fields}:
+            continue
+        held = fields.get(field)
+        if held is not None and not same(label.stored_value, held):
+            err.write(f"{conversation_id}: the label on {field} is about {label.stored_value!r}, not the value it "
+                      f"ended with ({held!r}); not used\n")
+            continue
+        fields[field] = _as_stored(engine.spec, field, label.correct_value) if label.correct_value else None
+        changed += 1
+    return changed
 
 
 async def collect(spec: WorkerSpec, settings: Settings, flt: ExportFilter, limit: int | None,
@@ -131,8 +170,8 @@ def render(cases: list[dict[str, Any]], worker: str, spec: WorkerSpec, flt: Expo
     header = [
         f"# Made by `channel-worker test --from-transcripts` from {len(cases)} stored conversation(s) of {spec.name}",
         f"# (filters: {', '.join(f'{k}={v}' for k, v in used.items()) or 'none'}). Expected values are what the "
-        "worker stored",
-        "# (there are no reviewer labels yet): correct any that are wrong, and the case fails until the spec is fixed.",
+        "worker stored,",
+        "# or a reviewer's correction where one labelled the value wrong: such a case fails until the spec is fixed.",
     ]
     body = yaml.safe_dump({"worker": worker, "cases": cases}, sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(header) + "\n" + body
