@@ -22,7 +22,8 @@ class Reply(BaseModel):
 
 
 class NotSupported(Exception):
-    """The runner cannot drive this channel yet; the case fails with this reason."""
+    """The runner cannot drive this case's channel (no speech models for a voice case); the case fails
+    with this reason."""
 
 
 class CaseChannel(Protocol):
