@@ -94,8 +94,8 @@ def spec_check(file: Annotated[Path, typer.Argument(help="Worker spec YAML file.
 
 @spec_app.command("diff")
 def spec_diff(
-    a: Annotated[Path, typer.Argument(help="The worker spec as it is (YAML).")],
-    b: Annotated[Path, typer.Argument(help="The worker spec as it would be (YAML).")],
+    a: Annotated[Path, typer.Argument(metavar="A", help="The worker spec as it is (YAML).")],
+    b: Annotated[Path, typer.Argument(metavar="B", help="The worker spec as it would be (YAML).")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object: both versions and hashes, and the changes.")] = False,
 ) -> None:
     """List the behaviour changes from A to B: settings, fields, tasks and steps, escalation rules,
