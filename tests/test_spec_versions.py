@@ -416,3 +416,11 @@ def test_serve_with_a_candidate_splits_new_sms_conversations_and_keeps_each_on_i
     counts = {v["spec_version"]: v["conversations"] for v in json.loads(status.stdout)["by_spec_version"]}
     assert counts == {"a": 24 - len(on_b) + 1, "b": len(on_b)}
     assert {v["spec_version"]: v["conversations"] for v in over_http["by_spec_version"]} == counts
+
+
+async def test_a_candidate_identical_to_the_live_spec_is_the_live_spec(database_url: str, tmp_path: Path) -> None:
+    live = load_spec(variant(tmp_path, "a.yaml", version="a"))
+    async with open_runtime(live, Settings(database_url=database_url), candidate=live, share=100) as runtime:
+        await talk(runtime.conversations, "same-1", "table for 2")
+        assert await runtime.conversations.engine_for("same-1") is runtime.engine
+        assert await runtime.conversations.engine_for("never-seen") is runtime.engine

@@ -61,7 +61,9 @@ class SpecRollout:
         if not 0 <= share <= 100:
             raise ValueError(f"share {share} is not a percentage from 0 to 100")
         check_candidate(live.spec, candidate.spec)
-        self.live, self.candidate, self.share = live, candidate, share
+        # The same spec twice is one spec: every turn to one engine (one lock per conversation).
+        same = candidate.spec_stamp.hash == live.spec_stamp.hash
+        self.live, self.candidate, self.share = live, live if same else candidate, share
 
     # What the operator routes and the runtime read of the core: the live engine's.
     @property
@@ -79,8 +81,7 @@ class SpecRollout:
     async def engine_for(self, conversation_id: str) -> DialogueEngine:
         stamp = await self.live.store.spec_of(conversation_id)
         if stamp is not None:
-            wanted = self.candidate.spec_stamp.hash
-            return self.candidate if stamp.hash == wanted and wanted != self.live.spec_stamp.hash else self.live
+            return self.candidate if stamp.hash == self.candidate.spec_stamp.hash else self.live
         return self.candidate if in_share(conversation_id, self.share) else self.live
 
     async def handle(self, turn: Turn, after: Callable[[TurnResult], Sequence[Statement]] | None = None) -> TurnResult:
