@@ -105,6 +105,18 @@ def test_the_confirmation_is_heard_as_a_yes_no_question(recogniser: Recogniser, 
         assert yes_no(heard.text) is meaning, (said, heard)
 
 
+@pytest.mark.parametrize("said", ["half past seven then", "can we make it five people", "no, make it Friday"])
+def test_a_new_value_said_at_the_read_back_is_heard_not_dropped_as_a_doubtful_yes(
+        recogniser: Recogniser, tmp_path: Path, said: str) -> None:
+    # At the confirmation (or an offer of other times) the caller may answer with a value, not a
+    # yes or no: only a short answer is held to the yes/no no-speech bar (the examples' voice
+    # conversation test lost "half past seven then" to it).
+    offer = "Sorry, we're fully booked at 20:00 that day. I could do 19:00, 19:30 or 20:30. Which would suit you?"
+    for question in (offer, CONFIRMATION):
+        heard = recogniser.hear_now(on_the_phone(*spoken(said, tmp_path)), expectation(None, question, confirming=True))
+        assert len(heard.text.split()) >= 3, (question, heard)
+
+
 def test_a_caller_asking_to_hear_the_question_again_is_not_heard_as_an_answer(
         recogniser: Recogniser, tmp_path: Path) -> None:
     expect = expectation(field("people"), "Lovely. How many people will there be?")
