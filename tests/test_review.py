@@ -205,3 +205,16 @@ async def test_the_list_filters_searches_sorts_and_pages(database_url: str) -> N
         assert set(await ids(spec_version=spec_hash[:8])) == {SMS_LOST, SMS_HUMAN, EMAIL, "console-bye-1"}
     finally:
         await store.close()
+
+
+def test_review_enabled_off_leaves_no_review_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialogue.spec_loader import load_spec
+    from worker.app import create_app
+    from worker.config import Settings
+
+    spec = load_spec(ROOT / "examples/account_support.yaml")
+    for value, expected in (("off", 404), ("on", 200)):
+        monkeypatch.setenv("REVIEW_ENABLED", value)
+        app = create_app(spec, Settings(database_url=str(tmp_path / f"{value}.sqlite"), var_dir=tmp_path / "var"))
+        with TestClient(app) as client:
+            assert client.get("/review/login").status_code == expected

@@ -152,16 +152,21 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
                               note=(event.metadata or {}).get("event")))
         elif (event.metadata or {}).get("event"):
             items.append(Item(kind="system", time=time, note=str(event.metadata["event"])))
+    # Turns stay in the order they were stored; each audit row goes in before the first turn
+    # stored after it (turn times can come from the channel's clock, audit times are the server's).
+    rows: list[Item] = []
     for entry in audit:
         if (entry.kind, entry.action) in _QUIET:
             continue
-        detail = entry.detail
-        if masker and detail:
-            detail = masker.said(detail)
-        items.append(Item(kind="audit", time=str(entry.time), note=entry.kind, rule=entry.rule, action=entry.action,
-                          reason=detail))
-    # Audit rows by time among the turns (a stable sort keeps the stored order of equal times).
-    items.sort(key=lambda i: i.time[:26])
+        detail = masker.said(entry.detail) if masker and entry.detail else entry.detail
+        rows.append(Item(kind="audit", time=str(entry.time), note=entry.kind, rule=entry.rule, action=entry.action,
+                         reason=detail))
+    merged: list[Item] = []
+    for item in items:
+        while rows and rows[0].time[:26] < item.time[:26]:
+            merged.append(rows.pop(0))
+        merged.append(item)
+    items = merged + rows
     if masker:
         masked_values = []
         for v in values:

@@ -1,0 +1,200 @@
+"""The review console in a real browser: Debian's chromium driven by Playwright (never
+`playwright install`; the browser is /usr/bin/chromium, from scripts/install-system-packages.sh).
+
+Each page is screenshotted into the test's tmp folder and copied to var/screenshots/ (gitignored)
+for a person to look at, and checked with axe-core (vendored, tests/support/vendor/axe.min.js):
+no serious or critical violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from tests.conftest import ROOT
+from tests.support.receivers import free_port
+from tests.support.review_seed import BOOKING, PASSWORD, SMS_LOST, seed, store_url
+from worker.review import create_review_app
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+AXE = ROOT / "tests/support/vendor/axe.min.js"
+SHOTS = ROOT / "var/screenshots"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not installed (scripts/install-system-packages.sh)")
+
+
+class Server:
+    def __init__(self, url: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_review_app(url, "account_support"), host="127.0.0.1", port=self.port,
+                                log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "review server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    url = str(tmp_path_factory.mktemp("review-browser") / "worker.sqlite")
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    seeding = threading.Thread(target=lambda: asyncio.run(seed(url)))
+    seeding.start()
+    seeding.join()
+    with Server(store_url(url)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser, server: Server):  # noqa: ANN001, ANN201
+    # bypass_csp: only so axe can be injected; the pages' own CSP is checked by test_review.py.
+    context = browser.new_context(base_url=server.base, bypass_csp=True, viewport={"width": 1280, "height": 900})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def shot(page, tmp_path: Path, name: str) -> None:  # noqa: ANN001
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / path.name)
+
+
+def accessible(page) -> None:  # noqa: ANN001
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe: {bad}"
+
+
+def log_in(page, name: str, password: str = PASSWORD) -> None:  # noqa: ANN001
+    page.goto("/review/login")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+
+
+def test_no_session_goes_to_login_and_back_to_the_page_asked_for(page, tmp_path: Path) -> None:  # noqa: ANN001
+    page.goto("/review/conversations?channel=sms")
+    assert "/review/login?next=" in page.url
+    accessible(page)
+    shot(page, tmp_path, "01-login")
+    page.fill("#username", "rita")
+    page.fill("#password", "wrong password here")
+    page.click("button[type=submit]")
+    assert page.get_by_role("alert").inner_text() == "Wrong user name or password."
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/review/conversations?channel=sms")
+    assert page.locator("table.list tbody tr").count() == 2
+
+
+def test_filter_open_a_conversation_see_the_highlights_and_label_a_value(page, tmp_path: Path) -> None:  # noqa: ANN001
+    log_in(page, "rita")
+    page.wait_for_url("**/review/conversations")
+    assert page.locator("table.list tbody tr").count() == 5
+    accessible(page)
+    shot(page, tmp_path, "02-conversations")
+    page.select_option("#channel", "sms")
+    page.check("#low_confidence")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**channel=sms**")
+    assert "low_confidence=yes" in page.url
+    assert page.locator("table.list tbody tr").count() == 1
+    page.goto("/review/conversations?q=45721198")
+    page.click(f"a:has-text('{SMS_LOST}')")
+    page.wait_for_url("**/review/conversations/sms:**")
+    mark = page.locator("mark.value", has_text="45721198")
+    tip = mark.locator(".tip")
+    assert not tip.is_visible()
+    mark.focus()
+    assert tip.is_visible() and tip.inner_text() == "account_number = 45721198 · confidence 0.90 · turn 2"
+    assert page.locator("li.event.escalation", has_text="action:freeze_card").count() >= 1
+    accessible(page)
+    shot(page, tmp_path, "03-conversation")
+    row = page.locator("tr#value-account_number-2-21")
+    row.get_by_label("Wrong").check()
+    row.get_by_label("Right value of account_number").fill("45721189")
+    url = page.url
+    row.get_by_role("button", name="Save label").click()
+    expect = playwright_api.expect
+    expect(page.locator("tr#value-account_number-2-21 .label-now")).to_contain_text("wrong: should be 45721189")
+    assert page.url == url  # htmx swapped the row in place
+    shot(page, tmp_path, "04-labelled")
+    page.goto(f"/review/conversations/{BOOKING}")
+    assert page.locator("mark.value").count() == 3
+
+
+def test_a_viewer_sees_personal_data_masked(page, tmp_path: Path) -> None:  # noqa: ANN001
+    log_in(page, "vic")
+    page.wait_for_url("**/review/conversations")
+    assert "+1555" not in page.content()
+    page.goto("/review/conversations?q=45721198")
+    page.locator("table.list tbody a").first.click()
+    page.wait_for_url("**/review/conversations/r.**")
+    text = page.locator("main").inner_text()
+    assert "45721198" not in text and "[number]" in text and "Ana" not in text
+    assert page.get_by_role("button", name="Save label").count() == 0
+    accessible(page)
+    shot(page, tmp_path, "05-viewer-masked")
+
+
+def test_a_post_without_the_csrf_token_is_refused(page) -> None:  # noqa: ANN001
+    log_in(page, "rita")
+    page.wait_for_url("**/review/conversations")
+    answer = page.request.post("/review/labels", form={"conversation_id": SMS_LOST, "field": "account_number",
+                                                         "key": "account_number-2-21", "verdict": "right"})
+    assert answer.status == 403
+
+
+def test_wrong_passwords_are_rate_limited(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    # A server of its own: the limit counts per client address, and every test here is 127.0.0.1.
+    url = str(tmp_path / "worker.sqlite")
+    seeding = threading.Thread(target=lambda: asyncio.run(seed(url)))
+    seeding.start()
+    seeding.join()
+    with Server(store_url(url)) as own:
+        context = browser.new_context(base_url=own.base)
+        page = context.new_page()
+        for i in range(10):
+            log_in(page, "ada", f"not the password {i}")
+            assert page.get_by_role("alert").inner_text() == "Wrong user name or password."
+        log_in(page, "ada")  # the right password, too late
+        assert page.get_by_role("alert").inner_text() == "Too many failed attempts. Wait a minute and try again."
+        assert "/review/login" in page.url
+        shot(page, tmp_path, "06-rate-limited")
+        context.close()
