@@ -26,10 +26,13 @@ _RELATIONS = (
     r"fianc[eé]e?|husband|wife|girlfriend|boyfriend|teens?|teenagers?|seniors?|elders?|grand(?:son|daughter)s?"
 )
 _NUM = r"(?:\d{1,3}|" + "|".join(sorted((w for w in UNITS if w not in ("oh", "zero")), key=len, reverse=True)) + r"|twenty|thirty|forty|fifty)"
+# "our 5 year old", "a 2-year-old son": a person told by their age.
+_AGE = rf"(?:{_NUM})[\s-]*(?:years?|yrs?|months?)[\s-]*old"
 _TERM = (
     rf"(?:(?:just\s+)?(?:me|myself|i)\b|"
+    rf"(?:my|our|his|her|their|an?)\s+{_AGE}(?:\s+(?:{_RELATIONS}))?\b|"
     rf"(?:my|our|his|her|their)\s+(?:{_NUM}\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
-    rf"an?\s+(?:man|woman|lady|gentleman|friend|colleague|guest|date|partner|child|kid|baby|teen|teenager|senior|"
+    rf"(?:an?|another)\s+(?:adult|person|man|woman|lady|gentleman|friend|colleague|guest|date|partner|child|kid|baby|teen|teenager|senior|"
     rf"grand(?:mother|father|son|daughter|ma|pa)|mother|father|brother|sister|son|daughter|nephew|niece|cousin)\b|"
     rf"(?:{_NUM}|a\s+couple(?:\s+of)?|a\s+few)\s+(?:more\s+|other\s+|of\s+my\s+)?(?:\w+\s+)?(?:{_RELATIONS})\b|"
     rf"a\s+(?:friend|colleague|guest|date|partner|child|kid|baby)\b|"
@@ -50,6 +53,8 @@ _SINGLE_ME = re.compile(
 # "I'm travelling alone", "I'll be on my own": the speaker is the whole party.
 _ALONE = re.compile(r"\b(?:i'?m|i\s+am|i'll\s+be|i\s+will\s+be)\s+(?:travell?ing|coming|staying|going|visiting|arriving|dining|eating)\s+"
                     r"(?P<alone>alone|on\s+my\s+own|by\s+myself)\b", re.I)
+_KIND_OF_COUPLE = re.compile(r"\b(?:an?|the)\s+(?:married|young|elderly|older|retired|newlywed|newly[\s-]+married|honeymoon(?:ing)?|"
+                             r"senior)\s+couple\b(?!\s+of\b)", re.I)
 _COUPLE = re.compile(r"\b(?:a|the|for\s+a)\s+couple\b(?!\s+of\b)(?!\s+(?:people|persons|guests|adults|kids|more|days|weeks|hours|minutes)\b)", re.I)
 _BEFORE = re.compile(r"(?:party\s+of|table\s+of|table\s+for|group\s+of|we\s+have|only|all|people\s+(?:i\s+want\s+)?is|number\s+of\s+people.{0,30}\s(?:is|to)|(?:update|change|switch|increase|reduce|decrease|move)\b.{0,40}\bto|booking\s+for|reservation\s+for|reserve\s+for|book\s+for|seat|seats\s+for|room\s+for|for|we\s+are|we're|we\s+will\s+be|we'll\s+be|there\s+are|there\s+will\s+be|there'll\s+be|family\s+of|us|total\s+of|increase\s+(?:it\s+)?to|change\s+(?:it\s+)?to|make\s+it|up\s+to|down\s+to|party\s+size\s+(?:is|of|to))(?:\s+(?:just|only))?\s*$", re.I)
 _NOT_AFTER = re.compile(r"^\s*(?:am\b|pm\b|a\.m|p\.m|o['’\"]?clock|:\d|\.\d|/|-\d|th\b|st\b|nd\b|rd\b|minutes?|hours?|days?|weeks?|months?|years?|nights?|%|dollars?|pounds?|euros?|bucks|in\s+the\s+(?:morning|evening|afternoon)|at\s+night|tonight|ish\b|-ish)", re.I)
@@ -68,7 +73,7 @@ def _group_size(phrase: str) -> int:
     """People in a described group: each person word is one, each number counts its noun."""
     total = 0
     for term in re.split(_SEP, phrase, flags=re.I):
-        term = term.strip().lower()
+        term = re.sub(_AGE, " ", term.strip().lower(), flags=re.I)  # an age is no head count
         nums = [n for n in find_numbers(term) if not n.ordinal]
         if nums:
             total += int(nums[0].value)
@@ -84,6 +89,17 @@ def _group_size(phrase: str) -> int:
 
 
 _CHILD_WORDS = re.compile(r"\b(?:kids?|child(?:ren)?|sons?|daughters?|boys?|girls?|teen(?:ager)?s?|little\s+ones?|bab(?:y|ies)|toddlers?|infants?|minors?|nephews?|nieces?)\b", re.I)
+def _is_child(term: str) -> bool:
+    """A child by what they are called ("our son") or, told by age alone, under 18 ("our 2 year old")."""
+    if _CHILD_WORDS.search(term):
+        return True
+    age = re.search(_AGE, term, re.I)
+    if not age or re.search(rf"\b(?:{_RELATIONS})\b", term[age.end():], re.I):
+        return False
+    nums = find_numbers(age.group(0))
+    return bool(nums) and isinstance(nums[0].value, int) and (nums[0].value < 18 or "month" in age.group(0).lower())
+
+
 _GROUP_WIDE = re.compile(
     rf"\b(?:{_TERM}|the\s+little\s+ones?|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?)"
     rf"(?:{_SEP}(?:{_TERM}|the\s+little\s+ones?|i\b|(?:my|our)\s+(?:\w+\s+)?teen(?:ager)?s?|(?:{_RELATIONS})\b))*",
@@ -105,7 +121,7 @@ def _category_counts(text: str, kids: bool, requested: bool = True) -> list[Coun
         for term in re.split(_SEP, m.group(0), flags=re.I):
             start = text.index(term, pos)
             pos = start + len(term)
-            if bool(_CHILD_WORDS.search(term)) != kids:
+            if _is_child(term) != kids:
                 continue
             total += _group_size(term)
             spans.append((start, pos))
@@ -140,7 +156,7 @@ def _unit_patterns(units: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[
     """The unit-word patterns of one field, built once (they cost more than the rest of a turn)."""
     alternatives = "|".join(sorted((re.escape(u) for u in _inflections(units)), key=len, reverse=True))
     loose = re.compile(r"^\s*(?:(?:more|other|extra|additional|total|in\s+total)\s+)?(?:\w+\s+)?(" + alternatives + r")\b", re.I)
-    direct = re.compile(r"^(\s*(?:" + alternatives + r"))\b", re.I)
+    direct = re.compile(r"^(\s*(?:[x×]\s*)?(?:" + alternatives + r"))\b", re.I)  # "2 x adults", as written on a form
     return loose, direct, alternatives
 
 
@@ -184,6 +200,8 @@ def find_counts(text: str, requested: bool, units: list[str] | None = None) -> l
         for r in _category_counts(text, kids, requested):
             add(r.value, r.start, r.end, r.confidence, r.shared)
         if not kids:
+            for m in _KIND_OF_COUPLE.finditer(text):
+                add(2, m.start(), m.end(), 0.75)
             for m in _COUPLE.finditer(text):
                 add(2, m.start() + m.group(0).lower().rfind("couple") - (2 if m.group(0).lower().startswith(("a ", "for a")) else 0), m.end(), 0.7)
     for n in find_numbers(text):

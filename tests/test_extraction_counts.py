@@ -79,3 +79,15 @@ def test_a_list_of_counted_people_may_be_written_without_and() -> None:
     # "my three kids" is one term, not "my" and "three kids".
     found = {e.field: e.value for e in rules.extract("me and my three kids", party, ExtractionContext(requested=[], now=NOW))}
     assert found == {"people": 4}
+
+
+def test_a_person_told_by_age_is_a_child_under_18_and_the_age_is_no_head_count() -> None:
+    assert read("me, my husband and our 2 year old") == {"adults": 2, "kids": 1}
+    assert read("my wife and I and our 5 year old son") == {"adults": 2, "kids": 1}
+    assert read("me and my 70 year old mother") == {"adults": 2}
+
+
+def test_another_adult_a_married_couple_and_a_form_s_times_sign() -> None:
+    assert read("myself and another adult") == {"adults": 2}
+    assert read("a married couple") == {"adults": 2}
+    assert read("2 x adults") == {"adults": 2}
