@@ -112,6 +112,13 @@ def test_a_viewer_sees_personal_data_masked_and_cannot_label(seeded: str) -> Non
         form = {"conversation_id": SMS_LOST, "field": "account_number", "key": "account_number-2-21",
                 "verdict": "wrong", "csrf_token": csrf}
         assert client.post("/review/labels", data=form).status_code == 403
+    with client_for(seeded) as client:  # a reviewer's correction is personal data too
+        csrf = log_in(client, "rita")
+        client.post("/review/labels", data={**form, "csrf_token": csrf, "correct_value": "45721189"})
+    with client_for(seeded) as client:
+        log_in(client, "vic")
+        page = only("q=45721198")
+        assert "45721189" not in page and "should be <strong>[number]</strong>" in page
 
 
 def test_a_reviewer_sees_values_marked_in_the_persons_words(seeded: str) -> None:

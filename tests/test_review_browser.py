@@ -168,6 +168,7 @@ def test_a_viewer_sees_personal_data_masked(page, tmp_path: Path) -> None:  # no
     page.wait_for_url("**/review/conversations/r.**")
     text = page.locator("main").inner_text()
     assert "45721198" not in text and "[number]" in text and "Ana" not in text
+    assert "45721189" not in text  # a reviewer's correction (test above) is masked too
     assert page.get_by_role("button", name="Save label").count() == 0
     accessible(page)
     shot(page, tmp_path, "05-viewer-masked")

@@ -172,7 +172,10 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
         for v in values:
             stored = {v.field: {"value": v.value, "text": v.text}}
             shown = masker.fields(stored)[v.field]
-            masked_values.append(v.model_copy(update={"value": shown["value"], "text": shown.get("text")}))
+            label = v.label
+            if label is not None and label.correct_value:  # a reviewer's right value is personal data too
+                label = label.model_copy(update={"correct_value": str(masker.fields({v.field: label.correct_value})[v.field])})
+            masked_values.append(v.model_copy(update={"value": shown["value"], "text": shown.get("text"), "label": label}))
         values = masked_values
         for item in items:
             for s in item.segments:
