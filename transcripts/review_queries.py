@@ -125,21 +125,27 @@ async def conversation_detail(store: TranscriptStore, conversation_id: str) -> C
     return ConversationDetail(conversation=record, events=await store.events(conversation_id))
 
 
-async def insert_conversations(store: TranscriptStore, rows: list[tuple[ConversationRecord, list[Event]]]) -> None:
-    """Bulk load of whole conversations (bench/review.py seeds 100,000 with it): one transaction
-    per call, the summary row written as it is given."""
+async def insert_conversations(store: TranscriptStore, rows: list[tuple[ConversationRecord, list[Event]]],
+                               chunk: int = 500) -> None:
+    """Bulk load of whole conversations (bench/review.py seeds 100,000 with it): multi-row inserts
+    of `chunk` rows, all in one transaction, each summary row written as it is given."""
+    conversation_rows = [
+        (r.id, r.worker, r.channel, r.started_at, r.updated_at, r.outcome, r.escalation, r.fields, r.turns,
+         r.spec_version, r.spec_hash, r.min_confidence) for r, _ in rows]
+    event_rows = [
+        (e.conversation_id, e.channel, e.direction, e.text, e.time, e.fields or {}, e.outcome, e.escalation,
+         e.actions, e.metadata, e.dedupe_key) for _, events in rows for e in events]
     statements = []
-    for record, events in rows:
+    for start in range(0, len(conversation_rows), chunk):
+        part = conversation_rows[start:start + chunk]
         statements.append((
             "INSERT INTO conversations (id, worker, channel, started_at, updated_at, outcome, escalation, fields, turns, "
-            "spec_version, spec_hash, min_confidence) VALUES (?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?, ?)",
-            (record.id, record.worker, record.channel, record.started_at, record.updated_at, record.outcome,
-             record.escalation, record.fields, record.turns, record.spec_version, record.spec_hash,
-             record.min_confidence)))
-        for e in events:
-            statements.append((
-                "INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, "
-                "actions, metadata, dedupe_key) VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?)",
-                (e.conversation_id, e.channel, e.direction, e.text, e.time, e.fields or {}, e.outcome, e.escalation,
-                 e.actions, e.metadata, e.dedupe_key)))
+            "spec_version, spec_hash, min_confidence) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?, ?)"] * len(part)), [v for row in part for v in row]))
+    for start in range(0, len(event_rows), chunk):
+        part = event_rows[start:start + chunk]
+        statements.append((
+            "INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, "
+            "actions, metadata, dedupe_key) VALUES " + ", ".join(["(?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?)"] * len(part)),
+            [v for row in part for v in row]))
     await store.db.batch(statements)

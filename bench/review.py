@@ -1,0 +1,183 @@
+"""Review console page times with 100,000 stored conversations, on SQLite and PostgreSQL.
+
+Seeds a database with the review tests' real conversations (tests/support/review_seed.py drives
+the engine: SMS, email and console, escalated and abandoned) and then N copies of them under new
+ids, times and outcomes, bulk-inserted through transcripts/review_queries.py; starts the console
+(`create_review_app`, uvicorn on loopback), logs in as a reviewer and times each page over HTTP
+(median and p95 of --repeat requests after two warm-ups). Every page must stay under 300 ms.
+
+    .venv/bin/python bench/review.py [--conversations 100000] [--repeat 20] [--no-postgres] [--no-sqlite]
+
+The PostgreSQL server is the test suite's throwaway one (tests/support/postgres.py: fsync off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+
+from tests.support.receivers import free_port  # noqa: E402
+from tests.support.review_seed import PASSWORD, SMS_LOST, seed, store_url  # noqa: E402
+from transcripts.review_queries import insert_conversations  # noqa: E402
+from transcripts.store import ConversationRecord, Event, TranscriptStore  # noqa: E402
+from worker.review import create_review_app  # noqa: E402
+
+RULES = ["asks_for_human", "action:freeze_card", "stolen_with_payments", "too_many_reasks"]
+OUTCOMES = ["completed", "completed", "escalated", "abandoned", None]
+PAGES = [
+    ("list, newest first", "/review/conversations"),
+    ("list, page 50", "/review/conversations?page=50"),
+    ("list, sms + escalated", "/review/conversations?channel=sms&outcome=escalated"),
+    ("list, rule", "/review/conversations?rule=asks_for_human"),
+    ("list, low confidence", "/review/conversations?low_confidence=yes"),
+    ("list, date range", "/review/conversations?since=2026-07-01&until=2026-07-08"),
+    ("list, spec version", "/review/conversations?spec_version=bench-2"),
+    ("list, sort by turns", "/review/conversations?sort=turns&order=desc"),
+    ("list, sort by confidence", "/review/conversations?sort=confidence&order=asc"),
+    ("search, phone number", "/review/conversations?q=%2B15550012345"),
+    ("search, common words", "/review/conversations?q=lost+my+card"),
+    ("search, words found nowhere", "/review/conversations?q=zebra+crossing"),
+    ("conversation", f"/review/conversations/{quote(SMS_LOST, safe=':+')}"),
+]
+
+
+def copies(templates: list[tuple[ConversationRecord, list[Event]]], n: int, rng: random.Random):
+    """n conversations shaped like the templates, with new ids, times, outcomes and confidences."""
+    base = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    for i in range(n):
+        record, events = templates[i % len(templates)]
+        start = base + timedelta(seconds=int(i * 90 * 86400 / n) + rng.randrange(60))
+        if record.channel == "sms":
+            cid = f"sms:+1555{i:07d}:+15550000000"
+        elif record.channel == "email":
+            cid = f"email:<bench{i}@mail.example>"
+        else:
+            cid = f"console-bench-{i}"
+        outcome = rng.choice(OUTCOMES)
+        escalation = {"rule": rng.choice(RULES), "reason": "bench", "action": "transfer"} if outcome == "escalated" else None
+        low = round(rng.uniform(0.5, 1.0), 3)
+        shifted = []
+        first = datetime.fromisoformat(str(events[0].time))
+        for e in events:
+            at = start + (datetime.fromisoformat(str(e.time)) - first)
+            shifted.append(e.model_copy(update={"conversation_id": cid, "time": at.isoformat(), "id": None,
+                                                "dedupe_key": f"{cid}:{e.dedupe_key}" if e.dedupe_key else None}))
+        yield (record.model_copy(update={
+            "id": cid, "started_at": start.isoformat(), "updated_at": shifted[-1].time, "outcome": outcome,
+            "escalation": escalation, "min_confidence": low if record.fields else None,
+            "spec_version": "bench-2" if i % 10 == 0 else "bench-1"}), shifted)
+
+
+async def build(url: str, n: int) -> str:
+    await seed(url)
+    target = store_url(url)
+    store = await TranscriptStore.open(target)
+    try:
+        templates = []
+        for r in await store.db.fetchall("SELECT id FROM conversations ORDER BY id"):
+            record = await store.conversation(r["id"])
+            templates.append((record, await store.events(r["id"])))
+        rng = random.Random(7)
+        batch: list = []
+        began = time.perf_counter()
+        for item in copies(templates, n, rng):
+            batch.append(item)
+            if len(batch) == 2000:
+                await insert_conversations(store, batch)
+                batch = []
+        if batch:
+            await insert_conversations(store, batch)
+        await store.db.execute("ANALYZE")
+        events = (await store.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"]
+        print(f"  seeded {n:,} conversations ({events:,} events) in {time.perf_counter() - began:.0f} s", flush=True)
+    finally:
+        await store.close()
+    return target
+
+
+def time_pages(url: str, repeat: int) -> list[tuple[str, float, float, int]]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_review_app(url, "account_support"), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    results = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text).group(1)
+            client.post("/review/login", data={"username": "rita", "password": PASSWORD, "csrf_token": token})
+            for name, path in PAGES:
+                times, rows = [], 0
+                for i in range(repeat + 2):
+                    began = time.perf_counter()
+                    answer = client.get(path)
+                    elapsed = (time.perf_counter() - began) * 1000
+                    assert answer.status_code == 200, (path, answer.status_code)
+                    rows = answer.text.count("<tr>") - 1 if "/conversations?" in path or path.endswith("conversations") else 0
+                    if i >= 2:
+                        times.append(elapsed)
+                times.sort()
+                p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+                results.append((name, statistics.median(times), p95, rows))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    return results
+
+
+def report(label: str, results: list[tuple[str, float, float, int]]) -> None:
+    print(f"\n{label}")
+    print(f"  {'page':30} {'median ms':>10} {'p95 ms':>8} {'rows':>5}")
+    for name, median, p95, rows in results:
+        flag = "" if p95 < 300 else "  OVER 300 ms"
+        print(f"  {name:30} {median:10.1f} {p95:8.1f} {rows:5}{flag}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--conversations", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    if not args.no_sqlite:
+        folder = Path(tempfile.mkdtemp(prefix="cw-review-bench-"))
+        print(f"SQLite ({folder})", flush=True)
+        try:
+            url = asyncio.run(build(str(folder / "worker.sqlite"), args.conversations))
+            report(f"SQLite, {args.conversations:,} conversations", time_pages(url, args.repeat))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    if not args.no_postgres:
+        from tests.support.postgres import start_postgres
+
+        pg = start_postgres()
+        try:
+            print("\nPostgreSQL (throwaway server, fsync off)", flush=True)
+            url = asyncio.run(build(pg.create_database("review_bench"), args.conversations))
+            report(f"PostgreSQL, {args.conversations:,} conversations", time_pages(url, args.repeat))
+        finally:
+            pg.stop()
+
+
+if __name__ == "__main__":
+    main()
