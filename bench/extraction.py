@@ -106,6 +106,15 @@ def print_spans(report: SpanReport, slots: tuple[str, ...] = RESTAURANT_SLOTS, s
     print(f"{'micro':<14} {ep:>8.3f} {er:>6.3f} {ef:>6.3f}   {op:>9.3f} {orr:>6.3f} {of:>6.3f}   {split}")
 
 
+def print_span_errors(report: SpanReport, slots: tuple[str, ...], n: int) -> None:
+    """Up to `n` sample errors per slot (only ever called for a tune split)."""
+    random.seed(0)
+    for slot in slots:
+        errs = [e for e in report.errors if e["slot"] == slot]
+        for e in random.sample(errs, min(n, len(errs))):
+            print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+
+
 def print_confidence(args: argparse.Namespace, extractor: RuleExtractor, fields: list, halves: dict) -> None:  # noqa: ANN001
     """AUROC of confidence (right vs wrong readings) per split: can a `confidence_below` rule tell them apart?"""
     folds = {"tune": list(NLUPP_TUNE_FOLDS), "report": [i for i in range(10) if i not in NLUPP_TUNE_FOLDS]}
@@ -176,11 +185,7 @@ def main() -> None:
         report = evaluate_spans(extractor, spec.fields, part, R8K_NOW, keep_errors=bool(args.errors) and split == "tune")
         print_spans(report, split=split)
         if args.errors and split == "tune":
-            random.seed(0)
-            for slot in RESTAURANT_SLOTS:
-                errs = [e for e in report.errors if e["slot"] == slot]
-                for e in random.sample(errs, min(args.errors, len(errs))):
-                    print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+            print_span_errors(report, RESTAURANT_SLOTS, args.errors)
         print()
 
     folds = {"tune": list(NLUPP_TUNE_FOLDS), "report": [i for i in range(10) if i not in NLUPP_TUNE_FOLDS]}
@@ -220,11 +225,7 @@ def main() -> None:
             report = evaluate_spans(extractor, fields, part, DSTC8_NOW, keep_errors=bool(args.errors) and split == "tune")
             print_spans(report, slots, split=split)
             if args.errors and split == "tune":
-                random.seed(0)
-                for slot in slots:
-                    errs = [e for e in report.errors if e["slot"] == slot]
-                    for e in random.sample(errs, min(args.errors, len(errs))):
-                        print(f"  {slot}: gold {e['gold']!r} got {e['pred']!r} | {e['text']}")
+                print_span_errors(report, slots, args.errors)
     print()
 
     right, n, failures = spoken_forms(extractor)
