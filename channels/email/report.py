@@ -32,3 +32,15 @@ async def email_report(db: Database, latest: int = 5) -> EmailReport:
                             at=r["updated_at"].isoformat() if hasattr(r["updated_at"], "isoformat") else str(r["updated_at"]))
                 for r in rows]
     return EmailReport(by_state=by_state, failed=by_state.get("failed", 0), latest_failures=failures)
+
+
+async def message_state(db: Database, message_id: str) -> tuple[str, str | None] | None:
+    """How one inbound message was recorded (state, detail), or None when it never was."""
+    row = await db.fetchone("SELECT state, detail FROM email_messages WHERE message_id = ?", (message_id,))
+    return None if row is None else (row["state"], row["detail"])
+
+
+async def reply_to(db: Database, message_id: str) -> str | None:
+    """The raw MIME of the reply queued for an inbound message (sent or not), if any."""
+    row = await db.fetchone("SELECT raw FROM email_outbox WHERE inbound_key = ?", (message_id,))
+    return None if row is None else row["raw"]

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 
 from channels.email.channel import EmailChannel, EmailSettings
 from channels.email.imap import ImapSettings
+from channels.email.report import message_state, reply_to
 from dialogue.engine import DialogueEngine
 from escalation.notify import SmtpSettings
 from worker.conversation_tests.channel import Clock, Reply
@@ -46,6 +47,7 @@ class EmailCaseChannel:
             replies_per_sender_per_hour=REPLIES_PER_HOUR)
         self._channel = EmailChannel(engine, engine.store.db, settings)
         self._db = engine.store.db
+        self._store = engine.store
         self._uid = 0
         self._first_id = f"<{uuid.uuid4().hex}@{PERSON_DOMAIN}>"
         self.conversation_id = f"email:{self._first_id}"
@@ -84,25 +86,23 @@ class EmailCaseChannel:
         message_id = str(msg["Message-ID"])
         before = await self._turns_in()
         await self._channel.handle_raw(UIDVALIDITY, self._uid, msg.as_bytes())
-        state = await self._db.fetchone("SELECT state, detail FROM email_messages WHERE message_id = ?", (message_id,))
-        if state is None or state["state"] not in ("answered", "no_reply"):
-            detail = f"{state['state']}: {state['detail']}" if state else "not recorded"
+        state = await message_state(self._db, message_id)
+        if state is None or state[0] not in ("answered", "no_reply"):
+            detail = f"{state[0]}: {state[1]}" if state else "not recorded"
             raise RuntimeError(f"the email channel did not answer the message ({detail})")
         turns = await self._turns_in()
         heard = turns[-1] if len(turns) > len(before) else ""  # "": the message made no turn (no new text)
-        row = await self._db.fetchone("SELECT raw FROM email_outbox WHERE inbound_key = ?", (message_id,))
-        if row is None:
+        raw = await reply_to(self._db, message_id)
+        if raw is None:
             return Reply(text=None, heard=heard)
-        reply = message_from_string(row["raw"], policy=policy.default)
+        reply = message_from_string(raw, policy=policy.default)
         assert isinstance(reply, EmailMessage)
         self._previous = reply
         return Reply(text=reply.get_content().strip() or None, heard=heard)
 
     async def _turns_in(self) -> list[str]:
         """The person's words as the worker stored them, turn by turn."""
-        rows = await self._db.fetchall(
-            "SELECT text FROM events WHERE conversation_id = ? AND direction = 'in' ORDER BY id", (self.conversation_id,))
-        return [r["text"] or "" for r in rows]
+        return [e.text or "" for e in await self._store.events(self.conversation_id) if e.direction == "in"]
 
     async def close(self) -> None:
         return None
