@@ -225,3 +225,38 @@ def test_review_enabled_off_leaves_no_review_routes(tmp_path: Path, monkeypatch:
         app = create_app(spec, Settings(database_url=str(tmp_path / f"{value}.sqlite"), var_dir=tmp_path / "var"))
         with TestClient(app) as client:
             assert client.get("/review/login").status_code == expected
+
+
+def test_the_queue_page_claims_and_resolves_under_the_logged_in_name(tmp_path: Path) -> None:
+    url = str(tmp_path / "worker.sqlite")
+    asyncio.run(seed(url))
+    with client_for(store_url(url)) as client:
+        log_in(client, "vic")
+        seen = client.get("/review/queue").text
+        assert "asks_for_human" in seen and "45721198" not in seen and "Claim" not in seen and "Packet" not in seen
+        csrf = csrf_of(seen)
+        assert client.post("/review/queue/1/claim", data={"csrf_token": csrf}).status_code == 403
+    with client_for(store_url(url)) as client:
+        csrf = log_in(client, "rita")
+        page = client.get("/review/queue").text
+        ids = re.findall(r'<tr id="handoff-(\d+)"', page)
+        assert len(ids) == 4 and "Collected: card_situation=lost, account_number=45721198" in page
+        assert client.post(f"/review/queue/{ids[0]}/claim", data={}).status_code == 403  # no CSRF token
+        claimed = client.post(f"/review/queue/{ids[0]}/claim", data={"csrf_token": csrf})
+        assert "Handoff 1: claimed." in claimed.text and "by rita" in claimed.text
+        again = client.post(f"/review/queue/{ids[0]}/claim", data={"csrf_token": csrf})
+        assert "Handoff 1 could not be claimed" in again.text
+        done = client.post(f"/review/queue/{ids[0]}/resolve", data={"csrf_token": csrf, "note": "card frozen by phone"})
+        assert "Handoff 1: resolved." in done.text and f'id="handoff-{ids[0]}"' not in done.text
+        assert "card frozen by phone" in client.get("/review/queue?status=resolved").text
+        refused = client.post(f"/review/queue/{ids[1]}/release", data={"csrf_token": csrf})  # the console alone
+        assert "needs the running worker" in refused.text
+
+    async def audit() -> list:
+        store = await TranscriptStore.open(store_url(url))
+        try:
+            return [a for a in await AuditTrail(store.db).for_conversation(SMS_LOST) if a.kind == "queue"]
+        finally:
+            await store.close()
+
+    assert [(a.action, a.inputs["by"]) for a in asyncio.run(audit())] == [("claim", "rita"), ("resolve", "rita")]

@@ -9,6 +9,7 @@ no serious or critical violation.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import threading
 import time
@@ -199,3 +200,27 @@ def test_wrong_passwords_are_rate_limited(browser, tmp_path: Path) -> None:  # n
         assert "/review/login" in page.url
         shot(page, tmp_path, "06-rate-limited")
         context.close()
+
+
+def test_the_human_queue_page_claims_and_resolves(page, tmp_path: Path) -> None:  # noqa: ANN001
+    log_in(page, "rita")
+    page.wait_for_url("**/review/conversations")
+    page.get_by_role("link", name="Human queue").click()
+    page.wait_for_url("**/review/queue")
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() == 4
+    accessible(page)
+    shot(page, tmp_path, "07-queue")
+    first = rows.first
+    handoff = first.get_attribute("id")
+    first.get_by_role("button", name="Claim").click()
+    assert page.get_by_role("status").inner_text().endswith(": claimed.")
+    row = page.locator(f"tr#{handoff}")
+    assert "by rita" in row.inner_text()
+    row.get_by_label(re.compile("Note on handoff")).fill("called back, card frozen")
+    row.get_by_role("button", name="Resolve").click()
+    assert page.get_by_role("status").inner_text().endswith(": resolved.")
+    assert page.locator(f"tr#{handoff}").count() == 0
+    page.goto("/review/queue?status=resolved")
+    assert "called back, card frozen" in page.locator(f"tr#{handoff}").inner_text()
+    shot(page, tmp_path, "08-queue-resolved")

@@ -10,6 +10,7 @@ read every event.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -54,6 +55,23 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+_PHONE = re.compile(r"\+?[\d\s().-]{6,}")
+
+
+def _search(q: str) -> tuple[str, list[Any]]:
+    """One kind of search per query, so each reads as little as it can: a phone number (a leading +
+    or 10+ digits) is in the conversation id (sms:+1555...:..., scanned over the conversations only), an email address in
+    the turns' metadata (sender), anything else in what either side said."""
+    number = re.sub(r"[\s().-]", "", q)
+    if _PHONE.fullmatch(q) and (number.startswith("+") or len(number) >= 10):  # shorter: an account number, said
+        return "c.id LIKE ? ESCAPE '\\'", [_like(number)]
+    if "@" in q:
+        return ("(c.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND "
+                "LOWER(CAST(e.metadata AS TEXT)) LIKE ? ESCAPE '\\'))", [_like(q), _like(q.lower())])
+    return ("EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND LOWER(e.text) LIKE ? ESCAPE '\\')",
+            [_like(q.lower())])
+
+
 def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -78,14 +96,9 @@ def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
         clauses.append(clause)
         params += more
     if f.q and f.q.strip():
-        # A phone number or an address is in the conversation id (sms:+1555...:..., the sender's
-        # metadata for email); words are in what was said, either side.
-        words = f.q.strip()
-        clauses.append(
-            f"(c.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND "
-            f"(LOWER(e.text) LIKE ? ESCAPE '\\' OR LOWER(CAST(e.metadata AS TEXT)) LIKE ? ESCAPE '\\')))")
-        pattern = _like(words.lower())
-        params += [_like(words), pattern, pattern]
+        clause, more = _search(f.q.strip())
+        clauses.append(clause)
+        params += more
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

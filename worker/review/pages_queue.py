@@ -1,0 +1,105 @@
+"""GET /review/queue (the human queue) and POST /review/queue/{id}/claim|resolve|release.
+
+The moves are escalation/handoff.py's (`Handoffs.claim`, `resolve`, `release`), so each is
+audited (kind `queue`, under the logged-in name) exactly as over the JSON routes. Viewers see the
+list without the person's data (no packet, no conversation), as on `GET /queue`. Release gives
+the conversation back to the running worker: it needs `serve`; `channel-worker review` alone can
+claim and resolve.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from escalation.audit import AuditEntry, AuditTrail
+from escalation.operators import role_allows
+from escalation.queue import Handoff, HumanQueue, QueueError
+from escalation.review_sessions import ReviewSession
+from worker.review import refs
+from worker.review.render import page
+from worker.review.session import PREFIX, Sessions
+
+STATUSES = ("active", "open", "claimed", "resolved", "released")
+_DONE = {"claim": "claimed", "resolve": "resolved", "release": "released to the worker"}
+
+
+async def move(ctx: Any, op: str, handoff_id: int, by: str, note: str | None) -> Handoff:
+    """One queue move through the engine's Handoffs (serve), or the queue and audit trail directly
+    (the console alone), recorded the same way."""
+    if ctx.engine is not None:
+        handoffs = ctx.engine().handoffs
+        if op == "claim":
+            return await handoffs.claim(handoff_id, by)
+        if op == "resolve":
+            return await handoffs.resolve(handoff_id, note, by=by)
+        return await handoffs.release(handoff_id, ctx.engine(), note, by=by)
+    if op == "release":
+        raise QueueError("releasing to the worker needs the running worker (channel-worker serve)")
+    db = ctx.store().db
+    queue = HumanQueue(db)
+    handoff = await (queue.claim(handoff_id, by) if op == "claim" else queue.resolve(handoff_id, note))
+    await AuditTrail(db).record(AuditEntry(
+        conversation_id=handoff.conversation_id, worker=handoff.worker, kind="queue", rule=handoff.rule, action=op,
+        inputs={"handoff_id": handoff.id, "status": handoff.status, "by": by},
+        detail=f"claimed by {by}" if op == "claim" else note))
+    return handoff
+
+
+def add_routes(router: APIRouter, sessions: Sessions) -> None:
+    ctx = sessions.ctx
+    viewer = Depends(sessions.require("viewer"))
+    reviewer_post = Depends(sessions.require("reviewer", post=True))
+
+    @router.get("/queue", include_in_schema=False)
+    async def queue_page(request: Request, session: ReviewSession = viewer) -> Response:
+        status = request.query_params.get("status") or "active"
+        status = status if status in STATUSES else "active"
+        queue = HumanQueue(ctx.store().db)
+        if status == "active":
+            items = await queue.list(status="open") + await queue.list(status="claimed")
+            items.sort(key=lambda h: h.id)
+        else:
+            items = await queue.list(status=status)
+        full = role_allows(session.role, "reviewer")
+        rows = []
+        for h in items:
+            href = f"{PREFIX}/conversations/{refs.seal(session.ref_key, h.conversation_id)}"
+            rows.append({"h": h, "href": href, "summary": h.packet.get("summary") if full else None,
+                         "fields": h.packet.get("fields") if full else None, "note": h.note if full else None})
+        which = request.query_params.get("id", "")
+        which = which if which.isdigit() else ""
+        done, refused = request.query_params.get("done"), request.query_params.get("refused")
+        message = f"Handoff {which}: {_DONE[done]}." if which and done in _DONE else None
+        error = None
+        if which and refused in _DONE:
+            error = (f"Handoff {which} could not be {_DONE[refused]}: it is in another state now, or no longer exists."
+                     if refused != "release" or ctx.engine is not None else
+                     "Releasing to the worker needs the running worker (channel-worker serve); this console runs alone.")
+        return page(request, "queue.html", active="queue", rows=rows, shown=status, statuses=STATUSES, full=full,
+                    message=message, error=error, can_release=ctx.engine is not None)
+
+    async def _act(request: Request, op: str, handoff_id: int, session: ReviewSession) -> Response:
+        form = await request.form()
+        note = str(form.get("note") or "").strip()[:2000] or None
+        try:
+            await move(ctx, op, handoff_id, session.operator, note)
+        except QueueError:
+            # Messages are chosen here from the op and id, never text from the URL (no injected wording).
+            return RedirectResponse(f"{PREFIX}/queue?refused={op}&id={handoff_id}", status_code=303)
+        return RedirectResponse(f"{PREFIX}/queue?done={op}&id={handoff_id}", status_code=303)
+
+    @router.post("/queue/{handoff_id}/claim", include_in_schema=False)
+    async def claim(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
+        return await _act(request, "claim", handoff_id, session)
+
+    @router.post("/queue/{handoff_id}/resolve", include_in_schema=False)
+    async def resolve(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
+        return await _act(request, "resolve", handoff_id, session)
+
+    @router.post("/queue/{handoff_id}/release", include_in_schema=False)
+    async def release(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
+        return await _act(request, "release", handoff_id, session)
+
