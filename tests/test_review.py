@@ -260,3 +260,39 @@ def test_the_queue_page_claims_and_resolves_under_the_logged_in_name(tmp_path: P
             await store.close()
 
     assert [(a.action, a.inputs["by"]) for a in asyncio.run(audit())] == [("claim", "rita"), ("resolve", "rita")]
+
+
+def test_a_reply_by_sms_goes_through_the_outbox_once_even_when_submitted_twice(tmp_path: Path) -> None:
+    from channels.sms.store import SmsStore
+
+    url = str(tmp_path / "worker.sqlite")
+    asyncio.run(seed(url))
+    with client_for(store_url(url)) as client:
+        csrf = log_in(client, "rita")
+        page = client.get("/review/queue").text
+        [form] = re.findall(r'action="/review/queue/(\d+)/reply">\s*<input type="hidden" name="csrf_token" value="[^"]+">\s*'
+                            r'<input type="hidden" name="idempotency_key" value="([^"]+)">', page)[:1]
+        handoff, key = form
+        body = {"csrf_token": csrf, "idempotency_key": key, "body": "Hi Ana, I have frozen your card. Sam"}
+        first = client.post(f"/review/queue/{handoff}/reply", data=body)
+        second = client.post(f"/review/queue/{handoff}/reply", data=body)
+        assert "reply queued to the person by SMS" in first.text and "already sent (sent once)" in second.text
+        shown = client.get(f"/review/conversations/{SMS_LOST}").text
+        assert "rita (a person, from the queue)" in shown and "I have frozen your card" in shown
+        rows = re.split(r'<tr id="handoff-', client.get("/review/queue").text)[1:]
+        assert [("/reply" in row) for row in rows] == [True, True, False, False]  # sms, sms, email, console
+
+    async def read() -> tuple[list, list, list]:
+        store = await TranscriptStore.open(store_url(url))
+        try:
+            events = [e for e in await store.events(SMS_LOST) if e.metadata.get("human")]
+            audit = [a for a in await AuditTrail(store.db).for_conversation(SMS_LOST) if a.action == "reply"]
+            return await SmsStore(store.db).outbox(SMS_LOST), events, audit
+        finally:
+            await store.close()
+
+    outbox, events, audit = asyncio.run(read())
+    assert [(o.to_number, o.from_number, o.body) for o in outbox] == [
+        ("+15551230001", "+15550000000", "Hi Ana, I have frozen your card. Sam")]
+    assert [(e.direction, e.metadata["by"]) for e in events] == [("out", "rita")]
+    assert [a.inputs["by"] for a in audit] == ["rita"]

@@ -107,7 +107,9 @@ async def list_conversations(store: TranscriptStore, f: ReviewFilter) -> Convers
     where, params = _where(f, db.dialect)
     column = _SORT_COLUMN[f.sort]
     direction = "DESC" if f.order == "desc" else "ASC"
-    nulls = " NULLS LAST" if db.dialect == "postgres" else ""
+    # NULLS LAST only on the one nullable column (conversations with no value go last): on the
+    # NOT NULL columns PostgreSQL would give up the index to honour it and sort every row.
+    nulls = " NULLS LAST" if db.dialect == "postgres" and f.sort == "confidence" else ""
     offset = (f.page - 1) * f.per_page
     rows = await db.fetchall(
         f"SELECT c.* FROM conversations c{where} ORDER BY c.{column} {direction}{nulls}, c.id {direction} "

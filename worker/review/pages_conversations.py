@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from escalation.operators import role_allows
 from escalation.review_sessions import ReviewSession
 from transcripts.labels import FieldLabel
-from transcripts.review_queries import ReviewFilter, conversation_detail, facets, list_conversations
+from transcripts.review_queries import ReviewFilter, conversation_detail, list_conversations
 from worker.review import refs, timeline
 from worker.review.render import page
 from worker.review.session import PREFIX, Sessions
@@ -66,7 +66,7 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             order = "asc" if f.sort == column and f.order == "desc" else "desc"
             return "?" + _query(f, sort=column, order=order, page=1)
 
-        return page(request, "conversations.html", f=f, rows=rows, problem=problem, facets=await facets(store),
+        return page(request, "conversations.html", f=f, rows=rows, problem=problem, facets=await ctx.facets(),
                     page_no=found.page, has_next=found.has_next, masked=masked, sort_link=sort_link,
                     prev_link="?" + _query(f, page=found.page - 1) if found.page > 1 else None,
                     next_link="?" + _query(f, page=found.page + 1) if found.has_next else None)

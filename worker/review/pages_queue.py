@@ -9,6 +9,7 @@ claim and resolve.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,10 +21,12 @@ from escalation.queue import Handoff, HumanQueue, QueueError
 from escalation.review_sessions import ReviewSession
 from worker.review import refs
 from worker.review.render import page
+from worker.review.reply import ReplyRefused, reply_by_sms
 from worker.review.session import PREFIX, Sessions
 
 STATUSES = ("active", "open", "claimed", "resolved", "released")
-_DONE = {"claim": "claimed", "resolve": "resolved", "release": "released to the worker"}
+_DONE = {"claim": "claimed", "resolve": "resolved", "release": "released to the worker",
+         "reply": "reply queued to the person by SMS", "reply_again": "that reply was already sent (sent once)"}
 
 
 async def move(ctx: Any, op: str, handoff_id: int, by: str, note: str | None) -> Handoff:
@@ -67,14 +70,14 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
         rows = []
         for h in items:
             href = f"{PREFIX}/conversations/{refs.seal(session.ref_key, h.conversation_id)}"
-            rows.append({"h": h, "href": href, "summary": h.packet.get("summary") if full else None,
+            rows.append({"h": h, "href": href, "key": secrets.token_urlsafe(24), "summary": h.packet.get("summary") if full else None,
                          "fields": h.packet.get("fields") if full else None, "note": h.note if full else None})
         which = request.query_params.get("id", "")
         which = which if which.isdigit() else ""
         done, refused = request.query_params.get("done"), request.query_params.get("refused")
         message = f"Handoff {which}: {_DONE[done]}." if which and done in _DONE else None
         error = None
-        if which and refused in _DONE:
+        if which and refused in ("claim", "resolve", "release"):
             error = (f"Handoff {which} could not be {_DONE[refused]}: it is in another state now, or no longer exists."
                      if refused != "release" or ctx.engine is not None else
                      "Releasing to the worker needs the running worker (channel-worker serve); this console runs alone.")
@@ -90,6 +93,17 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             # Messages are chosen here from the op and id, never text from the URL (no injected wording).
             return RedirectResponse(f"{PREFIX}/queue?refused={op}&id={handoff_id}", status_code=303)
         return RedirectResponse(f"{PREFIX}/queue?done={op}&id={handoff_id}", status_code=303)
+
+    @router.post("/queue/{handoff_id}/reply", include_in_schema=False)
+    async def reply(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
+        form = await request.form()
+        try:
+            handoff = await HumanQueue(ctx.store().db).get(handoff_id)
+            sent = await reply_by_sms(ctx.store(), handoff, str(form.get("body") or ""),
+                                      str(form.get("idempotency_key") or ""), session.operator)
+        except (QueueError, ReplyRefused) as exc:
+            return page(request, "error.html", status=409, title="Reply not sent", message=str(exc))
+        return RedirectResponse(f"{PREFIX}/queue?done={'reply' if sent else 'reply_again'}&id={handoff_id}", status_code=303)
 
     @router.post("/queue/{handoff_id}/claim", include_in_schema=False)
     async def claim(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:

@@ -55,6 +55,7 @@ class Item(BaseModel):
     rule: str | None = None
     reason: str | None = None
     action: str | None = None
+    by: str | None = None  # a person's reply from the queue page: who sent it
 
 
 class Timeline(BaseModel):
@@ -147,9 +148,11 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
         elif event.text is not None:
             text = masker.worker_said(event.text) if masker else event.text
             subject = event.metadata.get("subject") if event.channel == "email" else None
+            human = bool((event.metadata or {}).get("human"))
             items.append(Item(kind="out" if event.direction == "out" else "system", time=time,
                               segments=[Segment(text=text or "")], subject=masker.said(subject) if masker and subject else subject,
-                              note=(event.metadata or {}).get("event")))
+                              note=None if human else (event.metadata or {}).get("event"),
+                              by=str(event.metadata.get("by")) if human else None))
         elif (event.metadata or {}).get("event"):
             items.append(Item(kind="system", time=time, note=str(event.metadata["event"])))
     # Turns stay in the order they were stored; each audit row goes in before the first turn
