@@ -217,6 +217,16 @@ def test_the_human_queue_page_claims_and_resolves(page, tmp_path: Path) -> None:
     assert page.get_by_role("status").inner_text().endswith(": claimed.")
     row = page.locator(f"tr#{handoff}")
     assert "by rita" in row.inner_text()
+    row.get_by_label("Reply by SMS").fill("Hi, this is Rita from the bank: your card is frozen now.")
+    row.get_by_role("button", name="Send").dblclick()  # a double submit
+    expect = playwright_api.expect
+    expect(page.get_by_role("status")).to_contain_text("reply")
+    page.goto(f"/review/conversations/{SMS_LOST}")
+    assert page.locator("li.turn.human").count() == 1  # stored (and queued) once
+    assert "rita (a person, from the queue)" in page.locator("li.turn.human").inner_text()
+    shot(page, tmp_path, "09-human-reply")
+    page.goto("/review/queue")
+    row = page.locator(f"tr#{handoff}")
     row.get_by_label(re.compile("Note on handoff")).fill("called back, card frozen")
     row.get_by_role("button", name="Resolve").click()
     assert page.get_by_role("status").inner_text().endswith(": resolved.")
