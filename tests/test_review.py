@@ -296,3 +296,26 @@ def test_a_reply_by_sms_goes_through_the_outbox_once_even_when_submitted_twice(t
         ("+15551230001", "+15550000000", "Hi Ana, I have frozen your card. Sam")]
     assert [(e.direction, e.metadata["by"]) for e in events] == [("out", "rita")]
     assert [a.inputs["by"] for a in audit] == ["rita"]
+
+
+async def test_the_kpis_count_the_seeded_conversations(database_url: str) -> None:
+    from transcripts.labels import FieldLabel
+    from transcripts.review_queries import kpis
+
+    await seed(database_url)
+    store = await TranscriptStore.open(store_url(database_url))
+    try:
+        labels = LabelStore(store)
+        await labels.add(FieldLabel(conversation_id=BOOKING, field="people", turn=1, stored_value=4, verdict="right",
+                                    labelled_by="rita"))
+        await labels.add(FieldLabel(conversation_id=BOOKING, field="date", turn=1, stored_value="x", verdict="wrong",
+                                    labelled_by="rita"))
+        k = await kpis(store)
+        assert (k.conversations, k.by_outcome) == (5, {"escalated": 4, "abandoned": 1})
+        assert k.by_rule == {"action:freeze_card": 2, "asks_for_human": 1, "action:availability": 1}
+        assert k.confidence == [0, 0, 0, 0, 0, 0, 0, 2, 0, 2]  # 0.75, 0.75; 0.90, 0.939
+        assert k.by_channel["sms"] == {"total": 2, "completed": 0, "escalated": 2}
+        assert (k.labelled, k.labelled_right) == (2, 1) and k.handle_seconds is not None and k.handle_seconds > 0
+        assert (await kpis(store, worker="restaurant_booking")).conversations == 1
+    finally:
+        await store.close()

@@ -234,3 +234,18 @@ def test_the_human_queue_page_claims_and_resolves(page, tmp_path: Path) -> None:
     page.goto("/review/queue?status=resolved")
     assert "called back, card frozen" in page.locator(f"tr#{handoff}").inner_text()
     shot(page, tmp_path, "08-queue-resolved")
+
+
+def test_the_kpi_page_draws_its_charts_on_the_server(page, tmp_path: Path) -> None:  # noqa: ANN001
+    log_in(page, "vic")
+    page.wait_for_url("**/review/conversations")
+    page.get_by_role("link", name="KPIs").click()
+    page.wait_for_url("**/review/kpis")
+    figures = page.locator("dl.kpis").inner_text()
+    assert "Conversations\n5" in figures and "Escalation rate\n80.0%" in figures
+    # The chart's accessible name carries every number; the bars carry them as text too.
+    rules = page.get_by_role("img", name=re.compile("Escalations by rule: action:freeze_card 2 \\(40.0%\\)"))
+    assert rules.count() == 1
+    assert "asks_for_human" in (rules.text_content() or "") and "1 · 20.0%" in (rules.text_content() or "")
+    accessible(page)
+    shot(page, tmp_path, "10-kpis")

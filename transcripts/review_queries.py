@@ -164,3 +164,52 @@ async def insert_conversations(store: TranscriptStore, rows: list[tuple[Conversa
             "actions, metadata, dedupe_key) VALUES " + ", ".join(["(?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?)"] * len(part)),
             [v for row in part for v in row]))
     await store.db.batch(statements)
+
+
+class Kpis(BaseModel):
+    conversations: int
+    by_outcome: dict[str, int]  # "" = no outcome yet (open)
+    by_rule: dict[str, int]
+    by_channel: dict[str, dict[str, int]]  # channel -> {"total", "completed", "escalated"}
+    handle_seconds: float | None  # mean time from the first to the last event of ended conversations
+    confidence: list[int]  # conversations by lowest confidence, ten buckets 0-0.1 ... 0.9-1.0
+    labelled: int
+    labelled_right: int
+
+
+async def kpis(store: TranscriptStore, since: datetime | None = None, until: datetime | None = None,
+               worker: str | None = None) -> Kpis:
+    """The KPI page's figures over the conversations started in [since, until) of `worker`."""
+    db = store.db
+    where, params = _where(ReviewFilter(since=since, until=until, worker=worker), db.dialect)
+    outcomes = {r["o"] or "": int(r["n"]) for r in await db.fetchall(
+        f"SELECT c.outcome AS o, COUNT(*) AS n FROM conversations c{where} GROUP BY c.outcome", params)}
+    rule = "json_extract(c.escalation, '$.rule')" if db.dialect == "sqlite" else "c.escalation->>'rule'"
+    escalated = " AND " if where else " WHERE "
+    rules = {r["r"]: int(r["n"]) for r in await db.fetchall(
+        f"SELECT {rule} AS r, COUNT(*) AS n FROM conversations c{where}{escalated}c.escalation IS NOT NULL "
+        f"GROUP BY {rule} ORDER BY n DESC", params)}
+    channels: dict[str, dict[str, int]] = {}
+    for r in await db.fetchall(f"SELECT c.channel AS ch, c.outcome AS o, COUNT(*) AS n FROM conversations c{where} "
+                               "GROUP BY c.channel, c.outcome", params):
+        row = channels.setdefault(r["ch"], {"total": 0, "completed": 0, "escalated": 0})
+        row["total"] += int(r["n"])
+        if r["o"] in ("completed", "escalated"):
+            row[r["o"]] += int(r["n"])
+    seconds = ("(julianday(c.updated_at) - julianday(c.started_at)) * 86400" if db.dialect == "sqlite"
+               else "EXTRACT(EPOCH FROM (c.updated_at - c.started_at))")
+    ended = " AND " if where else " WHERE "
+    handle = await db.fetchone(f"SELECT AVG({seconds}) AS s FROM conversations c{where}{ended}c.outcome IS NOT NULL", params)
+    buckets = [0] * 10
+    # Tenths, rounded down (PostgreSQL's CAST rounds; SQLite's truncates).
+    bucket = "CAST(c.min_confidence * 10 AS INTEGER)" if db.dialect == "sqlite" else "CAST(FLOOR(c.min_confidence * 10) AS INTEGER)"
+    for r in await db.fetchall(
+            f"SELECT {bucket} AS b, COUNT(*) AS n FROM conversations c{where}"
+            f"{' AND ' if where else ' WHERE '}c.min_confidence IS NOT NULL GROUP BY {bucket}", params):
+        buckets[min(max(int(r["b"]), 0), 9)] += int(r["n"])
+    labels = await db.fetchone(
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN l.verdict = 'right' THEN 1 ELSE 0 END) AS ok FROM field_labels l "
+        "WHERE l.id = (SELECT MAX(m.id) FROM field_labels m WHERE m.conversation_id = l.conversation_id AND m.field = l.field)")
+    return Kpis(conversations=sum(outcomes.values()), by_outcome=outcomes, by_rule=rules, by_channel=channels,
+                handle_seconds=float(handle["s"]) if handle and handle["s"] is not None else None, confidence=buckets,
+                labelled=int(labels["n"] or 0) if labels else 0, labelled_right=int(labels["ok"] or 0) if labels else 0)
