@@ -871,3 +871,12 @@ MIGRATIONS.append(
         postgres=("ALTER TABLE review_sessions ADD COLUMN ref_key TEXT",),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        17,
+        "retention: the review labels of a purged conversation go with it (counted in the purge working set)",
+        sqlite=("ALTER TABLE retention_purging ADD COLUMN field_labels INTEGER NOT NULL DEFAULT 0",),
+        postgres=("ALTER TABLE retention_purging ADD COLUMN field_labels INTEGER NOT NULL DEFAULT 0",),
+    )
+)

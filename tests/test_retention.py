@@ -38,6 +38,7 @@ NOT_CONVERSATION_DATA = {
     "schema_migrations", "email_cursor", "retention_purged", "retention_purging",
     "sms_optouts",  # a STOP is honoured for good
     "operators", "api_tokens",
+    "review_sessions",  # who is logged in to the review console: no conversation's data
 }
 
 

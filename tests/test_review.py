@@ -319,3 +319,22 @@ async def test_the_kpis_count_the_seeded_conversations(database_url: str) -> Non
         assert (await kpis(store, worker="restaurant_booking")).conversations == 1
     finally:
         await store.close()
+
+
+async def test_a_purged_conversation_takes_its_labels_with_it(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from storage.clock import utcnow
+    from transcripts.labels import FieldLabel
+    from transcripts.retention import purge
+
+    url = str(tmp_path / "worker.sqlite")
+    await seed(url)
+    store = await TranscriptStore.open(store_url(url))
+    try:
+        await LabelStore(store).add(FieldLabel(conversation_id=BOOKING, field="people", turn=1, stored_value=4,
+                                               verdict="wrong", correct_value="5", labelled_by="rita"))
+        report = await purge(store.db, 30, now=utcnow() + timedelta(days=60))
+        assert report.rows["field_labels"] == 1 and await LabelStore(store).for_conversation(BOOKING) == []
+    finally:
+        await store.close()

@@ -49,6 +49,8 @@ _OWNED: dict[str, str] = {
                      "(SELECT m.key FROM email_messages m WHERE m.conversation_id = c.id)"),
     "action_results": "SELECT COUNT(*) FROM action_results x WHERE x.conversation_id = c.id",
     "outcome_deliveries": "SELECT COUNT(*) FROM outcome_deliveries x WHERE x.conversation_id = c.id",
+    # Reviewers' labels (migration 15): a corrected value is the person's data too.
+    "field_labels": "SELECT COUNT(*) FROM field_labels x WHERE x.conversation_id = c.id",
 }
 _PURGING = "(SELECT p.conversation_id FROM retention_purging p)"
 # Children before parents (notifications point at handoffs, events at conversations).
@@ -65,6 +67,7 @@ _DELETES: list[str] = [
     f"DELETE FROM email_messages WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM action_results WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM outcome_deliveries WHERE conversation_id IN {_PURGING}",
+    f"DELETE FROM field_labels WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM events WHERE conversation_id IN {_PURGING}",
     f"DELETE FROM conversations WHERE id IN {_PURGING}",
 ]
