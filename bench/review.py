@@ -6,7 +6,7 @@ ids, times and outcomes, bulk-inserted through transcripts/review_queries.py; st
 (`create_review_app`, uvicorn on loopback), logs in as a reviewer and times each page over HTTP
 (median and p95 of --repeat requests after two warm-ups). Every page must stay under 300 ms.
 
-    .venv/bin/python bench/review.py [--conversations 100000] [--repeat 20] [--no-postgres] [--no-sqlite]
+    .venv/bin/python bench/review.py [--conversations 100000] [--repeat 20] [--no-postgres] [--no-sqlite] [--pages search]
 
 The PostgreSQL server is the test suite's throwaway one (tests/support/postgres.py: fsync off).
 """
@@ -112,7 +112,7 @@ async def build(url: str, n: int) -> str:
     return target
 
 
-def time_pages(url: str, repeat: int) -> list[tuple[str, float, float, int]]:
+def time_pages(url: str, repeat: int, only: str = "") -> list[tuple[str, float, float, int]]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_review_app(url, "account_support"), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
@@ -125,7 +125,7 @@ def time_pages(url: str, repeat: int) -> list[tuple[str, float, float, int]]:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text).group(1)
             client.post("/review/login", data={"username": "rita", "password": PASSWORD, "csrf_token": token})
-            for name, path in PAGES:
+            for name, path in [(n, p) for n, p in PAGES if only in n]:
                 times, rows = [], 0
                 for i in range(repeat + 2):
                     began = time.perf_counter()
@@ -158,13 +158,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument("--pages", default="", help="Only the pages whose name contains this (e.g. search).")
     args = parser.parse_args()
     if not args.no_sqlite:
         folder = Path(tempfile.mkdtemp(prefix="cw-review-bench-"))
         print(f"SQLite ({folder})", flush=True)
         try:
             url = asyncio.run(build(str(folder / "worker.sqlite"), args.conversations))
-            report(f"SQLite, {args.conversations:,} conversations", time_pages(url, args.repeat))
+            report(f"SQLite, {args.conversations:,} conversations", time_pages(url, args.repeat, args.pages))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     if not args.no_postgres:
@@ -174,7 +175,7 @@ def main() -> None:
         try:
             print("\nPostgreSQL (throwaway server, fsync off)", flush=True)
             url = asyncio.run(build(pg.create_database("review_bench"), args.conversations))
-            report(f"PostgreSQL, {args.conversations:,} conversations", time_pages(url, args.repeat))
+            report(f"PostgreSQL, {args.conversations:,} conversations", time_pages(url, args.repeat, args.pages))
         finally:
             pg.stop()
 

@@ -880,3 +880,24 @@ MIGRATIONS.append(
         postgres=("ALTER TABLE retention_purging ADD COLUMN field_labels INTEGER NOT NULL DEFAULT 0",),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        18,
+        "review console: a full-text index of what was said, for word searches over many conversations",
+        # SQLite: an FTS5 index over events.text (external content: the text is not stored twice),
+        # kept in step by triggers, so a purge that deletes events takes their entries too.
+        # PostgreSQL: a GIN index over the words of events.text ('simple': no stemming, any language).
+        sqlite=(
+            "CREATE VIRTUAL TABLE events_fts USING fts5(text, content='events', content_rowid='id')",
+            "INSERT INTO events_fts (events_fts) VALUES ('rebuild')",
+            "CREATE TRIGGER events_fts_insert AFTER INSERT ON events WHEN new.text IS NOT NULL "
+            "BEGIN INSERT INTO events_fts (rowid, text) VALUES (new.id, new.text); END",
+            "CREATE TRIGGER events_fts_delete AFTER DELETE ON events WHEN old.text IS NOT NULL "
+            "BEGIN INSERT INTO events_fts (events_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+        ),
+        postgres=(
+            "CREATE INDEX events_words ON events USING gin (to_tsvector('simple', COALESCE(text, '')))",
+        ),
+    )
+)

@@ -39,6 +39,8 @@ NOT_CONVERSATION_DATA = {
     "sms_optouts",  # a STOP is honoured for good
     "operators", "api_tokens",
     "review_sessions",  # who is logged in to the review console: no conversation's data
+    # SQLite's full-text index of events.text (migration 18): kept in step with events by triggers.
+    "events_fts", "events_fts_data", "events_fts_idx", "events_fts_docsize", "events_fts_config",
 }
 
 

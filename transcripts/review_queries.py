@@ -58,18 +58,30 @@ def _like(text: str) -> str:
 _PHONE = re.compile(r"\+?[\d\s().-]{6,}")
 
 
-def _search(q: str) -> tuple[str, list[Any]]:
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _search(q: str, dialect: str) -> tuple[str, list[Any]]:
     """One kind of search per query, so each reads as little as it can: a phone number (a leading +
     or 10+ digits) is in the conversation id (sms:+1555...:..., scanned over the conversations only), an email address in
-    the turns' metadata (sender), anything else in what either side said."""
+    the turns' metadata (sender), anything else as words of what either side said, in that order
+    (the full-text index of migration 18: SQLite FTS5, PostgreSQL to_tsvector('simple'))."""
     number = re.sub(r"[\s().-]", "", q)
     if _PHONE.fullmatch(q) and (number.startswith("+") or len(number) >= 10):  # shorter: an account number, said
         return "c.id LIKE ? ESCAPE '\\'", [_like(number)]
     if "@" in q:
         return ("(c.id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND "
                 "LOWER(CAST(e.metadata AS TEXT)) LIKE ? ESCAPE '\\'))", [_like(q), _like(q.lower())])
-    return ("EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND LOWER(e.text) LIKE ? ESCAPE '\\')",
-            [_like(q.lower())])
+    # Words, in order, as a phrase, through the full-text index (migration 18).
+    words = _WORD.findall(q)
+    if not words:
+        return "1 = 0", []
+    if dialect == "sqlite":
+        phrase = '"' + " ".join(words).replace('"', '""') + '"'
+        return ("c.id IN (SELECT e.conversation_id FROM events_fts f JOIN events e ON e.id = f.rowid "
+                "WHERE events_fts MATCH ?)", [phrase])
+    return ("c.id IN (SELECT e.conversation_id FROM events e WHERE "
+            "to_tsvector('simple', COALESCE(e.text, '')) @@ phraseto_tsquery('simple', ?))", [" ".join(words)])
 
 
 def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
@@ -96,7 +108,7 @@ def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
         clauses.append(clause)
         params += more
     if f.q and f.q.strip():
-        clause, more = _search(f.q.strip())
+        clause, more = _search(f.q.strip(), dialect)
         clauses.append(clause)
         params += more
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
