@@ -241,6 +241,9 @@ def test_the_queue_page_claims_and_resolves_under_the_logged_in_name(tmp_path: P
         page = client.get("/review/queue").text
         ids = re.findall(r'<tr id="handoff-(\d+)"', page)
         assert len(ids) == 4 and "Collected: card_situation=lost, account_number=45721198" in page
+        assert 'hx-get="/review/queue/news?after=4"' in page and 'hx-trigger="every 10s"' in page
+        assert client.get("/review/queue/news?after=4").text.strip() == ""
+        assert "<strong>2 new handoffs</strong>" in client.get("/review/queue/news?after=2").text
         assert client.post(f"/review/queue/{ids[0]}/claim", data={}).status_code == 403  # no CSRF token
         claimed = client.post(f"/review/queue/{ids[0]}/claim", data={"csrf_token": csrf})
         assert "Handoff 1: claimed." in claimed.text and "by rita" in claimed.text

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="chromium is not i
 
 class Server:
     def __init__(self, url: str):
+        self.url = url
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_review_app(url, "account_support"), host="127.0.0.1", port=self.port,
@@ -202,7 +203,19 @@ def test_wrong_passwords_are_rate_limited(browser, tmp_path: Path) -> None:  # n
         context.close()
 
 
-def test_the_human_queue_page_claims_and_resolves(page, tmp_path: Path) -> None:  # noqa: ANN001
+async def _new_handoff(url: str) -> None:
+    from escalation.queue import HumanQueue
+    from transcripts.store import TranscriptStore
+
+    store = await TranscriptStore.open(url)
+    try:
+        await HumanQueue(store.db).open("sms:+15551239999:+15550000000", "account_support", "sms", "asks_for_human",
+                                        "You asked to speak with a person.", {"summary": "new"})
+    finally:
+        await store.close()
+
+
+def test_the_human_queue_page_claims_and_resolves(page, server: Server, tmp_path: Path) -> None:  # noqa: ANN001
     log_in(page, "rita")
     page.wait_for_url("**/review/conversations")
     page.get_by_role("link", name="Human queue").click()
@@ -231,6 +244,12 @@ def test_the_human_queue_page_claims_and_resolves(page, tmp_path: Path) -> None:
     row.get_by_role("button", name="Resolve").click()
     assert page.get_by_role("status").inner_text().endswith(": resolved.")
     assert page.locator(f"tr#{handoff}").count() == 0
+    # A handoff arriving meanwhile is announced without reloading (htmx asks every 10 s).
+    assert page.locator("p.news").inner_text() == ""
+    arrive = threading.Thread(target=lambda: asyncio.run(_new_handoff(server.url)))
+    arrive.start()
+    arrive.join()
+    playwright_api.expect(page.locator("p.news")).to_have_text(re.compile("1 new handoff since"), timeout=15_000)
     page.goto("/review/queue?status=resolved")
     assert "called back, card frozen" in page.locator(f"tr#{handoff}").inner_text()
     shot(page, tmp_path, "08-queue-resolved")

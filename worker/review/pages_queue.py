@@ -81,7 +81,8 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             error = (f"Handoff {which} could not be {_DONE[refused]}: it is in another state now, or no longer exists."
                      if refused != "release" or ctx.engine is not None else
                      "Releasing to the worker needs the running worker (channel-worker serve); this console runs alone.")
-        return page(request, "queue.html", active="queue", rows=rows, shown=status, statuses=STATUSES, full=full,
+        newest = max((h.id for h in await queue.list()), default=0)
+        return page(request, "queue.html", active="queue", rows=rows, shown=status, statuses=STATUSES, full=full, newest=newest,
                     message=message, error=error, can_release=ctx.engine is not None)
 
     async def _act(request: Request, op: str, handoff_id: int, session: ReviewSession) -> Response:
@@ -93,6 +94,15 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             # Messages are chosen here from the op and id, never text from the URL (no injected wording).
             return RedirectResponse(f"{PREFIX}/queue?refused={op}&id={handoff_id}", status_code=303)
         return RedirectResponse(f"{PREFIX}/queue?done={op}&id={handoff_id}", status_code=303)
+
+    @router.get("/queue/news", include_in_schema=False)
+    async def news(request: Request, session: ReviewSession = viewer) -> Response:
+        """What htmx asks for every 10 s from the queue page: a line when handoffs newer than the
+        page arrived (the page itself is not replaced: a reply being typed stays as it is)."""
+        after = request.query_params.get("after", "0")
+        after_id = int(after) if after.isdigit() else 0
+        fresh = [h for h in await HumanQueue(ctx.store().db).list(status="open") if h.id > after_id]
+        return page(request, "_queue_news.html", fresh=len(fresh))
 
     @router.post("/queue/{handoff_id}/reply", include_in_schema=False)
     async def reply(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
