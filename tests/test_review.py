@@ -341,3 +341,18 @@ async def test_a_purged_conversation_takes_its_labels_with_it(tmp_path: Path) ->
         assert report.rows["field_labels"] == 1 and await LabelStore(store).for_conversation(BOOKING) == []
     finally:
         await store.close()
+
+
+def test_a_new_password_ends_the_users_review_sessions(tmp_path: Path) -> None:
+    url = str(tmp_path / "worker.sqlite")
+    asyncio.run(seed(url))
+    var = Path(store_url(url)).parent
+    with client_for(store_url(url)) as client:
+        log_in(client, "rita")
+        assert client.get("/review/conversations", follow_redirects=False).status_code == 200
+        env = {"CHANNEL_WORKER_VAR": str(var), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([sys.executable, "-m", "worker.cli", "users", "add", "rita", "--role", "reviewer", "--replace"],
+                              cwd=ROOT, env=env, input="a brand new password here\n", capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert client.get("/review/conversations", follow_redirects=False).status_code == 303

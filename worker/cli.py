@@ -808,7 +808,14 @@ def users_add(
         err.print(f"[red]error[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     hashed = hash_password(_read_new_password())
-    _operators_run(lambda store: store.add_user(name, role.value, hashed, replace=replace))
+    async def add(store):  # noqa: ANN001, ANN202
+        await store.add_user(name, role.value, hashed, replace=replace)
+        if replace:  # a new password or role: the review console's open sessions of this user end
+            from escalation.review_sessions import SessionStore
+
+            await SessionStore(store.db).end_all(name)
+
+    _operators_run(add)
     out.print(f"user {name} {'updated' if replace else 'added'} ({role.value})", highlight=False)
 
 
