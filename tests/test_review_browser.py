@@ -268,3 +268,39 @@ def test_the_kpi_page_draws_its_charts_on_the_server(page, tmp_path: Path) -> No
     assert "asks_for_human" in (rules.text_content() or "") and "1 · 20.0%" in (rules.text_content() or "")
     accessible(page)
     shot(page, tmp_path, "10-kpis")
+
+
+def test_serve_mounts_the_console_beside_the_worker(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    """The pages under `channel-worker serve` itself (not the console alone): log in with an
+    operator made by `users add`, and the JSON operator routes still want HTTP Basic."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.support.server import WorkerServer
+
+    var = tmp_path / "var"
+    env = {"CHANNEL_WORKER_VAR": str(var), "PATH": "/usr/bin:/bin"}
+    added = subprocess.run([sys.executable, "-m", "worker.cli", "users", "add", "ada", "--role", "admin"], cwd=ROOT,
+                           env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    server = WorkerServer("examples/account_support.yaml", {}, var)
+    try:
+        server.wait_ready()
+        context = browser.new_context(base_url=server.base_url, bypass_csp=True)
+        page = context.new_page()
+        page.goto("/review/")  # no such page (no slash redirects): a 404, not a way around the login
+        page.goto("/review/conversations")
+        assert "/review/login" in page.url
+        page.fill("#username", "ada")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/review/conversations")
+        assert page.locator("td.empty").inner_text() == "No conversation matches this filter."
+        page.get_by_role("link", name="KPIs").click()
+        assert page.locator("dl.kpis").inner_text().startswith("Conversations\n0")
+        context.close()
+        assert httpx.get(f"{server.base_url}/queue").status_code == 401
+    finally:
+        server.stop()
