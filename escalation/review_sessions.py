@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pydantic import BaseModel
 
 from escalation.operators import Role
-
+from storage.db import Database
 
 
 class ReviewSession(BaseModel):
@@ -32,7 +32,7 @@ def _hash(token: str) -> str:
 
 
 class SessionStore:
-    def __init__(self, db):  # noqa: ANN001 - storage.db.Database
+    def __init__(self, db: Database):
         self.db = db
 
     async def create(self, operator: str, lifetime: timedelta) -> tuple[str, str]:
