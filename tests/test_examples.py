@@ -272,3 +272,19 @@ def test_the_booking_api_books_once_per_idempotency_key_and_checks_signatures(ap
         "available": False, "times": ["19:00", "19:30", "20:30"]}
     unsigned = api.post("/hooks/outcomes", {"outcome": "completed"})
     assert unsigned.status_code == 401 and api.get("/hooks/outcomes") == []
+
+
+def test_the_example_booking_system_frees_seats_on_cancel_and_moves_them_on_change() -> None:
+    from examples.booking_api import SEATS, Store
+
+    store = Store(full=())
+    party = max(1, SEATS // 2)
+    first = store.book({"date": "2026-11-24", "time": "19:00", "people": party, "name": "Ana Silva"})[1]
+    store.book({"date": "2026-11-24", "time": "19:00", "people": SEATS - party, "name": "Tom Baker"})
+    assert store.availability({"date": "2026-11-24", "time": "19:00", "people": "1"})["available"] is False
+    # Moving a booking takes its seats along; a cancelled booking holds none.
+    assert store.change({"date": "2026-11-24", "name": "Ana", "time": "19:30"})["changed"] is True
+    assert store.availability({"date": "2026-11-24", "time": "19:00", "people": str(party)})["available"] is True
+    assert store.availability({"date": "2026-11-24", "time": "19:30", "people": str(SEATS - party + 1)})["available"] is False
+    assert store.cancel({"date": "2026-11-24", "name": "Ana"}) == {"found": True, "booking_id": first["booking_id"]}
+    assert store.availability({"date": "2026-11-24", "time": "19:30", "people": str(SEATS)})["available"] is True
