@@ -10,7 +10,7 @@ from typing import Any
 
 from dialogue.flows import ConfirmStep, at
 from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_fields
-from dialogue.nodes import ConversationState, greeting_first, make_understand
+from dialogue.nodes import ConversationState, afresh, greeting_first, make_understand
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 from extraction.fields import FieldType
@@ -32,8 +32,7 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
             out.update(_FRESH)  # a finished conversation that hears again starts afresh (understand reset it)
             # Everything below reads "before this turn" from the fresh state, or a re-read for the
             # routed task brought the finished task's values back (and its call ran again).
-            state = {**state, **_FRESH, "phase": "new", "fields": {}, "reasks": {}, "requested": None,
-                     "outcome": None, "escalation": None}
+            state = {**state, **_FRESH, **afresh()}
         text = (state.get("incoming") or {}).get("text")
         merged = {**state, **out}
         if text is None or merged.get("phase") == "done" or set(out.get("intents", [])) & _QUIET:

@@ -90,7 +90,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
         phase = state.get("phase", "new")
         if phase == "done" and state.get("outcome") != "escalated" and text is not None:
             # A finished (not handed-over) conversation that hears again starts afresh.
-            base.update(phase="new", fields={}, reasks={}, requested=None, outcome=None, escalation=None)
+            base.update(afresh())
             phase = "new"
             # Read on from the fresh state: the finished task's values must not carry into the
             # new request (they did, and a follow-up froze the card again with the old number).
@@ -148,6 +148,11 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
         }
 
     return understand
+
+
+def afresh() -> dict[str, Any]:
+    """What a finished (not handed-over) conversation starts from when the person writes again."""
+    return {"phase": "new", "fields": {}, "reasks": {}, "requested": None, "outcome": None, "escalation": None}
 
 
 def make_escalate(spec: WorkerSpec):
