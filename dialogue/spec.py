@@ -106,6 +106,11 @@ class Script(_Strict):
         "Are you still there? {prompt}",
         description="Voice: said after a silence; {prompt} is the last thing the worker said.",
     )
+    voice_not_heard: str = Field(
+        "Sorry, I didn't catch that. {prompt}",
+        description="Voice: said when the caller spoke but no words could be made out; {prompt} is the last thing "
+                    "the worker said.",
+    )
     voice_silence_goodbye: str = Field(
         "I can't hear anything, so I'll let you go. Please call again any time. Goodbye.",
         description="Voice: said before hanging up when the caller stayed silent through every re-prompt.",

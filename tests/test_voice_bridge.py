@@ -116,6 +116,32 @@ async def test_nothing_recognised_is_not_a_turn(restaurant: WorkerSpec, tmp_path
     assert len(said(down)) == 1 and len(bridge.results) == 1  # a cough: the greeting only, no "sorry?"
 
 
+async def test_speech_that_gave_no_words_is_asked_again_instead_of_waiting_for_ever(
+        restaurant: WorkerSpec, tmp_path: Path) -> None:
+    # A CI call waited 30 s for a reply here: the caller's answer was not made out, the speech had
+    # cancelled the silence wait, and the worker waited for a turn that never came.
+    tuning = VoiceTuning(unheard_seconds=0.3)
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}, tuning=tuning)
+        down, _ = await run_test(bridge, frames_to_send=[
+            BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), *spoken(""), SleepFrame(sleep=0.6)])
+        rows = await engine.store.db.fetchall(
+            "SELECT metadata FROM events WHERE json_extract(metadata, '$.event') = 'reprompt'", (), ("metadata",))
+    greeting, again = said(down)
+    assert again.startswith("Sorry, I didn't catch that. Hi, this is Sam")
+    assert [r["metadata"]["not_heard"] for r in rows] == [True]
+
+
+async def test_words_heard_after_the_pause_get_their_answer_and_no_sorry(restaurant: WorkerSpec, tmp_path: Path) -> None:
+    tuning = VoiceTuning(unheard_seconds=0.3)
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}, tuning=tuning)
+        down, _ = await run_test(bridge, frames_to_send=[
+            BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), *spoken("a table for two"), SleepFrame(sleep=0.8)])
+    assert not [line for line in said(down) if "catch that" in line]
+    assert len(said(down)) == 2
+
+
 async def test_the_recogniser_listens_for_digits_only_while_a_digit_field_is_asked(
         account_support: WorkerSpec, tmp_path: Path) -> None:
     from channels.voice.recogniser import Recogniser

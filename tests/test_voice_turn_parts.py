@@ -98,10 +98,10 @@ class Watched:
         self.events: list[str] = []
         self.pending = False
         self.watch = SilenceWatch(0.05, prompts, reprompt=self.reprompt, give_up=self.give_up,
-                                  speech_pending=lambda: self.pending, spawn=asyncio.create_task)
+                                  speech_pending=lambda: self.pending, spawn=asyncio.create_task, unheard_seconds=0.02)
 
-    async def reprompt(self) -> None:
-        self.events.append("reprompt")
+    async def reprompt(self, not_heard: bool) -> None:
+        self.events.append("not heard" if not_heard else "reprompt")
 
     async def give_up(self, reprompts: int) -> None:
         self.events.append(f"goodbye after {reprompts}")
@@ -139,6 +139,39 @@ async def test_no_silence_is_counted_while_the_rest_of_a_reply_is_still_being_ma
     w.pending = False
     await until(lambda: w.events)
     assert w.events == ["reprompt"]
+
+
+async def test_speech_that_gave_no_words_is_asked_again_sooner_than_silence() -> None:
+    # The caller said something the recogniser could not make out: no turn comes, so without
+    # this the worker waited for an answer while the caller waited for the worker.
+    w = Watched()
+    w.watch.worker_fell_quiet()
+    w.watch.cancel()  # the caller starts speaking
+    w.watch.caller_fell_quiet()
+    await until(lambda: w.events)
+    assert w.events == ["not heard"]
+
+
+async def test_words_recognised_after_the_pause_cancel_the_not_heard_line() -> None:
+    w = Watched()
+    w.watch.caller_fell_quiet()
+    w.watch.cancel()  # the segment's words came back: a turn follows
+    await asyncio.sleep(0.1)
+    assert w.events == []
+
+
+async def test_a_caller_never_understood_is_asked_three_times_then_told_goodbye() -> None:
+    w = Watched(prompts=1)
+    for _ in range(3):
+        w.watch.caller_fell_quiet()
+        await until(lambda n=len(w.events): len(w.events) == n + 1)
+    w.watch.caller_fell_quiet()
+    await until(lambda: len(w.events) == 4)
+    assert w.events == ["not heard"] * 3 + ["goodbye after 3"]
+    w.watch.caller_answered()  # understood at last: the count starts again
+    w.watch.caller_fell_quiet()
+    await until(lambda: len(w.events) == 5)
+    assert w.events[-1] == "not heard"
 
 
 def test_talking_over_the_worker_marks_the_line_unheard_once() -> None:

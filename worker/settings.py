@@ -94,6 +94,7 @@ class VoiceEnv(BaseSettings):
     voice_dtmf_pause_seconds: float = Field(3.0, description="Key presses end at # or after this pause.")
     voice_silence_seconds: float = Field(8.0, description="Re-prompt after this much silence (the spec wins).")
     voice_silence_prompts: int = Field(1, description="Re-prompts before a polite goodbye and hang-up.")
+    voice_unheard_seconds: float = Field(2.5, description="Speech that gave no words is asked again after this much quiet.")
     voice_holding_after_seconds: float = Field(1.0, description="A slower turn (an action) gets the holding line first.")
     voice_recordings_dir: str | None = Field(None, description="Record both sides of each call to <CallSid>.wav here.")
     whisper_model: str | None = Field(None, description="Folder of another CTranslate2 Whisper model; unset: bundled tiny.en.")
@@ -219,6 +220,7 @@ class WorkerSettings(BaseModel):
         v = self.voice
         return VoiceTuning(speech_start_seconds=v.voice_speech_start_seconds, speech_min_volume=v.voice_speech_min_volume, pause_seconds=v.voice_pause_seconds, turn_hold_seconds=v.voice_turn_hold_seconds,
                            dtmf_pause_seconds=v.voice_dtmf_pause_seconds, silence_seconds=v.voice_silence_seconds,
+                           unheard_seconds=v.voice_unheard_seconds,
                            silence_prompts=v.voice_silence_prompts, holding_after_seconds=v.voice_holding_after_seconds,
                            recordings_dir=Path(v.voice_recordings_dir) if v.voice_recordings_dir else None)
 

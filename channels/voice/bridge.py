@@ -79,7 +79,7 @@ class DialogueBridge(FrameProcessor):
         self._silence = SilenceWatch(
             conversations.spec.channels.voice.silence_timeout_seconds or tuning.silence_seconds,
             tuning.silence_prompts, reprompt=self._reprompt, give_up=self._give_up,
-            speech_pending=speech_pending, spawn=self.create_task)
+            speech_pending=speech_pending, spawn=self.create_task, unheard_seconds=tuning.unheard_seconds)
 
     @property
     def unheard(self) -> list[str]:
@@ -102,6 +102,8 @@ class DialogueBridge(FrameProcessor):
             return
         if isinstance(frame, VADUserStoppedSpeakingFrame):
             self._turn_taking.caller_paused(frame.stop_secs)
+            if not (self._barge_in.speaking or self._ending or self._turn_taking.holding_words or self._turns.locked()):
+                self._silence.caller_fell_quiet()  # words recognised from this pause cancel it
         elif isinstance(frame, VADUserStartedSpeakingFrame):
             self._silence.cancel()
             self._turn_taking.caller_started()
@@ -156,10 +158,11 @@ class DialogueBridge(FrameProcessor):
         """A line of the spec's script (every sentence a caller hears comes from the spec)."""
         return render(template, self._core.spec.fields, {}, **extra)
 
-    async def _reprompt(self) -> None:
-        line = self._line(self._script.voice_still_there, prompt=self._barge_in.last_said)
-        await self._core.record(self._conversation_id, "voice", "reprompt", said=line,
-                                metadata={"after_silence_seconds": self._silence_seconds()})
+    async def _reprompt(self, not_heard: bool) -> None:
+        template = self._script.voice_not_heard if not_heard else self._script.voice_still_there
+        line = self._line(template, prompt=self._barge_in.last_said)
+        metadata: dict[str, Any] = {"not_heard": True} if not_heard else {"after_silence_seconds": self._silence_seconds()}
+        await self._core.record(self._conversation_id, "voice", "reprompt", said=line, metadata=metadata)
         await self.push_frame(TTSSpeakFrame(speakable(line)))
 
     def _silence_seconds(self) -> float:
@@ -183,6 +186,8 @@ class DialogueBridge(FrameProcessor):
         unheard = self._barge_in.take_unheard()
         if unheard:
             metadata["talked_over"] = unheard  # stored with the caller's next turn
+        if text is not None:
+            self._silence.cancel()  # an answer: its reply follows, however long it takes
         turn = Turn(conversation_id=self._conversation_id, channel="voice", text=text,
                     time=datetime.now(timezone.utc), metadata=metadata)
         began = time.monotonic()

@@ -27,6 +27,10 @@ class VoiceTuning(BaseModel):
     turn_hold_seconds: float = Field(0.3, ge=0, description="The caller's turn ends after this much more quiet.")
     dtmf_pause_seconds: float = Field(3.0, gt=0, description="Key presses end at # or after this pause.")
     silence_seconds: float = Field(8.0, gt=0, description="Re-prompt after this much silence (the spec's value wins).")
+    # 2.5: a caller who said something expects an answer within a breath or two; the full silence
+    # timeout after a cough or a word the recogniser could not make out felt like a dead line.
+    unheard_seconds: float = Field(2.5, gt=0, description="Speech that gave no words is asked again "
+                                   "(\"Sorry, I didn't catch that\") after this much quiet.")
     holding_after_seconds: float = Field(1.0, gt=0, description="A turn slower than this (an action on the "
                                          "business's system) gets the script's holding line first.")
     silence_prompts: int = Field(1, ge=0, description="Re-prompts before a polite goodbye and hang-up.")

@@ -47,6 +47,11 @@ class TurnTaking:
         self._recognised_ms = 0
         self._end: asyncio.Task[None] | None = None
 
+    @property
+    def holding_words(self) -> bool:
+        """Words heard that are not yet a turn: one is coming."""
+        return bool(self._said)
+
     def caller_started(self) -> None:
         """The caller goes on: what was heard so far waits for the rest."""
         self._caller_talking = True
