@@ -901,3 +901,17 @@ MIGRATIONS.append(
         ),
     )
 )
+
+MIGRATIONS.append(
+    Migration(
+        20,
+        "review console: labels of values the worker missed (field_labels.kind)",
+        # kind 'stored': a verdict on a value the worker stored (migration 15's labels);
+        # kind 'missed': a value the person gave that the worker did not store, with the right value
+        # and its span in the person's turn (verdict 'wrong', no stored value). Still append-only.
+        sqlite=("ALTER TABLE field_labels ADD COLUMN kind TEXT NOT NULL DEFAULT 'stored' "
+                "CHECK (kind IN ('stored', 'missed'))",),
+        postgres=("ALTER TABLE field_labels ADD COLUMN kind TEXT NOT NULL DEFAULT 'stored' "
+                  "CHECK (kind IN ('stored', 'missed'))",),
+    )
+)

@@ -221,7 +221,8 @@ async def kpis(store: TranscriptStore, since: datetime | None = None, until: dat
         buckets[min(max(int(r["b"]), 0), 9)] += int(r["n"])
     labels = await db.fetchone(
         "SELECT COUNT(*) AS n, SUM(CASE WHEN l.verdict = 'right' THEN 1 ELSE 0 END) AS ok FROM field_labels l "
-        "WHERE l.id = (SELECT MAX(m.id) FROM field_labels m WHERE m.conversation_id = l.conversation_id AND m.field = l.field)")
+        "WHERE l.kind = 'stored' AND l.id = (SELECT MAX(m.id) FROM field_labels m WHERE m.conversation_id = l.conversation_id "
+        "AND m.field = l.field AND m.kind = 'stored')")  # values the worker stored (missed ones are labels too)
     return Kpis(conversations=sum(outcomes.values()), by_outcome=outcomes, by_rule=rules, by_channel=channels,
                 handle_seconds=float(handle["s"]) if handle and handle["s"] is not None else None, confidence=buckets,
                 labelled=int(labels["n"] or 0) if labels else 0, labelled_right=int(labels["ok"] or 0) if labels else 0)
