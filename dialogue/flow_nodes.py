@@ -6,6 +6,7 @@ the task's steps (dialogue/flow_runner.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from dialogue.flows import ConfirmStep, at
@@ -14,6 +15,8 @@ from dialogue.nodes import ConversationState, afresh, greeting_first, make_under
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 from extraction.fields import FieldType
+from extraction.intents import detect_intents
+from extraction.routing import Routed
 from extraction.rules import is_question
 
 # What starting afresh forgets. Not `runs`: a call made after a fresh start is a new request
@@ -27,7 +30,11 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
     read = make_understand(spec, extractor, fields_of=lambda s: task_fields(spec, spec.task(s.get("task"))))
 
     async def understand(state: ConversationState) -> ConversationState:
-        out: dict[str, Any] = {**_PER_TURN, **await read(state)}
+        first = await _route_first(state)
+        # A person's first words that name a job are read once, for that job's fields: reading
+        # them for every field and again for the job was a third of a first turn's time.
+        out: dict[str, Any] = {**_PER_TURN, **await read(state if first is None or first.task is None
+                                                         else {**state, "task": first.task})}
         if state.get("phase") == "done" and state.get("outcome") != "escalated" and "outcome" in out:
             out.update(_FRESH)  # a finished conversation that hears again starts afresh (understand reset it)
             # Everything below reads "before this turn" from the fresh state, or a re-read for the
@@ -46,9 +53,9 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
                         "knowledge": entry, "reasks": dict(state.get("reasks") or {})}
         answered = bool(out.get("took")) or out.get("answer") is not None
         routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {},
-                             took=out.get("took") or [])
+                             took=out.get("took") or [], routed=first)
         restore = routed.pop("restore", {})
-        if routed.get("switched") is not None:
+        if routed.get("switched") is not None and not (first is not None and first.task == routed["task"]):
             # Read again for the new task's fields; what was collected and is shared stays, and a
             # task taken up again has its own values back (this turn's words still win).
             again = await read({**state, **{k: merged[k] for k in _FRESH if k in merged}, "task": routed["task"],
@@ -63,6 +70,17 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         if routed.get("out_of_scope"):
             out["intents"] = sorted({*out.get("intents", []), "out_of_scope"})
         return out
+
+    async def _route_first(state: ConversationState) -> Routed | None:
+        """The router's answer, asked before the read, for a conversation no job has started
+        yet: the read that follows is then for that job alone, as the re-read after a switch
+        would have been (no task, no question pending, no values)."""
+        text = (state.get("incoming") or {}).get("text")
+        if (services.tasks is None or not text or not text.strip() or state.get("task") is not None
+                or state.get("phase", "new") != "new" or state.get("fields") or state.get("requested")
+                or detect_intents(text) & _QUIET):
+            return None
+        return await asyncio.to_thread(services.tasks.route, text)
 
     return understand
 

@@ -41,7 +41,7 @@ from dialogue.flows import (
 )
 from dialogue.spec import WorkerSpec
 from escalation.evaluate import Facts, holds
-from extraction.routing import TaskExamples, TaskRouter
+from extraction.routing import Routed, TaskExamples, TaskRouter
 
 log = logging.getLogger(__name__)
 # A turn that answers the pending question is also routed (it may be a switch that gives a value,
@@ -120,11 +120,13 @@ def rewalk_from(spec: WorkerSpec, task: Task, pointer: list[int], changed: list[
 
 
 async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any], text: str,
-                answered: bool, before: dict[str, Any] | None = None, took: list[str] | None = None) -> dict[str, Any]:
+                answered: bool, before: dict[str, Any] | None = None, took: list[str] | None = None,
+                routed: Routed | None = None) -> dict[str, Any]:
     """Which task this turn belongs to, and whether it is a knowledge question. `answered`: the
     turn gave a value for the active task: then it is no question and never out of scope, but it
     may still be a switch ("actually, I need to cancel my booking for Friday" gives a date).
-    `before`: the fields as they were before this turn (what a task left keeps)."""
+    `before`: the fields as they were before this turn (what a task left keeps). `routed`: the
+    task router's answer for `text` when the caller already has it."""
     active = state.get("task")
     if not text.strip():
         return {}
@@ -133,7 +135,8 @@ async def route(spec: WorkerSpec, services: FlowServices, state: dict[str, Any],
         return {}  # "8pm", "Maria", "make it 7pm": an answer, too short to also name another job
     out: dict[str, Any] = {}
     if services.tasks is not None:
-        routed = await asyncio.to_thread(services.tasks.route, text)
+        if routed is None:
+            routed = await asyncio.to_thread(services.tasks.route, text)
         out["routed"] = {"task": routed.task, "confidence": round(routed.confidence, 3)}
         target = routed.task if routed.task is not None or active is not None else _task_by_values(spec, took or [])
         if target is not None and target != active:
