@@ -136,7 +136,8 @@ def create_app(spec: WorkerSpec, settings: Settings | None = None, delivery_inte
         mount_review(app, ReviewContext(
             store=lambda: state["engine"].store, auth=auth, worker=spec.name, engine=lambda: state["engine"],
             secure_cookies=built.twilio.public_base_url.lower().startswith("https://"),
-            session_lifetime=timedelta(hours=built.http.review_session_hours)))
+            session_lifetime=timedelta(hours=built.http.review_session_hours),
+            email_from=email.smtp.sender if (email := built.email_settings()) and spec.channels.email.enabled else None))
 
     # Outermost of our middleware: no route, signature check or form parser sees more than this.
     app.add_middleware(BodyLimit, max_bytes=built.http.max_request_bytes)

@@ -238,6 +238,16 @@ class SmsStore:
         rows = await self.db.fetchall(f"SELECT message_sid FROM sms_outbox WHERE message_sid IN ({marks})", sids)
         return {r["message_sid"] for r in rows}
 
+    async def states(self, dedupe_keys: list[str]) -> dict[str, dict[str, Any]]:
+        """dedupe key -> state, attempts, last_error of the outbox items with these keys (the
+        review console's delivery status of a person's reply)."""
+        if not dedupe_keys:
+            return {}
+        marks = ",".join("?" for _ in dedupe_keys)
+        rows = await self.db.fetchall(
+            f"SELECT dedupe_key, state, attempts, last_error FROM sms_outbox WHERE dedupe_key IN ({marks})", dedupe_keys)
+        return {r["dedupe_key"]: r for r in rows}
+
     async def outbox(self, conversation_id: str | None = None) -> list[OutboxItem]:
         where, params = ("WHERE conversation_id = ?", [conversation_id]) if conversation_id else ("", [])
         return [OutboxItem(**r) for r in await self.db.fetchall(f"SELECT * FROM sms_outbox {where} ORDER BY id", params)]

@@ -57,8 +57,10 @@ def mount_review(app: FastAPI, ctx: ReviewContext) -> None:
 
 
 def create_review_app(database_url: str, worker: str, secure_cookies: bool = False,
-                      session_hours: float = 12.0, max_request_bytes: int | None = None) -> FastAPI:
-    """The console alone (`channel-worker review`): the same pages over the worker's database."""
+                      session_hours: float = 12.0, max_request_bytes: int | None = None,
+                      email_from: str | None = None) -> FastAPI:
+    """The console alone (`channel-worker review`): the same pages over the worker's database.
+    `email_from`: the email channel's From address, for replies by email from the queue page."""
     state: dict[str, TranscriptStore] = {}
 
     @contextlib.asynccontextmanager
@@ -73,7 +75,7 @@ def create_review_app(database_url: str, worker: str, secure_cookies: bool = Fal
                   openapi_url=None, redirect_slashes=False)
     auth = OperatorAuth(lambda: OperatorStore(state["store"].db))
     ctx = ReviewContext(store=lambda: state["store"], auth=auth, worker=worker, secure_cookies=secure_cookies,
-                        session_lifetime=timedelta(hours=session_hours))
+                        session_lifetime=timedelta(hours=session_hours), email_from=email_from)
     mount_review(app, ctx)
 
     @app.get("/", include_in_schema=False)

@@ -27,6 +27,8 @@ class ReviewContext:
     session_lifetime: timedelta = timedelta(hours=12)
     # The running engine (serve), for the queue's release; None when `channel-worker review` runs alone.
     engine: Callable[[], Any] | None = None
+    # The email channel's From address (EMAIL_FROM) when email is configured: replies by email from the queue.
+    email_from: str | None = None
     # Pseudonyms of conversation ids for viewers, stable for the life of the process.
     redactor: Redactor = field(default_factory=Redactor)
 

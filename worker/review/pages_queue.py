@@ -1,14 +1,26 @@
-"""GET /review/queue (the human queue) and POST /review/queue/{id}/claim|resolve|release.
+"""GET /review/queue (the human queue), GET /review/queue/live (its live updates) and
+POST /review/queue/{id}/claim|resolve|release|reply.
 
 The moves are escalation/handoff.py's (`Handoffs.claim`, `resolve`, `release`), so each is
 audited (kind `queue`, under the logged-in name) exactly as over the JSON routes. Viewers see the
-list without the person's data (no packet, no conversation), as on `GET /queue`. Release gives
-the conversation back to the running worker: it needs `serve`; `channel-worker review` alone can
-claim and resolve.
+list without the person's data (no packet, no conversation, no replies), as on `GET /queue`.
+Release gives the conversation back to the running worker: it needs `serve`; `channel-worker
+review` alone can claim, resolve and reply (the reply waits in the channel's outbox for `serve`).
+
+Replies (worker/review/reply.py) go by SMS or email to a handoff the reviewer has claimed; each
+shows its delivery status (queued, sent, failed) from the channel's outbox.
+
+Live updates: the page carries the rows it shows with a short version of each (status, claimer,
+note, replies and their delivery status). htmx sends them every 5 s to /queue/live, which
+answers 204 when nothing changed, or only the changed rows, swapped out of band, and a line
+saying what others did and how many handoffs arrived. The page is never replaced: a reply being
+typed stays, and its text box is kept even when its row is redrawn (`hx-preserve`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from typing import Any
 
@@ -18,15 +30,18 @@ from fastapi.responses import RedirectResponse, Response
 from escalation.audit import AuditEntry, AuditTrail
 from escalation.operators import role_allows
 from escalation.queue import Handoff, HumanQueue, QueueError
+from escalation.queue_page import handoff_page, handoffs_by_id, newest_handoff, open_after
 from escalation.review_sessions import ReviewSession
 from worker.review import refs
 from worker.review.render import page
-from worker.review.reply import ReplyRefused, reply_by_sms
+from worker.review.reply import CHANNELS, MAX_CHARS, Delivery, ReplyRefused, can_reply, deliveries, send_reply
 from worker.review.session import PREFIX, Sessions
 
 STATUSES = ("active", "open", "claimed", "resolved", "released")
 _DONE = {"claim": "claimed", "resolve": "resolved", "release": "released to the worker",
-         "reply": "reply queued to the person by SMS", "reply_again": "that reply was already sent (sent once)"}
+         "reply_sms": "reply queued to the person by SMS", "reply_email": "reply queued to the person by email",
+         "reply_again": "that reply was already sent (sent once)"}
+_SEEN_MAX = 200  # rows one live request may ask about (a page shows at most 100)
 
 
 async def move(ctx: Any, op: str, handoff_id: int, by: str, note: str | None) -> Handoff:
@@ -51,27 +66,61 @@ async def move(ctx: Any, op: str, handoff_id: int, by: str, note: str | None) ->
     return handoff
 
 
+def _version(h: Handoff, replies: list[Delivery], replying: bool) -> str:
+    """A short digest of what a row shows; a row is redrawn when it changes."""
+    shown = [h.status, h.claimed_by, h.note, h.updated_at, replying, [(r.key, r.status, r.detail) for r in replies]]
+    return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:10]
+
+
+def _parse_seen(text: str) -> dict[int, tuple[str, bool]]:
+    """`12.ab12cd34ef,13.0f...r` -> {12: (version, had a reply form)}; anything malformed is skipped."""
+    seen: dict[int, tuple[str, bool]] = {}
+    for part in text.split(",")[:_SEEN_MAX]:
+        ident, _, version = part.partition(".")
+        if ident.isdigit() and version:
+            replying = version.endswith("r")
+            seen[int(ident)] = (version.removesuffix("r")[:16], replying)
+    return seen
+
+
+def _number(text: str | None, default: int = 0) -> int:
+    return int(text) if text and text.isdigit() and len(text) < 12 else default
+
+
 def add_routes(router: APIRouter, sessions: Sessions) -> None:
     ctx = sessions.ctx
     viewer = Depends(sessions.require("viewer"))
     reviewer_post = Depends(sessions.require("reviewer", post=True))
 
+    async def rows_for(items: list[Handoff], session: ReviewSession) -> list[dict[str, Any]]:
+        full = role_allows(session.role, "reviewer")
+        sent = await deliveries(ctx.store(), [h.conversation_id for h in items]) if full else {}
+        rows = []
+        for h in items:
+            replies = sent.get(h.conversation_id, [])
+            replying = full and can_reply(h, session.operator)
+            rows.append({
+                "h": h, "href": f"{PREFIX}/conversations/{refs.seal(session.ref_key, h.conversation_id)}",
+                "key": secrets.token_urlsafe(24), "summary": h.packet.get("summary") if full else None,
+                "fields": h.packet.get("fields") if full else None, "note": h.note if full else None,
+                "replies": replies, "can_reply": replying, "replyable_channel": h.channel in CHANNELS,
+                "max_chars": MAX_CHARS.get(h.channel, 0), "version": _version(h, replies, replying),
+                "changed": False, "had_draft": False})
+        return rows
+
+    def poll(status: str, page_no: int, after: int, fresh: int, rows: list[dict[str, Any]]) -> str:
+        seen = ",".join(f"{r['h'].id}.{r['version']}{'r' if r['can_reply'] else ''}" for r in rows)
+        return f"status={status}&page={page_no}&after={after}&fresh={fresh}&seen={seen}"
+
     @router.get("/queue", include_in_schema=False)
     async def queue_page(request: Request, session: ReviewSession = viewer) -> Response:
         status = request.query_params.get("status") or "active"
         status = status if status in STATUSES else "active"
-        queue = HumanQueue(ctx.store().db)
-        if status == "active":
-            items = await queue.list(status="open") + await queue.list(status="claimed")
-            items.sort(key=lambda h: h.id)
-        else:
-            items = await queue.list(status=status)
+        page_no = max(1, _number(request.query_params.get("page"), 1))
+        db = ctx.store().db
+        items, more = await handoff_page(db, status, page_no)
         full = role_allows(session.role, "reviewer")
-        rows = []
-        for h in items:
-            href = f"{PREFIX}/conversations/{refs.seal(session.ref_key, h.conversation_id)}"
-            rows.append({"h": h, "href": href, "key": secrets.token_urlsafe(24), "summary": h.packet.get("summary") if full else None,
-                         "fields": h.packet.get("fields") if full else None, "note": h.note if full else None})
+        rows = await rows_for(items, session)
         which = request.query_params.get("id", "")
         which = which if which.isdigit() else ""
         done, refused = request.query_params.get("done"), request.query_params.get("refused")
@@ -81,9 +130,39 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             error = (f"Handoff {which} could not be {_DONE[refused]}: it is in another state now, or no longer exists."
                      if refused != "release" or ctx.engine is not None else
                      "Releasing to the worker needs the running worker (channel-worker serve); this console runs alone.")
-        newest = max((h.id for h in await queue.list()), default=0)
-        return page(request, "queue.html", active="queue", rows=rows, shown=status, statuses=STATUSES, full=full, newest=newest,
-                    message=message, error=error, can_release=ctx.engine is not None)
+        newest = await newest_handoff(db)
+        return page(request, "queue.html", active="queue", rows=rows, shown=status, statuses=STATUSES, full=full,
+                    newest=newest, message=message, error=error, can_release=ctx.engine is not None, more=more,
+                    page_no=page_no, poll=poll(status, page_no, newest, 0, rows))
+
+    @router.get("/queue/live", include_in_schema=False)
+    async def live(request: Request, session: ReviewSession = viewer) -> Response:
+        """The rows of an open queue page that changed since it last heard (204: none did), out of
+        band, with a line on what others did and on new handoffs."""
+        q = request.query_params
+        status = q.get("status") if q.get("status") in STATUSES else "active"
+        page_no, after, fresh_before = max(1, _number(q.get("page"), 1)), _number(q.get("after")), _number(q.get("fresh"))
+        seen = _parse_seen(q.get("seen", ""))
+        db = ctx.store().db
+        current = await handoffs_by_id(db, list(seen))
+        rows = await rows_for([current[i] for i in seen if i in current], session)
+        changed, changes = [], []
+        for row in rows:
+            h = row["h"]
+            version, had_draft = seen[h.id]
+            if row["version"] != version:
+                row.update(changed=True, had_draft=had_draft and not row["can_reply"])
+                changed.append(row)
+                who = f" by {h.claimed_by}" if h.status == "claimed" and h.claimed_by else ""
+                changes.append(f"Handoff {h.id} is {h.status}{who} now." if h.claimed_by != session.operator or
+                               h.status != "claimed" else f"Handoff {h.id} changed.")
+        fresh = await open_after(db, after)
+        if not changed and fresh == fresh_before:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        # The next poll asks about every row with its version as now shown.
+        return page(request, "_queue_live.html", rows=changed, changes=changes, fresh=fresh, oob=True,
+                    full=role_allows(session.role, "reviewer"), can_release=ctx.engine is not None,
+                    poll=poll(status, page_no, after, fresh, rows))
 
     async def _act(request: Request, op: str, handoff_id: int, session: ReviewSession) -> Response:
         form = await request.form()
@@ -95,25 +174,21 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             return RedirectResponse(f"{PREFIX}/queue?refused={op}&id={handoff_id}", status_code=303)
         return RedirectResponse(f"{PREFIX}/queue?done={op}&id={handoff_id}", status_code=303)
 
-    @router.get("/queue/news", include_in_schema=False)
-    async def news(request: Request, session: ReviewSession = viewer) -> Response:
-        """What htmx asks for every 10 s from the queue page: a line when handoffs newer than the
-        page arrived (the page itself is not replaced: a reply being typed stays as it is)."""
-        after = request.query_params.get("after", "0")
-        after_id = int(after) if after.isdigit() else 0
-        fresh = [h for h in await HumanQueue(ctx.store().db).list(status="open") if h.id > after_id]
-        return page(request, "_queue_news.html", fresh=len(fresh))
-
     @router.post("/queue/{handoff_id}/reply", include_in_schema=False)
     async def reply(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
         form = await request.form()
         try:
             handoff = await HumanQueue(ctx.store().db).get(handoff_id)
-            sent = await reply_by_sms(ctx.store(), handoff, str(form.get("body") or ""),
-                                      str(form.get("idempotency_key") or ""), session.operator)
-        except (QueueError, ReplyRefused) as exc:
+        except QueueError:
+            return page(request, "error.html", status=404, title="Reply not sent",
+                        message=f"There is no handoff {handoff_id} in the queue.")
+        try:
+            sent = await send_reply(ctx.store(), handoff, str(form.get("body") or ""),
+                                    str(form.get("idempotency_key") or ""), session.operator, ctx.email_from)
+        except ReplyRefused as exc:
             return page(request, "error.html", status=409, title="Reply not sent", message=str(exc))
-        return RedirectResponse(f"{PREFIX}/queue?done={'reply' if sent else 'reply_again'}&id={handoff_id}", status_code=303)
+        done = f"reply_{handoff.channel}" if sent else "reply_again"
+        return RedirectResponse(f"{PREFIX}/queue?done={done}&id={handoff_id}", status_code=303)
 
     @router.post("/queue/{handoff_id}/claim", include_in_schema=False)
     async def claim(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
@@ -126,4 +201,3 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
     @router.post("/queue/{handoff_id}/release", include_in_schema=False)
     async def release(request: Request, handoff_id: int, session: ReviewSession = reviewer_post) -> Response:
         return await _act(request, "release", handoff_id, session)
-
