@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from escalation.operators import OperatorStore
 from transcripts.store import TranscriptStore
 from worker.operator_auth import OperatorAuth
-from worker.review import pages_conversations, pages_export, pages_kpis, pages_login, pages_queue
+from worker.review import pages_admin, pages_conversations, pages_export, pages_kpis, pages_login, pages_queue
 from worker.review.context import ReviewContext
 from worker.review.render import STATIC
 from worker.review.session import PREFIX, Sessions
@@ -49,6 +49,7 @@ def build_router(ctx: ReviewContext) -> APIRouter:
     pages_queue.add_routes(router, sessions)
     pages_kpis.add_routes(router, sessions)
     pages_export.add_routes(router, sessions)
+    pages_admin.add_routes(router, sessions)
     return router
 
 
