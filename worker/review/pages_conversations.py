@@ -14,7 +14,7 @@ from escalation.operators import role_allows
 from escalation.review_sessions import ReviewSession
 from transcripts.labels import FieldLabel
 from transcripts.review_queries import ReviewFilter, conversation_detail, list_conversations
-from worker.review import refs, timeline
+from worker.review import pages_recording, refs, timeline
 from worker.review.render import page
 from worker.review.session import PREFIX, Sessions
 
@@ -47,6 +47,7 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
     ctx = sessions.ctx
     viewer = Depends(sessions.require("viewer"))
     reviewer_post = Depends(sessions.require("reviewer", post=True))
+    pages_recording.add_routes(router, sessions)  # a call's recording, values the worker missed
 
     @router.get("", include_in_schema=False)
     async def home() -> Response:
@@ -85,9 +86,11 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
                         message="There is no such conversation (it may have been purged).")
         audit = await ctx.audit().for_conversation(conversation_id)
         labels = await ctx.labels().latest(conversation_id)
-        view = timeline.build(detail.conversation, detail.events, audit, labels, ctx.redactor if masked else None)
+        view = timeline.build(detail.conversation, detail.events, audit, labels, ctx.redactor if masked else None,
+                              missed=await ctx.labels().missed(conversation_id))
         return page(request, "conversation.html", t=view, can_label=not masked,
-                    back=request.headers.get("referer") if _same_site_list(request) else None)
+                    back=request.headers.get("referer") if _same_site_list(request) else None,
+                    **await pages_recording.page_extras(ctx, view, masked))
 
     @router.post("/labels", include_in_schema=False)
     async def label(request: Request, session: ReviewSession = reviewer_post) -> Response:

@@ -1,6 +1,7 @@
 """A stored conversation as the console shows it: turns in order with each stored value marked
 in the person's own words, escalations and audit rows in line, email subjects and quoted parts
-apart, and everything masked for viewers.
+apart, a call's turns placed in its recording with their timings (worker/review/calls.py), and
+everything masked for viewers.
 
 Values are read from the field records the events carry (`value`, `text`, `start`, `end`,
 `turn`, `confidence`): `turn` is the person's turn the words came from (1 = their first
@@ -19,6 +20,7 @@ from escalation.audit import AuditEntry
 from extraction.redact import ConversationRedactor, Redactor
 from transcripts.labels import FieldLabel
 from transcripts.store import ConversationRecord, Event
+from worker.review import calls
 
 _QUOTE_START = re.compile(r"^\s*(>|On .{3,200} wrote:\s*$|-----\s*Original Message\s*-----)", re.I)
 # Audit rows that only repeat what the timeline already says (each line the worker said).
@@ -56,6 +58,21 @@ class Item(BaseModel):
     reason: str | None = None
     action: str | None = None
     by: str | None = None  # a person's reply from the queue page: who sent it
+    at: float | None = None  # a call: seconds into the recording where this line is
+    at_label: str | None = None
+    timing: calls.TurnTiming | None = None  # a call: where the time of this turn went
+    transcribed: str | None = None  # a call: plain transcription, where the digit re-read changed it
+
+
+class Missed(BaseModel):
+    """A value the worker missed, as a reviewer labelled it."""
+
+    field: str
+    value: str | None
+    words: str | None
+    turn: int | None
+    by: str
+    at: str
 
 
 class Timeline(BaseModel):
@@ -65,6 +82,8 @@ class Timeline(BaseModel):
     items: list[Item]
     values: list[Value]
     masked: bool
+    call: calls.Call | None = None
+    missed: list[Missed] = []
 
 
 def _values(record: ConversationRecord, events: list[Event]) -> list[Value]:
@@ -121,9 +140,12 @@ def _segments(text: str, values: list[Value], counter: list[int]) -> list[Segmen
 
 
 def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntry],
-          labels: dict[str, FieldLabel], redactor: Redactor | None) -> Timeline:
-    """`redactor`: mask personal data (viewers); None shows everything (reviewers, admins)."""
+          labels: dict[str, FieldLabel], redactor: Redactor | None, missed: list[FieldLabel] | None = None) -> Timeline:
+    """`redactor`: mask personal data (viewers); None shows everything (reviewers, admins).
+    `missed`: the labels of values the worker missed."""
     values = _values(record, events)
+    call = calls.call_of(events) if record.channel == "voice" else None
+    at = calls.offsets(events, call) if call is not None else {}
     for v in values:
         if v.current:
             v.label = labels.get(v.field)
@@ -134,8 +156,9 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
         by_turn.setdefault(v.turn or 0, []).append(v)
     items: list[Item] = []
     turn, counter = 0, [0]
-    for event in events:
+    for index, event in enumerate(events):
         time = str(event.time)
+        place = {"at": round(at[index], 1), "at_label": calls.clock(at[index])} if index in at else {}
         if event.direction == "in" and event.text is not None:
             turn += 1
             visible, quoted = _split_quote(event.text) if event.channel == "email" else (event.text, None)
@@ -144,7 +167,14 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
             if masker:
                 segments = [s.model_copy(update={"text": masker.said(s.text) or ""}) for s in segments]
                 quoted, subject = masker.said(quoted), masker.said(subject)
-            items.append(Item(kind="in", time=time, turn=turn, segments=segments, quoted=quoted, subject=subject))
+            transcribed = (event.metadata or {}).get("transcribed") if call is not None else None
+            if not isinstance(transcribed, str) or transcribed == event.text:
+                transcribed = None
+            elif masker:
+                transcribed = masker.said(transcribed)
+            items.append(Item(kind="in", time=time, turn=turn, segments=segments, quoted=quoted, subject=subject,
+                              timing=calls.timing_of(call.timings.get(turn)) if call else None,
+                              transcribed=transcribed, **place))
         elif event.text is not None:
             text = masker.worker_said(event.text) if masker else event.text
             subject = event.metadata.get("subject") if event.channel == "email" else None
@@ -152,7 +182,11 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
             items.append(Item(kind="out" if event.direction == "out" else "system", time=time,
                               segments=[Segment(text=text or "")], subject=masker.said(subject) if masker and subject else subject,
                               note=None if human else (event.metadata or {}).get("event"),
-                              by=str(event.metadata.get("by")) if human else None))
+                              by=str(event.metadata.get("by")) if human else None,
+                              # the greeting's timings go with the greeting (no turn of the person's)
+                              timing=calls.timing_of(call.timings.get(0)) if call and turn == 0
+                              and not any(i.kind == "out" for i in items) else None,
+                              **place))
         elif (event.metadata or {}).get("event"):
             items.append(Item(kind="system", time=time, note=str(event.metadata["event"])))
     # Turns stay in the order they were stored; each audit row goes in before the first turn
@@ -188,4 +222,16 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
     if masker:
         rec["escalation"] = masker.value(rec.get("escalation"))
     return Timeline(conversation_id=record.id, shown_id=redactor.conversation_id(record.id) if redactor else record.id,
-                    record=rec, items=items, values=values, masked=redactor is not None)
+                    record=rec, items=items, values=values, masked=redactor is not None, call=call,
+                    missed=[_missed(label, said, masker) for label in missed or []])
+
+
+def _missed(label: FieldLabel, said: list[str], masker: ConversationRedactor | None) -> Missed:
+    text = said[label.turn - 1] if label.turn and 1 <= label.turn <= len(said) else ""
+    words = text[label.span_start:label.span_end] if label.span_start is not None and label.span_end is not None else None
+    value = label.correct_value
+    if masker:
+        words = masker.said(words) if words else words
+        value = str(masker.fields({label.field: value})[label.field]) if value else value
+    return Missed(field=label.field, value=value, words=words or None, turn=label.turn, by=label.labelled_by,
+                  at=str(label.labelled_at))
