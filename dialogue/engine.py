@@ -35,6 +35,7 @@ from storage.checkpoints import ConversationSaver
 from storage.clock import utcnow
 from storage.crash_points import crash_point
 from storage.db import Statement, WriteConflict
+from transcripts.kpis import turn_marks
 from transcripts.store import Event, SpecStamp, TranscriptStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class DialogueEngine:
                     state.update(out)
                     updates.update(out)
                 result = self._result(key, state)
+                marks = turn_marks(saved.values, state, updates)  # the task and KPI counts (migration 19)
                 writes: list[Statement] = [
                     self.saver.put_statement(key, self.saver.next_checkpoint(saved, updates), saved.checkpoint_id,
                                              saved.step + 1),
@@ -116,7 +118,7 @@ class DialogueEngine:
                             conversation_id=key, channel=turn.channel, direction="out", text=result.reply or None,
                             time=utcnow(), fields=state.get("fields", {}), outcome=result.outcome,
                             escalation=result.escalation.model_dump() if result.escalation else None,
-                            actions=[a.model_dump() for a in result.actions],
+                            actions=[a.model_dump() for a in result.actions], metadata=marks,
                         ),
                         worker=self.spec.name, spec=self.spec_stamp,
                     )

@@ -106,6 +106,20 @@ class ConversationSaver(BaseCheckpointSaver[str]):
             (thread_id, checkpoint["id"], parent_id, kind, blob, {"source": source, "step": step, "parents": {}}),
         )
 
+    async def histories(self, thread_ids: Sequence[str]) -> dict[str, list[Checkpoint]]:
+        """Every checkpoint of these conversations, oldest first, decoded (without pending
+        writes): what transcripts/kpis.py backfills a conversation's KPI marks from."""
+        if not thread_ids:
+            return {}
+        marks = ",".join("?" for _ in thread_ids)
+        rows = await self.db.fetchall(
+            f"SELECT thread_id, type, checkpoint FROM checkpoints WHERE checkpoint_ns = '' AND thread_id IN ({marks}) "
+            "ORDER BY thread_id, checkpoint_id", list(thread_ids))
+        out: dict[str, list[Checkpoint]] = {t: [] for t in thread_ids}
+        for row in rows:
+            out[row["thread_id"]].append(self.serde.loads_typed((row["type"], bytes(row["checkpoint"]))))
+        return out
+
     # -- BaseCheckpointSaver ------------------------------------------------------------------
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:

@@ -902,6 +902,70 @@ MIGRATIONS.append(
     )
 )
 
+# The voice reply latency of each spoken turn in a 'call ended' event's metadata.turns, in ms:
+# from the caller's last word to the worker's first audio (the VAD pause, the hold in which
+# recognition runs, the dialogue, the first audio of the reply), as transcripts/kpis.py computes it.
+_LATENCY_SQLITE = (
+    "CAST(COALESCE(json_extract(t.value, '$.vad_wait_ms'), 0) + COALESCE(json_extract(t.value, '$.hold_ms'), 0) "
+    "+ COALESCE(json_extract(t.value, '$.dialogue_ms'), 0) + json_extract(t.value, '$.tts_first_audio_ms') AS INTEGER)")
+_LATENCY_POSTGRES = (
+    "ROUND(COALESCE((t->>'vad_wait_ms')::numeric, 0) + COALESCE((t->>'hold_ms')::numeric, 0) "
+    "+ COALESCE((t->>'dialogue_ms')::numeric, 0) + (t->>'tts_first_audio_ms')::numeric)::integer")
+
+MIGRATIONS.append(
+    Migration(
+        19,
+        "conversations: the task it is in and every task it was in, confirmations, re-asks, fallbacks, voice latencies",
+        # Kept by the summary update as each turn is stored (transcripts/store.py, from the marks
+        # dialogue/engine.py puts in the reply's metadata; transcripts/kpis.py says what each is):
+        # task: the task after the latest turn (NULL: a worker without tasks, or none started);
+        # tasks: every task the conversation was in, each between spaces (' book cancel '), so
+        # the review list's task filter is a LIKE; NULL only on rows from before this migration,
+        # which transcripts/kpis.py backfills from their checkpoints when the store opens.
+        # confirmed: 1 once the person said yes to a read-back; reasks / reasked: re-asks of a
+        # field, counted and named (' date date time'); fallbacks: replies that did not
+        # understand; voice_latency: a JSON list of per-turn reply latencies in ms, from the
+        # 'call ended' event (backfilled here from the events that hold one).
+        # The KPI index covers the columns the KPI page groups by, so it reads no row.
+        sqlite=(
+            "ALTER TABLE conversations ADD COLUMN task TEXT",
+            "ALTER TABLE conversations ADD COLUMN tasks TEXT",
+            "ALTER TABLE conversations ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN reasked TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE conversations ADD COLUMN fallbacks INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN voice_latency TEXT",
+            "UPDATE conversations SET voice_latency = (SELECT json_group_array(" + _LATENCY_SQLITE + ") "
+            "FROM events e, json_each(e.metadata, '$.turns') t WHERE e.conversation_id = conversations.id "
+            "AND json_extract(e.metadata, '$.event') = 'call ended' AND json_extract(t.value, '$.input') = 'speech' "
+            "AND json_extract(t.value, '$.tts_first_audio_ms') IS NOT NULL) WHERE channel = 'voice'",
+            "CREATE INDEX conversations_by_task ON conversations (task, started_at)",
+            "CREATE INDEX conversations_unmarked ON conversations (id) WHERE tasks IS NULL",
+            "CREATE INDEX conversations_kpis ON conversations (started_at, worker, channel, outcome, task, "
+            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at, min_confidence)",
+        ),
+        postgres=(
+            "ALTER TABLE conversations ADD COLUMN task TEXT",
+            "ALTER TABLE conversations ADD COLUMN tasks TEXT",
+            "ALTER TABLE conversations ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN reasks INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN reasked TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE conversations ADD COLUMN fallbacks INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE conversations ADD COLUMN voice_latency TEXT",
+            "UPDATE conversations c SET voice_latency = (SELECT COALESCE(json_agg(" + _LATENCY_POSTGRES + ")::text, '[]') "
+            "FROM events e, jsonb_array_elements(CASE WHEN jsonb_typeof(e.metadata->'turns') = 'array' "
+            "THEN e.metadata->'turns' ELSE '[]'::jsonb END) t WHERE e.conversation_id = c.id "
+            "AND e.metadata->>'event' = 'call ended' AND t->>'input' = 'speech' "
+            "AND t->>'tts_first_audio_ms' IS NOT NULL) WHERE c.channel = 'voice'",
+            "CREATE INDEX conversations_by_task ON conversations (task, started_at)",
+            "CREATE INDEX conversations_unmarked ON conversations (id) WHERE tasks IS NULL",
+            "CREATE INDEX conversations_kpis ON conversations (started_at, worker, channel, outcome, task, "
+            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at, min_confidence)",
+        ),
+    )
+)
+
+
 MIGRATIONS.append(
     Migration(
         20,

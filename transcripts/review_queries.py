@@ -37,6 +37,7 @@ class ReviewFilter(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     spec_version: str | None = None
+    task: str | None = Field(None, max_length=100)  # any task the conversation was in (migration 19)
     q: str | None = Field(None, max_length=200)
     sort: Sort = "started"
     order: Literal["asc", "desc"] = "desc"
@@ -103,6 +104,10 @@ def _where(f: ReviewFilter, dialect: str) -> tuple[str, list[Any]]:
     if f.low_confidence:
         clauses.append("c.min_confidence < ?")
         params.append(f.below)
+    if f.task:
+        clause = "c.tasks LIKE ? ESCAPE '\\'"
+        clauses.append(clause)
+        params.append(_like(f" {f.task} "))
     if f.spec_version:
         clause, more = spec_version_clause(f.spec_version, "c.")
         clauses.append(clause)
@@ -134,7 +139,7 @@ async def facets(store: TranscriptStore) -> dict[str, list[str]]:
     """The values the list's filter menus offer (each read from an index)."""
     db = store.db
     out: dict[str, list[str]] = {}
-    for name, column in (("worker", "worker"), ("channel", "channel"), ("outcome", "outcome")):
+    for name, column in (("worker", "worker"), ("channel", "channel"), ("outcome", "outcome"), ("task", "task")):
         rows = await db.fetchall(f"SELECT DISTINCT {column} AS v FROM conversations WHERE {column} IS NOT NULL ORDER BY v")
         out[name] = [r["v"] for r in rows]
     return out
@@ -158,7 +163,8 @@ async def insert_conversations(store: TranscriptStore, rows: list[tuple[Conversa
     of `chunk` rows, all in one transaction, each summary row written as it is given."""
     conversation_rows = [
         (r.id, r.worker, r.channel, r.started_at, r.updated_at, r.outcome, r.escalation, r.fields, r.turns,
-         r.spec_version, r.spec_hash, r.min_confidence) for r, _ in rows]
+         r.spec_version, r.spec_hash, r.min_confidence, r.task, r.tasks if r.tasks is not None else "", r.confirmed,
+         r.reasks, r.reasked, r.fallbacks, r.voice_latency) for r, _ in rows]
     event_rows = [
         (e.conversation_id, e.channel, e.direction, e.text, e.time, e.fields or {}, e.outcome, e.escalation,
          e.actions, e.metadata, e.dedupe_key) for _, events in rows for e in events]
@@ -167,8 +173,9 @@ async def insert_conversations(store: TranscriptStore, rows: list[tuple[Conversa
         part = conversation_rows[start:start + chunk]
         statements.append((
             "INSERT INTO conversations (id, worker, channel, started_at, updated_at, outcome, escalation, fields, turns, "
-            "spec_version, spec_hash, min_confidence) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?, ?)"] * len(part)), [v for row in part for v in row]))
+            "spec_version, spec_hash, min_confidence, task, tasks, confirmed, reasks, reasked, fallbacks, voice_latency) "
+            "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, J?, J?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part)),
+            [v for row in part for v in row]))
     for start in range(0, len(event_rows), chunk):
         part = event_rows[start:start + chunk]
         statements.append((

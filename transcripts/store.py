@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,17 @@ class ConversationRecord(BaseModel):
     spec_version: str | None = None
     spec_hash: str | None = None
     min_confidence: float | None = None  # migration 15: the lowest confidence of the values held
+    # Migration 19 (transcripts/kpis.py): the task after the latest turn, every task it was in
+    # (' book cancel '; None: not yet backfilled), whether the person confirmed a read-back, the
+    # re-asks (counted, and the fields named ' date time'), the fallback replies, and the voice
+    # reply latencies in ms (JSON text).
+    task: str | None = None
+    tasks: str | None = ""
+    confirmed: int = 0
+    reasks: int = 0
+    reasked: str = ""
+    fallbacks: int = 0
+    voice_latency: str | None = None
 
 
 class SpecStamp(BaseModel):
@@ -63,6 +75,19 @@ def lowest_confidence(fields: dict[str, Any] | None) -> float | None:
     found = [float(r["confidence"]) for r in (fields or {}).values()
              if isinstance(r, dict) and isinstance(r.get("confidence"), (int, float))]
     return min(found) if found else None
+
+
+def voice_latencies(metadata: dict[str, Any]) -> list[int]:
+    """The reply latency of each spoken turn of a 'call ended' event's metadata.turns, in ms: from
+    the caller's last word to the worker's first audio (the VAD pause, the hold in which
+    recognition runs, the dialogue, the reply's first audio). Turns without a first audio (the
+    call ended first) and key presses are left out. Migration 19 computes the same in SQL."""
+    out = []
+    for t in metadata.get("turns") or []:
+        if isinstance(t, dict) and t.get("input") == "speech" and t.get("tts_first_audio_ms") is not None:
+            out.append(int(round(sum(float(t.get(k) or 0) for k in ("vad_wait_ms", "hold_ms", "dialogue_ms"))
+                                 + float(t["tts_first_audio_ms"]))))
+    return out
 
 
 def spec_version_clause(wanted: str, table: str = "") -> tuple[str, list[Any]]:
@@ -91,7 +116,11 @@ class TranscriptStore:
     async def open(cls, url: str) -> TranscriptStore:
         db = await Database.open(url)
         await migrate(db)
-        return cls(db)
+        store = cls(db)
+        from transcripts.kpis import backfill  # it reads the store's rows; imported here, below it
+
+        await backfill(store)  # rows from before migration 19; one index lookup once there are none
+        return store
 
     async def close(self) -> None:
         await self.db.close()
@@ -108,7 +137,7 @@ class TranscriptStore:
         spec = spec or SpecStamp()
         return [
             ("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields, turns, spec_version, "
-             "spec_hash) VALUES (?, ?, ?, ?, ?, J?, 0, ?, ?) ON CONFLICT (id) DO NOTHING",
+             "spec_hash, tasks) VALUES (?, ?, ?, ?, ?, J?, 0, ?, ?, '') ON CONFLICT (id) DO NOTHING",
              (event.conversation_id, worker, event.channel, event.time, event.time, {}, spec.version, spec.hash)),
             ("INSERT INTO events (conversation_id, channel, direction, text, time, fields, outcome, escalation, actions, "
              "metadata, dedupe_key) VALUES (?, ?, ?, ?, ?, J?, ?, J?, J?, J?, ?) ON CONFLICT DO NOTHING",
@@ -129,12 +158,25 @@ class TranscriptStore:
             turns, params = "turns + ?", [1 if counts else 0]
         # The lowest confidence of the values held after this turn (migration 15): the review
         # console's "low confidence" filter reads this column instead of every row's JSON.
+        # The turn's KPI marks (migration 19, transcripts/kpis.py): the task, and counters. A row
+        # from before it (tasks NULL) is left to the backfill, which counts from the checkpoints.
+        marks = event.metadata.get("kpi") or {}
+        task = event.metadata.get("task") if event.direction == "out" else None
+        latency = voice_latencies(event.metadata) if event.metadata.get("event") == "call ended" else None
         return (
             "UPDATE conversations SET updated_at = ?, fields = COALESCE(J?, fields), outcome = COALESCE(?, outcome), "
             f"escalation = COALESCE(J?, escalation), turns = {turns}, "
-            "min_confidence = CASE WHEN ? THEN ? ELSE min_confidence END WHERE id = ?",
+            "min_confidence = CASE WHEN ? THEN ? ELSE min_confidence END, "
+            "task = COALESCE(?, task), "
+            "tasks = CASE WHEN tasks IS NULL OR CAST(? AS TEXT) IS NULL OR tasks LIKE ? ESCAPE '\\' THEN tasks "
+            "WHEN tasks = '' THEN ? ELSE tasks || CAST(? AS TEXT) END, "
+            "confirmed = CASE WHEN ? THEN 1 ELSE confirmed END, reasks = reasks + ?, reasked = reasked || CAST(? AS TEXT), "
+            "fallbacks = fallbacks + ?, voice_latency = COALESCE(?, voice_latency) WHERE id = ?",
             (event.time, event.fields, event.outcome, event.escalation, *params, event.fields is not None,
-             lowest_confidence(event.fields), event.conversation_id),
+             lowest_confidence(event.fields), task, task, "% " + (task or "").replace("_", "\\_") + " %",
+             f" {task} ", f"{task} ", bool(marks.get("confirmed")), len(marks.get("reasked") or []),
+             "".join(f" {f}" for f in marks.get("reasked") or []), int(marks.get("fallbacks") or 0),
+             json.dumps(latency) if latency is not None else None, event.conversation_id),
         )
 
     async def reply_after(self, conversation_id: str, metadata_key: str, value: str) -> str | None:
