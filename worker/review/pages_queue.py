@@ -66,20 +66,25 @@ async def move(ctx: Any, op: str, handoff_id: int, by: str, note: str | None) ->
     return handoff
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, default=str).encode()).hexdigest()[:8]
+
+
 def _version(h: Handoff, replies: list[Delivery], replying: bool) -> str:
-    """A short digest of what a row shows; a row is redrawn when it changes."""
-    shown = [h.status, h.claimed_by, h.note, h.updated_at, replying, [(r.key, r.status, r.detail) for r in replies]]
-    return hashlib.sha256(json.dumps(shown, default=str).encode()).hexdigest()[:10]
+    """A short digest of what a row shows, in two parts: the handoff (a move someone made) and
+    its replies' delivery (queued -> sent); a row is redrawn when either changes."""
+    return (_digest([h.status, h.claimed_by, h.note, h.updated_at, replying]) + "-"
+            + _digest([(r.key, r.status, r.detail) for r in replies]))
 
 
 def _parse_seen(text: str) -> dict[int, tuple[str, bool]]:
-    """`12.ab12cd34ef,13.0f...r` -> {12: (version, had a reply form)}; anything malformed is skipped."""
+    """`12.ab12cd34-0f1e2d3c,13.0f...r` -> {12: (version, had a reply form)}; anything malformed is skipped."""
     seen: dict[int, tuple[str, bool]] = {}
     for part in text.split(",")[:_SEEN_MAX]:
         ident, _, version = part.partition(".")
-        if ident.isdigit() and version:
+        if ident.isdigit() and len(ident) < 12 and version:
             replying = version.endswith("r")
-            seen[int(ident)] = (version.removesuffix("r")[:16], replying)
+            seen[int(ident)] = (version.removesuffix("r")[:20], replying)
     return seen
 
 
@@ -150,9 +155,12 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
         for row in rows:
             h = row["h"]
             version, had_draft = seen[h.id]
-            if row["version"] != version:
-                row.update(changed=True, had_draft=had_draft and not row["can_reply"])
-                changed.append(row)
+            if row["version"] == version:
+                continue
+            row["had_draft"] = had_draft and not row["can_reply"]
+            changed.append(row)
+            if row["version"].split("-")[0] != version.split("-")[0]:  # a move, not only a delivery status
+                row["changed"] = True
                 who = f" by {h.claimed_by}" if h.status == "claimed" and h.claimed_by else ""
                 changes.append(f"Handoff {h.id} is {h.status}{who} now." if h.claimed_by != session.operator or
                                h.status != "claimed" else f"Handoff {h.id} changed.")
@@ -161,6 +169,7 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         # The next poll asks about every row with its version as now shown.
         return page(request, "_queue_live.html", rows=changed, changes=changes, fresh=fresh, oob=True,
+                    news=bool(changes) or fresh != fresh_before,
                     full=role_allows(session.role, "reviewer"), can_release=ctx.engine is not None,
                     poll=poll(status, page_no, after, fresh, rows))
 
