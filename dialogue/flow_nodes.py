@@ -11,7 +11,7 @@ from typing import Any
 
 from dialogue.flows import ConfirmStep, at
 from dialogue.flow_runner import FlowServices, Runner, rewalk_from, route, task_fields
-from dialogue.nodes import ConversationState, afresh, greeting_first, make_understand
+from dialogue.nodes import ConversationState, afresh, greeting_first, make_understand, typo_repair
 from dialogue.spec import WorkerSpec
 from extraction.base import Extractor
 from extraction.fields import FieldType
@@ -28,6 +28,7 @@ _QUIET = {"greeting", "help", "goodbye", "human", "stop", "start_over"}
 
 def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowServices):
     read = make_understand(spec, extractor, fields_of=lambda s: task_fields(spec, spec.task(s.get("task"))))
+    typos = typo_repair(spec)
 
     async def understand(state: ConversationState) -> ConversationState:
         first = await _route_first(state)
@@ -47,12 +48,12 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         if services.knowledge is not None and _free_text_only(spec, out.get("took") or []) and is_question(text):
             # Any words fill a free-text field: "is there parking?" asked where the worker wanted
             # the allergies is a question first, and is only kept as the answer if it is none.
-            entry = await services.knowledge_entry(text)
+            entry = await services.knowledge_entry(typos.repair(text))
             if entry is not None:
                 return {**out, "fields": dict(state.get("fields") or {}), "took": [], "changed": [],
                         "knowledge": entry, "reasks": dict(state.get("reasks") or {})}
         answered = bool(out.get("took")) or out.get("answer") is not None
-        routed = await route(spec, services, merged, text, answered, before=state.get("fields") or {},
+        routed = await route(spec, services, merged, typos.repair(text), answered, before=state.get("fields") or {},
                              took=out.get("took") or [], routed=first)
         restore = routed.pop("restore", {})
         if routed.get("switched") is not None and not (first is not None and first.task == routed["task"]):
@@ -78,9 +79,9 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         text = (state.get("incoming") or {}).get("text")
         if (services.tasks is None or not text or not text.strip() or state.get("task") is not None
                 or state.get("phase", "new") != "new" or state.get("fields") or state.get("requested")
-                or detect_intents(text) & _QUIET):
+                or detect_intents(typos.repair(text)) & _QUIET):
             return None
-        return await asyncio.to_thread(services.tasks.route, text)
+        return await asyncio.to_thread(services.tasks.route, typos.repair(text))
 
     return understand
 

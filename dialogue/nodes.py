@@ -23,6 +23,7 @@ from escalation.rules import ActionKind
 from extraction.base import ExtractionContext, Extractor
 from extraction.fields import FieldSpec
 from extraction.intents import detect_intents, yes_no
+from extraction.typos import TypoRepair
 from extraction.validate import validate
 
 
@@ -77,6 +78,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
                     fields_of: Callable[[ConversationState], list[FieldSpec]] | None = None):
     """`fields_of`: the fields a turn is read for (default: every field of the worker)."""
     zone = ZoneInfo(spec.timezone)
+    typos = typo_repair(spec)
 
     async def understand(state: ConversationState) -> ConversationState:
         incoming = state.get("incoming") or {}
@@ -97,7 +99,7 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
             state = {**state, **base}
         if text is None or phase == "done":
             return base
-        intents = detect_intents(text)
+        intents = detect_intents(typos.repair(text))
         answer = yes_no(text) if phase in ("confirming", "correcting") else None
         fields = dict(state.get("fields") or {})
         if "start_over" in intents:
@@ -148,6 +150,15 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
         }
 
     return understand
+
+
+def typo_repair(spec: WorkerSpec) -> TypoRepair:
+    """Slips in the words that say what the person wants, repaired against this worker's own
+    words (extraction/typos.py): what its tasks and knowledge are called and how they are asked."""
+    texts = [t for task in spec.tasks for t in (task.name.replace("_", " "), task.label or "", task.description,
+                                                *task.examples)]
+    texts += [t for entry in spec.knowledge for t in (entry.question, *entry.examples)]
+    return TypoRepair(texts)
 
 
 def afresh() -> dict[str, Any]:

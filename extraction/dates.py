@@ -117,6 +117,21 @@ def _next_date(today: date, day: int, month: int | None, year: int | None, futur
     return None
 
 
+def _last_date(today: date, day: int, month: int | None) -> date | None:
+    """The date meant by a day (and month) without a year where only the past makes sense (a
+    field whose latest allowed day is today: when a card was charged): the latest such day on
+    or before today. "The 22nd" said on 30 November is 22 November, not 22 December."""
+    y, m = today.year, month or today.month
+    for _ in range(13 if month is None else 2):
+        if day <= calendar.monthrange(y, m)[1] and date(y, m, day) <= today:
+            return date(y, m, day)
+        if month is None:
+            y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+        else:
+            y -= 1
+    return None
+
+
 def _with_weekday(today: date, day: int, month: int, weekday: int) -> date | None:
     """"Friday 7th of January": the first year from this one in which that date is that weekday."""
     for y in range(today.year, today.year + 12):
@@ -194,9 +209,17 @@ _RECURRING_BEFORE = re.compile(r"\b(?:each|every)\s+(?:other\s+)?$", re.I)
 
 
 def find_dates(
-    text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False, now: datetime | None = None
+    text: str, today: date, requested: bool, date_order: str = "MDY", future: bool = False, now: datetime | None = None,
+    past: bool = False,
 ) -> list[DateReading]:
+    """`past`: the field allows no day after today, so a day said without its year (or month,
+    or a weekday alone) is the latest such day on or before today, not the next one."""
     out: list[DateReading] = []
+
+    def day_of(day: int, month: int | None, year: int | None = None) -> date | None:
+        if past and year is None:
+            return _last_date(today, day, month)
+        return _next_date(today, day, month, year, future)
 
     def add(value: date | None, start: int, end: int, conf: float, shared: bool = False) -> None:
         if value is None:
@@ -224,7 +247,7 @@ def find_dates(
                     continue  # "3/4" alone is too often a fraction or a score; "from 3/5 to 3/9" are dates
                 month, day = (b, a) if date_order == "DMY" or a > 12 else (a, b)
                 if year is None:
-                    d = _next_date(today, day, month, None) if 1 <= month <= 12 else None
+                    d = day_of(day, month) if 1 <= month <= 12 else None
                 else:
                     d = _safe_date(year, month, day)
                 add(d, start, end, conf)
@@ -240,12 +263,21 @@ def find_dates(
                 d = None
                 if g.get("wd") and year is None:
                     d = _with_weekday(today, day, month, WEEKDAYS[g["wd"].lower().rstrip(".")[:3] if g["wd"].lower().rstrip(".") not in WEEKDAYS else g["wd"].lower().rstrip(".")])
-                add(d or _next_date(today, day, month, year, future), start, end, conf)
+                add(d or day_of(day, month, year), start, end, conf)
             elif kind == "weekday_day":
                 day = _day_number(g["d"])
                 if day is None or not 1 <= day <= 31:
                     continue
                 wd = WEEKDAYS[_wd_key(g["wd"])]
+                if past:
+                    # The latest month, on or before today, in which that day was that weekday.
+                    probe = _last_date(today, day, None)
+                    for _ in range(12):
+                        if probe is None or probe.weekday() == wd:
+                            break
+                        probe = _last_date(probe.replace(day=1) - timedelta(days=1), day, None)
+                    add(probe, start, end, conf)
+                    continue
                 d = _next_date(today, day, None, None)
                 # Prefer the month in which that day falls on the named weekday.
                 probe = d
@@ -301,6 +333,8 @@ def find_dates(
                 elif mod == "last":
                     delta = (today.weekday() - WEEKDAYS[key]) % 7 or 7
                     add(today - timedelta(days=delta), start, end, conf)
+                elif past:
+                    add(today - timedelta(days=(today.weekday() - WEEKDAYS[key]) % 7), start, end, conf)
                 else:
                     add(_next_weekday(today, WEEKDAYS[key]), start, end, conf)
             elif kind == "ordinal":
@@ -314,7 +348,7 @@ def find_dates(
                 if not (g.get("the") or requested or starts_range or alone or re.search(r"\b(?:on|for|from|until|till|to|by)\s*$", before)):
                     continue
                 # Annotators mark "25th", not "the 25th".
-                add(_next_date(today, day, None, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)
+                add(day_of(day, None), m.start("d"), end, conf if g.get("the") else conf - 0.1)
             elif kind == "month_end":
                 first = today.replace(day=1) + relativedelta(months=2 if g.get("next") else 1)
                 add(first - timedelta(days=1), start, end, conf)
@@ -324,7 +358,10 @@ def find_dates(
                 add((today.replace(day=1) + relativedelta(months=shift)), m.start(), end, conf)
             elif kind == "month_only":
                 month = MONTHS[g["mon"].lower()]
-                year = today.year if month >= today.month else today.year + 1
+                if past:
+                    year = today.year if month <= today.month else today.year - 1
+                else:
+                    year = today.year if month >= today.month else today.year + 1
                 add(date(year, month, 1), m.start("mon"), end, conf)
     if now is not None:
         # "in an hour", "in 2 hours": a moment that gives the day as well as the time.

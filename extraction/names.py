@@ -111,8 +111,9 @@ def _tokens_after(text: str, start: int, requested: bool, strong: bool) -> list[
                 break
         if not (capital or requested or strong):
             break
-        if tokens and not capital and tokens[0][0][0].isupper():
-            break
+        if tokens and not capital and tokens[0][0][0].isupper() and not (
+                (requested or strong) and lower not in _common_words() and _known(word, "last")):
+            break  # "Maria please" ends at Maria; "Maria lopez", typed as on a phone, is a full name
         tokens.append((word, s, e))
         pos = e
         if len(tokens) == 3:

@@ -12,7 +12,7 @@ from extraction.base import ExtractionContext, Extracted, grounded
 from extraction.counts import find_counts, names_parts
 from extraction.dates import find_dates
 from extraction.durations import find_durations
-from extraction.fields import FieldSpec, FieldType
+from extraction.fields import Constraints, FieldSpec, FieldType
 from extraction.finders import Candidate
 from extraction.intents import yes_no
 from extraction.names import find_names, title
@@ -86,10 +86,11 @@ class RuleExtractor:
         if t is FieldType.time:
             return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_times(text, requested, c.earliest, c.latest, now)]
         if t is FieldType.date:
-            return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_dates(text, now.date(), requested, c.date_order, c.not_in_past, now)]
+            return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_dates(text, now.date(), requested, c.date_order, c.not_in_past, now,
+                                                                                                 past=_past_only(c))]
         if t is FieldType.datetime:
             return _combine_datetime(
-                find_dates(text, now.date(), requested, c.date_order, c.not_in_past), find_times(text, requested, c.earliest, c.latest)
+                find_dates(text, now.date(), requested, c.date_order, c.not_in_past, past=_past_only(c)), find_times(text, requested, c.earliest, c.latest)
             )
         if t is FieldType.count:
             return [Candidate(r.value, r.start, r.end, r.confidence, r.shared) for r in find_counts(text, requested, spec.units or None)]
@@ -280,3 +281,8 @@ def _combine_datetime(dates: list, times: list) -> list[Candidate]:  # noqa: ANN
         return []
     d, t = dates[0], times[0]
     return [Candidate(f"{d.value}T{t.value}", min(d.start, t.start), max(d.end, t.end), min(d.confidence, t.confidence))]
+
+
+def _past_only(c: Constraints) -> bool:
+    """A date field whose latest allowed day is today or earlier (`max: 0`): only the past makes sense."""
+    return c.max is not None and c.max <= 0

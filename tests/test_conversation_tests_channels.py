@@ -158,9 +158,10 @@ def test_variants_are_deterministic_and_keep_the_value() -> None:
 
 
 def test_vary_reports_the_variant_that_fails(tmp_path: Path) -> None:
-    # Built to fail one variant: the full name written with a lowercase last name ("Maria lopez")
-    # is not taken as a first and last name today (the worker asks for the last name again),
-    # while "maria Lopez" is. If the extraction learns it, pick another form it does not know.
+    # Built to fail one variant: a full name written with a lowercase last name is taken only
+    # when the last name is a known surname ("Maria lopez" is); "Maria vexlowe" is not (the
+    # worker asks for the last name again), while "maria Vexlowe" is. If the extraction learns
+    # it, pick another form it does not know.
     body = f"""
     worker: {RESTAURANT}
     stubs:
@@ -171,8 +172,8 @@ def test_vary_reports_the_variant_that_fails(tmp_path: Path) -> None:
         channel: console
         steps:
           - user: table for 4 tomorrow at 8pm
-          - user: Maria Lopez
-            expect: {{fields: {{first_name: Maria, last_name: Lopez}}}}
+          - user: Maria Vexlowe
+            expect: {{fields: {{first_name: Maria, last_name: Vexlowe}}}}
     """
     out, err = io.StringIO(), io.StringIO()
     path = tmp_path / "cases.test.yaml"
@@ -183,8 +184,8 @@ def test_vary_reports_the_variant_that_fails(tmp_path: Path) -> None:
     assert "1 passed, 0 failed, 1 cases" in text
     report = text.split("variants (--vary 2): ", 1)[1]
     assert report.startswith("3 of 4 passed, 1 failed:"), text  # two of each line
-    assert (f"FAIL {path} :: a booking with the full name [console] step 2 (name): 'Maria lopez'\n"
-            '    step 2: fields.last_name: expected "Lopez", got nothing') in report, text
+    assert (f"FAIL {path} :: a booking with the full name [console] step 2 (name): 'Maria vexlowe'\n"
+            '    step 2: fields.last_name: expected "Vexlowe", got nothing') in report, text
 
 
 def test_the_examples_pass_on_all_four_channels_through_the_cli() -> None:
