@@ -1,5 +1,6 @@
-"""The drift alarm: a rolling escalation rate and mean field confidence per worker, checked
-against the band the spec sets. Out of band, a warning is logged, written to the audit trail
+"""The drift alarm: a rolling escalation rate and mean field confidence per worker, and the
+labelled accuracy of its latest reviewed values (review console labels), checked against the
+band the spec sets. Out of band, a warning is logged, written to the audit trail
 and shown on /metrics, so a change in callers or a broken extractor is seen early."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from escalation.rules import DriftBand
+from transcripts.kpis import recent_label_accuracy
 from transcripts.store import ConversationRecord, TranscriptStore
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,9 @@ class DriftStatus(BaseModel):
     conversations: int
     escalation_rate: float | None
     mean_confidence: float | None
+    # Of the last `label_window` stored values reviewers labelled (latest label per value).
+    labels: int = 0
+    labelled_accuracy: float | None = None
     alarms: list[str]
 
 
@@ -37,8 +42,14 @@ async def drift_status(store: TranscriptStore, worker: str, band: DriftBand | No
             alarms.append(f"escalation rate {rate:.2f} is below {band.min_escalation_rate:.2f}")
         if band.min_mean_confidence is not None and mean is not None and mean < band.min_mean_confidence:
             alarms.append(f"mean field confidence {mean:.2f} is below {band.min_mean_confidence:.2f}")
+    labelled = await recent_label_accuracy(store, worker, band.label_window if band else 50)
+    # As with conversations: too few labels say nothing yet.
+    if (band and band.min_labelled_accuracy is not None and labelled.accuracy is not None
+            and labelled.labels >= max(5, band.label_window // 5) and labelled.accuracy < band.min_labelled_accuracy):
+        alarms.append(f"labelled accuracy {labelled.accuracy:.2f} is below {band.min_labelled_accuracy:.2f} "
+                      f"(last {labelled.labels} labelled values)")
     return DriftStatus(worker=worker, window=window, conversations=len(rows), escalation_rate=rate,
-                       mean_confidence=mean, alarms=alarms)
+                       mean_confidence=mean, labels=labelled.labels, labelled_accuracy=labelled.accuracy, alarms=alarms)
 
 
 def _rate(ended: list[ConversationRecord], outcome: str) -> float | None:
@@ -96,6 +107,9 @@ def prometheus(status: DriftStatus, extra: dict[str, Any] | None = None) -> str:
         "# HELP channel_worker_drift_alarm 1 when a rolling figure is outside the spec's band.",
         "# TYPE channel_worker_drift_alarm gauge",
         f'channel_worker_drift_alarm{{worker="{w}"}} {1 if status.alarms else 0}',
+        "# HELP channel_worker_labelled_accuracy Share of the last labelled values that reviewers marked right.",
+        "# TYPE channel_worker_labelled_accuracy gauge",
+        f'channel_worker_labelled_accuracy{{worker="{w}"}} {status.labelled_accuracy if status.labelled_accuracy is not None else "NaN"}',
     ]
     for name, value in (extra or {}).items():
         lines += [f"# TYPE channel_worker_{name} gauge", f'channel_worker_{name}{{worker="{w}"}} {value}']

@@ -172,12 +172,17 @@ class NotifySettings(_Strict):
 
 
 class DriftBand(_Strict):
-    """Alarm when the rolling escalation rate or mean field confidence leaves this band."""
+    """Alarm when the rolling escalation rate, mean field confidence or labelled accuracy leaves this band."""
 
     window: int = Field(50, ge=5, description="Ended conversations the rolling figures cover.")
     max_escalation_rate: float | None = Field(None, ge=0, le=1)
     min_escalation_rate: float | None = Field(None, ge=0, le=1)
     min_mean_confidence: float | None = Field(None, ge=0, le=1)
+    min_labelled_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Alarm when, of the last `label_window` values reviewers labelled, fewer than "
+                                      "this share were right.")
+    label_window: int = Field(50, ge=5, description="Labelled values the labelled accuracy covers (the latest label "
+                                                    "of each value, newest first).")
 
 
 class EscalationSettings(_Strict):

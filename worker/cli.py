@@ -570,7 +570,7 @@ def queue_release(
 
 @app.command()
 def status(worker: Annotated[Path, _WORKER_OPT]) -> None:
-    """Rolling escalation rate and mean field confidence, with any drift alarm, the email and
+    """Rolling escalation rate, mean field confidence and labelled accuracy, with any drift alarm, the email and
     SMS messages per state with the latest that failed or were given up and why, the outcome
     deliveries waiting and delivered with the latest failures, and per spec version the
     conversations, completion and escalation rates and mean confidence (JSON)."""
@@ -692,6 +692,37 @@ def _export_labels(output: Optional[Path]) -> None:
         sys.stdout.write(text)
 
 
+class ReportFormat(str, Enum):
+    html = "html"
+    json = "json"
+
+
+@app.command("report")
+def report_cmd(
+    since: Annotated[str, typer.Option(help="From this ISO-8601 date or time (conversations started at or after it; UTC when no offset is given).")],
+    until: Annotated[Optional[str], typer.Option(help="Up to this ISO-8601 date or time (started before it). Default: now.")] = None,
+    worker: Annotated[Optional[str], typer.Option(help="Only this worker: its name, or its spec YAML file (then the drift alarm's labelled-accuracy threshold is the spec's).")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format", "-f", help="html: one self-contained page (inline CSS and SVG charts, no link, no script); json: the same numbers.")] = ReportFormat.html,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to FILE instead of standard output.")] = None,
+) -> None:
+    """The review console's KPIs offline, for a period: completion, success (confirmed), escalation overall and by
+    rule, abandonment, mean handle time, re-asks per field, fallbacks, the confidence distribution, labelled
+    accuracy (with the drift window when one worker is asked for), voice latency percentiles, and all of them
+    by channel, worker, task, spec version and day. Rates are shares of the ended conversations. Reads the
+    database `serve` writes (DATABASE_URL, or the SQLite files under CHANNEL_WORKER_VAR), as `export` does.
+
+    Example: channel-worker report --since 2026-11-01 --until 2026-12-01 --format html -o november.html"""
+    from worker.config import Settings
+    from worker.report import build, render_html, render_json, worker_and_band, write
+
+    name, band = worker_and_band(worker)
+    k, drift = _run(build(Settings.from_env().transcripts_url, _parse_time(since, "--since"),
+                          _parse_time(until, "--until"), name, band))
+    write(render_html(k, drift, band) if format is ReportFormat.html else render_json(k, drift), output)
+    if output:
+        err.print(f"[green]wrote[/green] the {format.value} report of {k.total.conversations} conversations to {output}")
+
+
 @app.command()
 def review(
     worker: Annotated[Path, typer.Option("--worker", "-w", help="Worker spec YAML file (its name marks the audit rows).")],
@@ -710,7 +741,8 @@ def review(
     trusted = env.http.forwarded_allow_ips.strip()
     app_ = create_review_app(env.config().transcripts_url, spec.name,
                              secure_cookies=env.twilio.public_base_url.lower().startswith("https://"),
-                             session_hours=env.http.review_session_hours, max_request_bytes=env.http.max_request_bytes)
+                             session_hours=env.http.review_session_hours, max_request_bytes=env.http.max_request_bytes,
+                             drift=spec.escalation.drift)
     out.print(f"review console: http://{host}:{port}/review/", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=bool(trusted),
                 forwarded_allow_ips=trusted or None)

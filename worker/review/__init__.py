@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import Response
 
 from escalation.operators import OperatorStore
+from escalation.rules import DriftBand
 from transcripts.store import TranscriptStore
 from worker.operator_auth import OperatorAuth
 from worker.review import pages_admin, pages_conversations, pages_export, pages_kpis, pages_login, pages_queue
@@ -59,9 +60,10 @@ def mount_review(app: FastAPI, ctx: ReviewContext) -> None:
 
 def create_review_app(database_url: str, worker: str, secure_cookies: bool = False,
                       session_hours: float = 12.0, max_request_bytes: int | None = None,
-                      email_from: str | None = None) -> FastAPI:
+                      email_from: str | None = None, drift: DriftBand | None = None) -> FastAPI:
     """The console alone (`channel-worker review`): the same pages over the worker's database.
-    `email_from`: the email channel's From address, for replies by email from the queue page."""
+    `email_from`: the email channel's From address, for replies by email from the queue page;
+    `drift`: the spec's drift band, whose labelled-accuracy threshold the KPI page shows."""
     state: dict[str, TranscriptStore] = {}
 
     @contextlib.asynccontextmanager
@@ -76,7 +78,7 @@ def create_review_app(database_url: str, worker: str, secure_cookies: bool = Fal
                   openapi_url=None, redirect_slashes=False)
     auth = OperatorAuth(lambda: OperatorStore(state["store"].db))
     ctx = ReviewContext(store=lambda: state["store"], auth=auth, worker=worker, secure_cookies=secure_cookies,
-                        session_lifetime=timedelta(hours=session_hours), email_from=email_from)
+                        session_lifetime=timedelta(hours=session_hours), email_from=email_from, drift_band=drift)
     mount_review(app, ctx)
 
     @app.get("/", include_in_schema=False)

@@ -32,6 +32,10 @@ class ReviewContext:
     # Pseudonyms of conversation ids for viewers, stable for the life of the process.
     redactor: Redactor = field(default_factory=Redactor)
 
+    # The spec's drift band (`channel-worker review`; under serve the engine's spec has it): the KPI
+    # page shows the labelled-accuracy alarm against it.
+    drift_band: Any = None
+
     _facets: tuple[float, dict[str, list[str]]] | None = None
 
     async def facets(self) -> dict[str, list[str]]:
