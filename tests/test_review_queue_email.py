@@ -119,6 +119,7 @@ def test_an_email_reply_double_clicked_reaches_the_smtp_server_once_threaded_to_
     human_turn = page.locator("li.turn.human")
     expect(human_turn).to_have_count(1)
     assert "rita (a person, from the queue)" in human_turn.inner_text()
+    assert human_turn.locator(".delivery").inner_text() == "sent"  # the timeline shows the outbox's word too
     shot(page, tmp_path, "conversation-email-human-reply")
     context.close()
 

@@ -14,7 +14,7 @@ from escalation.operators import role_allows
 from escalation.review_sessions import ReviewSession
 from transcripts.labels import FieldLabel
 from transcripts.review_queries import ReviewFilter, conversation_detail, list_conversations
-from worker.review import pages_recording, refs, timeline
+from worker.review import pages_recording, refs, reply, timeline
 from worker.review.render import page
 from worker.review.session import PREFIX, Sessions
 
@@ -87,7 +87,8 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
         audit = await ctx.audit().for_conversation(conversation_id)
         labels = await ctx.labels().latest(conversation_id)
         view = timeline.build(detail.conversation, detail.events, audit, labels, ctx.redactor if masked else None,
-                              missed=await ctx.labels().missed(conversation_id))
+                              missed=await ctx.labels().missed(conversation_id),
+                              deliveries=await reply.statuses(store, [e for e in detail.events if e.metadata.get("human")]))
         return page(request, "conversation.html", t=view, can_label=not masked,
                     back=request.headers.get("referer") if _same_site_list(request) else None,
                     **await pages_recording.page_extras(ctx, view, masked))

@@ -58,6 +58,8 @@ class Item(BaseModel):
     reason: str | None = None
     action: str | None = None
     by: str | None = None  # a person's reply from the queue page: who sent it
+    delivery: str | None = None  # and how far it got: queued, sent or failed (the channel's outbox)
+    delivery_detail: str | None = None
     at: float | None = None  # a call: seconds into the recording where this line is
     at_label: str | None = None
     timing: calls.TurnTiming | None = None  # a call: where the time of this turn went
@@ -140,9 +142,11 @@ def _segments(text: str, values: list[Value], counter: list[int]) -> list[Segmen
 
 
 def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntry],
-          labels: dict[str, FieldLabel], redactor: Redactor | None, missed: list[FieldLabel] | None = None) -> Timeline:
+          labels: dict[str, FieldLabel], redactor: Redactor | None, missed: list[FieldLabel] | None = None,
+          deliveries: dict[str, tuple[str, str | None]] | None = None) -> Timeline:
     """`redactor`: mask personal data (viewers); None shows everything (reviewers, admins).
-    `missed`: the labels of values the worker missed."""
+    `missed`: the labels of values the worker missed. `deliveries`: dedupe key -> (status, detail)
+    of the people's replies from the queue page (worker/review/reply.py, `statuses`)."""
     values = _values(record, events)
     call = calls.call_of(events) if record.channel == "voice" else None
     at = calls.offsets(events, call) if call is not None else {}
@@ -183,6 +187,8 @@ def build(record: ConversationRecord, events: list[Event], audit: list[AuditEntr
                               segments=[Segment(text=text or "")], subject=masker.said(subject) if masker and subject else subject,
                               note=None if human else (event.metadata or {}).get("event"),
                               by=str(event.metadata.get("by")) if human else None,
+                              delivery=(deliveries or {}).get(event.dedupe_key or "", (None, None))[0] if human else None,
+                              delivery_detail=(deliveries or {}).get(event.dedupe_key or "", (None, None))[1] if human else None,
                               # the greeting's timings go with the greeting (no turn of the person's)
                               timing=calls.timing_of(call.timings.get(0)) if call and turn == 0
                               and not any(i.kind == "out" for i in items) else None,
