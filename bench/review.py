@@ -55,7 +55,52 @@ PAGES = [
     ("search, common words", "/review/conversations?q=lost+my+card"),
     ("search, words found nowhere", "/review/conversations?q=zebra+crossing"),
     ("conversation", f"/review/conversations/{quote(SMS_LOST, safe=':+')}"),
+    ("queue, open and claimed", "/review/queue"),
+    ("queue, resolved tab", "/review/queue?status=resolved"),
+    ("queue, live poll", "LIVE"),  # what an open queue page asks every 5 s (its URL read from the page)
 ]
+OPEN_HANDOFFS, CLAIMED_HANDOFFS = 150, 50  # of the escalated copies; the other escalations resolved or released
+
+
+async def add_handoffs(store: TranscriptStore) -> int:
+    """A handoff for every escalated copy: 150 open, 50 claimed by rita (each with a reply from the
+    queue, its turn and its outbox row sent), the rest resolved or released, over the 90 days."""
+    rows = await store.db.fetchall(
+        "SELECT id, worker, channel, started_at, escalation FROM conversations WHERE outcome = 'escalated' ORDER BY started_at",
+        (), ("escalation",))
+    statements = []
+    for i, r in enumerate(rows):
+        live = len(rows) - i  # the newest are still open or claimed
+        status = "open" if live <= OPEN_HANDOFFS else "claimed" if live <= OPEN_HANDOFFS + CLAIMED_HANDOFFS else \
+            ("released" if i % 5 == 0 else "resolved")
+        rule = (r["escalation"] or {}).get("rule", "asks_for_human")
+        statements.append((
+            "INSERT INTO handoffs (conversation_id, worker, channel, rule, reason, packet, status, claimed_by, note, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, J?, ?, ?, ?, ?, ?)",
+            (r["id"], r["worker"], r["channel"], rule, "bench", {"summary": f"bench handoff {i}", "fields": {}}, status,
+             "rita" if status != "open" else None, "done" if status == "resolved" else None, r["started_at"], r["started_at"])))
+        if status == "claimed" and r["channel"] in ("sms", "email"):
+            key = f"human:bench-{i:012d}"
+            statements.append((
+                "INSERT INTO events (conversation_id, channel, direction, text, time, fields, actions, metadata, dedupe_key) "
+                "VALUES (?, ?, 'out', ?, ?, J?, J?, J?, ?)",
+                (r["id"], r["channel"], "Hello, this is Rita from the bank.", r["started_at"], {}, [],
+                 {"event": "human reply", "human": True, "by": "rita"}, key)))
+            if r["channel"] == "sms":
+                _, person, service = r["id"].split(":", 2)
+                statements.append((
+                    "INSERT INTO sms_outbox (conversation_id, to_number, from_number, body, dedupe_key, state, attempts, "
+                    "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'sent', 1, ?, ?, ?)",
+                    (r["id"], person, service, "Hello, this is Rita from the bank.", key, r["started_at"], r["started_at"],
+                     r["started_at"])))
+            else:
+                statements.append((
+                    "INSERT INTO email_outbox (inbound_key, message_id, recipient, raw, state, attempts, next_attempt_at, "
+                    "created_at) VALUES (?, ?, ?, ?, 'sent', 1, ?, ?)",
+                    (key, f"<{key}@bench>", "person@example.org", "raw", r["started_at"], r["started_at"])))
+    for start in range(0, len(statements), 5000):
+        await store.db.batch(statements[start:start + 5000])
+    return len(rows)
 
 
 def copies(templates: list[tuple[ConversationRecord, list[Event]]], n: int, rng: random.Random):
@@ -104,9 +149,11 @@ async def build(url: str, n: int) -> str:
                 batch = []
         if batch:
             await insert_conversations(store, batch)
+        handoffs = await add_handoffs(store)
         await store.db.execute("ANALYZE")
         events = (await store.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"]
-        print(f"  seeded {n:,} conversations ({events:,} events) in {time.perf_counter() - began:.0f} s", flush=True)
+        print(f"  seeded {n:,} conversations ({events:,} events, {handoffs:,} handoffs) in "
+              f"{time.perf_counter() - began:.0f} s", flush=True)
     finally:
         await store.close()
     return target
@@ -126,13 +173,18 @@ def time_pages(url: str, repeat: int, only: str = "") -> list[tuple[str, float, 
             token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text).group(1)
             client.post("/review/login", data={"username": "rita", "password": PASSWORD, "csrf_token": token})
             for name, path in [(n, p) for n, p in PAGES if only in n]:
+                if path == "LIVE":  # the queue page's own poll: every row it shows, nothing changed (204)
+                    poll = re.search(r'hx-get="(/review/queue/live\?[^"]+)"', client.get("/review/queue").text)
+                    path = poll.group(1).replace("&amp;", "&")
                 times, rows = [], 0
                 for i in range(repeat + 2):
                     began = time.perf_counter()
                     answer = client.get(path)
                     elapsed = (time.perf_counter() - began) * 1000
-                    assert answer.status_code == 200, (path, answer.status_code)
+                    assert answer.status_code in ((204,) if "/live?" in path else (200,)), (path, answer.status_code)
                     rows = answer.text.count("<tr>") - 1 if "/conversations?" in path or path.endswith("conversations") else 0
+                    if "/review/queue" in path and "/live?" not in path:
+                        rows = answer.text.count('<tr id="handoff-')
                     if i >= 2:
                         times.append(elapsed)
                 times.sort()
