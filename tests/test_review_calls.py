@@ -67,6 +67,9 @@ def test_a_call_shows_its_player_each_turn_at_its_time_the_timings_and_the_plain
                      r'<mark class="value', html)
     assert html.count('class="plain"') == 1  # turn 1 was not re-read: no second column
     assert "ended by the caller" in html
+    # A missed value can be labelled in each caller's turn, for the worker's fields.
+    assert 'id="missed-form-1"' in html and 'id="missed-form-2"' in html
+    assert re.search(r'<datalist id="field-names">.*<option value="account_number">.*<option value="card_situation">', html)
 
 
 def test_the_recording_is_served_with_range_requests(reviewer: TestClient, calls: tuple[str, Path]) -> None:

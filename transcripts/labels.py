@@ -49,6 +49,14 @@ def missed_value(conversation_id: str, field: str, turn: int, value: str, span: 
                       kind="missed")
 
 
+async def fields_seen(store: TranscriptStore, worker: str, conversations: int = 200) -> set[str]:
+    """The names of the fields the worker's latest conversations hold (the fields a missed value
+    may be given for, when the spec is not at hand)."""
+    rows = await store.db.fetchall("SELECT fields FROM conversations WHERE worker = ? ORDER BY started_at DESC LIMIT ?",
+                                   (worker, conversations), ("fields",))
+    return {name for r in rows if isinstance(r["fields"], dict) for name in r["fields"]}
+
+
 class LabelStore:
     def __init__(self, store: TranscriptStore):
         self.db = store.db

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from escalation.review_sessions import ReviewSession
-from transcripts.labels import missed_value
+from transcripts.labels import fields_seen, missed_value
 from transcripts.review_queries import conversation_detail
 from worker.review import calls, timeline
 from worker.review.context import ReviewContext
@@ -65,7 +65,7 @@ async def page_extras(ctx: ReviewContext, view: timeline.Timeline, masked: bool)
     return extras
 
 
-_seen_fields: dict[str, tuple[float, set[str]]] = {}
+_seen_fields: dict[tuple[int, str], tuple[float, set[str]]] = {}
 
 
 async def _field_names(ctx: ReviewContext, view: timeline.Timeline) -> list[str]:
@@ -78,13 +78,9 @@ async def _field_names(ctx: ReviewContext, view: timeline.Timeline) -> list[str]
         names |= {f.name for f in spec.fields}
     else:
         worker = str(view.record.get("worker") or "")
-        cached = _seen_fields.get(worker)
+        cached = _seen_fields.get((id(ctx), worker))
         if cached is None or time.monotonic() - cached[0] > _FIELDS_SECONDS:
-            rows = await ctx.store().db.fetchall(
-                "SELECT fields FROM conversations WHERE worker = ? ORDER BY started_at DESC LIMIT 200", (worker,),
-                ("fields",))
-            seen = {name for r in rows if isinstance(r["fields"], dict) for name in r["fields"]}
-            cached = _seen_fields[worker] = (time.monotonic(), seen)
+            cached = _seen_fields[(id(ctx), worker)] = (time.monotonic(), await fields_seen(ctx.store(), worker))
         names |= cached[1]
     return sorted(names)
 
