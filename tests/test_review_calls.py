@@ -147,3 +147,33 @@ def test_the_recording_file_is_that_calls_own_wav_in_the_folder(tmp_path: Path) 
     assert recording_file(CALL, str(own), None) is None  # VOICE_RECORDINGS_DIR unset: nothing is served
     assert recording_file("sms:+1555:+1556", str(own), folder) is None
     assert recording_file(f"voice:../{SID}", str(own), folder) is None
+
+
+def test_keyed_numbers_and_lines_said_outside_a_turn_are_placed_too() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from transcripts.store import Event
+    from worker.review.calls import call_of, clock, offsets
+
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+
+    def event(direction: str, seconds: float, text: str | None, **metadata: object) -> Event:
+        return Event(conversation_id=CALL, channel="voice", direction=direction, text=text,
+                     time=(t0 + timedelta(seconds=seconds)).isoformat(), metadata=metadata)
+
+    events = [
+        event("system", 0, None, event="started"),
+        event("out", 0.05, "What is your account number?"),
+        event("in", 12.0, "45721198", input="dtmf"),
+        event("out", 12.1, "Thanks. What happened?"),
+        event("out", 30.0, "Are you still there?", event="reprompt"),
+        event("system", 40.0, None, event="call ended", turns=[
+            {"turn": 0, "input": "start", "dialogue_ms": 50, "tts_first_audio_ms": 400},
+            {"turn": 1, "input": "dtmf", "dialogue_ms": 100, "tts_first_audio_ms": 200}],
+            duration_seconds=40.0, ended_by="caller", recording=None),
+    ]
+    placed = offsets(events, call_of(events))
+    # The question at 0.45 s; the keys from 12 - 3 (the keypad's pause) - 8 x 0.5; the reply at
+    # 12 + 0.1 + 0.2; the re-prompt at its time plus the call's median time to first audio (0.3 s).
+    assert {i: round(s, 2) for i, s in placed.items()} == {1: 0.45, 2: 5.0, 3: 12.3, 4: 30.3}
+    assert clock(placed[4]) == "0:30.3" and clock(75.25) == "1:15.2"
