@@ -43,18 +43,21 @@ def ratio(x: float | None) -> str:
     return f"{x:.2f}" if x is not None else "–"
 
 
-def bars(items: list[tuple[str, float, str]]) -> dict[str, Any]:
+def bars(items: list[tuple[str, float, str]], said: list[str] | None = None) -> dict[str, Any]:
     """One horizontal bar chart: per item its label, its value (the bar's length, relative to the
-    largest) and the text written beside the bar."""
+    largest) and the text written beside the bar; `said`, the same as the chart's accessible name
+    reads it (the text when not given)."""
     largest = max((v for _, v, _ in items), default=0) or 1
-    rows = [{"label": label, "text": text, "width": round(BAR_WIDTH * value / largest, 1), "y": i * 28}
+    rows = [{"label": label, "text": text, "said": said[i] if said else text,
+             "width": round(BAR_WIDTH * value / largest, 1), "y": i * 28}
             for i, (label, value, text) in enumerate(items)]
     return {"rows": rows, "height": max(len(rows) * 28, 28), "bar_width": BAR_WIDTH}
 
 
 def counted(items: list[tuple[str, int]], total: int | None) -> dict[str, Any]:
-    """Bars of counts, each written as 'n · share of total'."""
-    return bars([(label, n, f"{n} · {pct(n / total)}" if total else str(n)) for label, n in items])
+    """Bars of counts, each written as 'n · share of total' (read as 'n (share)')."""
+    return bars([(label, n, f"{n} · {pct(n / total)}" if total else str(n)) for label, n in items],
+                [f"{n} ({pct(n / total)})" if total else str(n) for _, n in items])
 
 
 def _row(f: Figures, dim: str) -> dict[str, Any]:
@@ -93,9 +96,9 @@ def view(k: Kpis, drift: DriftStatus | None = None, band: DriftBand | None = Non
         ],
         "charts": [
             ("outcomes", "Outcomes", "Conversations by outcome", counted(outcomes, t.conversations), None),
-            ("rules", "Escalations by rule", "Escalations by rule (share of ended conversations)",
+            ("rules", "Escalations by rule (share of ended conversations)", "Escalations by rule",
              counted(list(k.by_rule.items()), t.ended), "No escalation."),
-            ("reasks", "Re-asks per field", "Re-asks per field (share of all re-asks)",
+            ("reasks", "Re-asks per field (share of all re-asks)", "Re-asks per field",
              counted(list(k.reasks_by_field.items()), t.reasks), "No field was asked again."),
             ("confidence", "Lowest confidence per conversation", "Conversations by their lowest value confidence",
              counted(confidence, sum(k.confidence)), None),
