@@ -1,12 +1,12 @@
 """A call's conversation page in a real browser (Debian's chromium driven by Playwright, as in
 tests/test_review_browser.py, whose helpers this uses): the recording's player loads and a turn's
 link seeks it; a value the worker missed is labelled with the keyboard alone and comes out of
-the export with its span; selecting words fills the form; axe finds no serious violation."""
+the export with its span; selecting words fills the form; axe finds no serious violation.
+Screenshots go to var/screenshots/ (11-call-missed-value.png is docs/images/review-call.png)."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +14,6 @@ from pathlib import Path
 import playwright.sync_api as playwright_api
 import pytest
 
-from tests.conftest import ROOT
 from tests.support.review_call_seed import CALL, EXPECTED, SECOND, seed_calls
 from tests.support.review_seed import seed, store_url
 from tests.test_review_browser import Server, accessible, browser, log_in, shot  # noqa: F401 (browser: a fixture)
@@ -122,7 +121,6 @@ def test_a_missed_value_labelled_with_the_keyboard_is_exported_with_its_span(pag
     expect(page.locator("#missed-status")).to_have_text("Saved: account_kind = current account in turn 2.")
     accessible(page)
     shot(page, tmp_path, "11-call-missed-value")
-    shutil.copy(tmp_path / "11-call-missed-value.png", ROOT / "docs/images/review-call.png")
     [record] = [r for r in dataset(server.url) if r["conversation_id"] == CALL]
     at = SECOND.index("account number")
     [label] = record["labels"]
