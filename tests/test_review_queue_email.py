@@ -20,7 +20,6 @@ import playwright.sync_api as playwright_api
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ROOT
 from tests.support.dovecot import PASSWORD as IMAP_PASSWORD, USER, Dovecot
 from tests.support.receivers import FlakySmtp
 from tests.support.review_seed import PASSWORD
@@ -31,7 +30,6 @@ from tests.test_review_queue_live import add_users, until
 from tests.test_sms import db_rows
 
 BANK = "examples/account_support.yaml"
-DOCS = ROOT / "docs/images"
 PERSON = "zoe.khan@example.org"
 expect = playwright_api.expect
 
@@ -113,8 +111,7 @@ def test_an_email_reply_double_clicked_reaches_the_smtp_server_once_threaded_to_
     assert db_rows(server, "SELECT kind, json_extract(inputs, '$.channel') FROM audit WHERE action = 'reply'") == [
         ("review", "email")]
     accessible(page)
-    shot(page, tmp_path, "queue-email-sent")
-    page.screenshot(path=str(DOCS / "review-queue-email.png"), full_page=True)
+    shot(page, tmp_path, "review-queue-email")  # docs/images/review-queue-email.png
     page.locator("tr#handoff-1").get_by_role("link", name="Open the conversation").click()
     human_turn = page.locator("li.turn.human")
     expect(human_turn).to_have_count(1)

@@ -2,7 +2,8 @@
 in for by tests/support/fake_twilio.py), in Debian's chromium: a reviewer's reply, double-clicked,
 is sent once by serve's own sender loop and its delivery status turns to "sent" on the open page;
 claims, resolutions and releases made by someone else appear on an open page without reloading,
-and a reply being typed there stays as it was (its text, its focus).
+and a reply being typed there stays as it was (its text, its focus). Screenshots go to
+var/screenshots/ (review-queue*.png are the ones in docs/images, copied by hand).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tests.test_review_browser import accessible, browser, log_in, shot  # noqa:
 from tests.test_sms import ACCOUNT, TOKEN, Phone, db_rows
 
 BANK = "examples/account_support.yaml"
-DOCS = ROOT / "docs/images"
 expect = playwright_api.expect
 
 
@@ -105,8 +105,7 @@ def test_an_sms_reply_double_clicked_is_sent_once_by_serve_and_shows_sent(
     audit = db_rows(server, "SELECT kind, action FROM audit WHERE action = 'reply'")
     assert audit == [("review", "reply")]
     accessible(page)
-    shot(page, tmp_path, "queue-sms-sent")
-    page.screenshot(path=str(DOCS / "review-queue.png"), full_page=True)
+    shot(page, tmp_path, "review-queue")  # docs/images/review-queue.png
     ctx.close()
 
 
@@ -142,8 +141,7 @@ def test_moves_by_others_appear_on_an_open_page_and_a_reply_being_typed_stays(
     assert ada.evaluate("document.activeElement && document.activeElement.id") == "reply-2"
     box.press("End")
     box.type(" they are refunded.")  # typing goes on where it was
-    shot(ada, tmp_path, "queue-live")
-    ada.screenshot(path=str(DOCS / "review-queue-live.png"), full_page=True)
+    shot(ada, tmp_path, "review-queue-live")  # docs/images/review-queue-live.png
     # Someone releases Ada's handoff while she types: her text stays on the page, marked not sent.
     rita.goto("/review/queue")
     rita.locator("tr#handoff-2").get_by_role("button", name="Release to the worker").click()
