@@ -3,7 +3,8 @@
 `mount_review(app, ctx)` adds them to `serve`'s app (worker/app.py, unless REVIEW_ENABLED=off);
 `create_review_app(...)` is `channel-worker review`, the pages alone against the database.
 Pages (Jinja2 templates in templates/, htmx and CSS in static/): login, the conversation list,
-one conversation with its values marked in the person's words, and labels. Queries are in
+one conversation with its values marked in the person's words, labels, exports (pages_export.py)
+and the admin pages (pages_admin.py). Queries are in
 transcripts/review_queries.py and transcripts/labels.py; sessions in escalation/review_sessions.py.
 """
 
