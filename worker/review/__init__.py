@@ -29,7 +29,7 @@ from worker.review.session import PREFIX, Sessions
 __all__ = ["ReviewContext", "build_router", "create_review_app", "mount_review"]
 
 # Served to anyone (no personal data in them): the login page needs its stylesheet.
-_STATIC = {"htmx.min.js": "text/javascript", "review.css": "text/css"}
+_STATIC = {"htmx.min.js": "text/javascript", "review.css": "text/css", "conversation.js": "text/javascript"}
 
 
 def build_router(ctx: ReviewContext) -> APIRouter:

@@ -8,8 +8,9 @@
 - POST /review/missed: a reviewer labels a value the person gave in a turn that the worker did
   not store: the words (selected on the page, or typed), the field, the right value. Appended to
   field_labels (kind `missed`) and audited (`label_missed`).
-- GET /review/js/conversation.js: the page's script (seek the player from a turn's link, fill
-  the missed-value form from selected words). No data in it; the page works without it.
+The page's script (seek the player from a turn's link, fill the missed-value form from selected
+words) is static/conversation.js, served with the other static files (worker/review/__init__.py):
+no data in it, and the page works without it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from transcripts.labels import fields_seen, missed_value
 from transcripts.review_queries import conversation_detail
 from worker.review import calls, timeline
 from worker.review.context import ReviewContext
-from worker.review.render import HERE, page
+from worker.review.render import page
 from worker.review.session import PREFIX, Sessions
 
-SCRIPT = HERE / "static" / "conversation.js"
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _FIELDS_SECONDS = 60.0
 
@@ -102,14 +102,6 @@ def add_routes(router: APIRouter, sessions: Sessions) -> None:
     ctx = sessions.ctx
     reviewer = Depends(sessions.require("reviewer"))
     reviewer_post = Depends(sessions.require("reviewer", post=True))
-    script: list[bytes] = []
-
-    @router.get("/js/conversation.js", include_in_schema=False)
-    async def conversation_js() -> Response:
-        if not script:
-            script.append(SCRIPT.read_bytes())
-        return Response(script[0], media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
     @router.get("/recordings/{conversation_id:path}", include_in_schema=False)
     async def recording(conversation_id: str, session: ReviewSession = reviewer) -> Response:
