@@ -116,8 +116,9 @@ async def harness(restaurant: WorkerSpec, dovecot: Dovecot, tmp_path: Path, requ
     max_bytes = getattr(request, "param", {}).get("max_bytes", 2_000_000)
     processed = getattr(request, "param", {}).get("processed", "seen")
     rate = getattr(request, "param", {}).get("rate", 20)
+    refusal = getattr(request, "param", {}).get("refusal", "451 4.3.0 Try again later")
     folder = f"t{uuid.uuid4().hex[:8]}"
-    with FlakySmtp(refuse=refuse) as smtp:
+    with FlakySmtp(refuse=refuse, refusal=refusal) as smtp:
         async with engine_for(restaurant, str(tmp_path / "db")) as engine:
             settings = EmailSettings(imap_settings(dovecot, folder).model_copy(update={"processed": processed}),
                                      SmtpSettings(host="127.0.0.1", port=smtp.port, tls="none", sender=WORKER),
@@ -205,6 +206,21 @@ async def test_smtp_refusing_for_a_while(harness: Harness, dovecot: Dovecot) -> 
     assert reply["In-Reply-To"] == "<s1@example.org>" and harness.smtp.attempts == 3
     [row] = await harness.channel.db.fetchall("SELECT state, attempts FROM email_outbox")
     assert (row["state"], row["attempts"]) == ("sent", 3)
+
+
+@pytest.mark.parametrize("harness", [{"refuse": 99, "refusal": "554 5.7.1 Message rejected"}], indirect=True)
+async def test_a_reply_the_smtp_server_refuses_for_good_is_marked_failed_not_retried_for_ever(
+        harness: Harness, dovecot: Dovecot) -> None:
+    await deliver(dovecot, harness.folder, email("table for 2 tomorrow at 7pm", "<p1@example.org>"))
+
+    async def given_up() -> bool:
+        rows = await harness.channel.db.fetchall("SELECT state FROM email_outbox WHERE inbound_key LIKE '%p1@%'")
+        return [r["state"] for r in rows] == ["failed"]
+    await until(given_up, "the reply is marked failed")
+    await asyncio.sleep(0.5)  # several send intervals: no further try
+    [row] = await harness.channel.db.fetchall("SELECT attempts, last_error FROM email_outbox WHERE inbound_key LIKE '%p1@%'")
+    assert row["attempts"] == 1 and harness.smtp.attempts == 1
+    assert "554" in row["last_error"]
 
 
 async def test_the_imap_server_restarted_mid_idle(harness: Harness, dovecot: Dovecot) -> None:

@@ -55,6 +55,19 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+# Tries at most five minutes apart (storage/outbox.py), so about a day of them: a mail server down
+# for longer needs a person, and the reply shows as failed (status, the review console's queue).
+MAX_SEND_ATTEMPTS = 300
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """The SMTP server refused the message with a permanent (5xx) answer: every recipient, or
+    the message itself. A 4xx answer, a timeout or a connection error may pass later."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(500 <= r.code < 600 for r in exc.recipients)
+    return isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600
+
+
 class EmailSettings:
     def __init__(self, imap: ImapSettings, smtp: SmtpSettings, max_bytes: int = 2_000_000,
                  replies_per_sender_per_hour: int = 20, aliases: list[str] | None = None):
@@ -206,6 +219,14 @@ class EmailChannel:
                     use_tls=smtp.tls == "ssl", start_tls=smtp.tls == "starttls", tls_context=context, timeout=smtp.timeout,
                 )
             except Exception as exc:  # refused, down, or slow: keep it and try again later
+                if refused_for_good(exc) or attempts >= MAX_SEND_ATTEMPTS:
+                    # A 5xx refusal (no such mailbox, message rejected) will not change on a retry;
+                    # nor, after this many tries, will anything else. Kept, marked failed, logged.
+                    await self.db.execute("UPDATE email_outbox SET state = 'failed', last_error = ? WHERE id = ?",
+                                          (f"{type(exc).__name__}: {exc}"[:500], row["id"]))
+                    log.error("email reply %s to %s given up after %s attempts: %s", row["message_id"], row["recipient"],
+                              attempts, exc)
+                    continue
                 delay = backoff(attempts, self.backoff_base)
                 await self.db.execute(
                     "UPDATE email_outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?",

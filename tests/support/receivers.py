@@ -21,10 +21,11 @@ def free_port() -> int:
 
 
 class FlakySmtp:
-    """Answers 451 (try again later) to the first `refuse` messages, then accepts."""
+    """Answers `refusal` (451: try again later) to the first `refuse` messages, then accepts."""
 
-    def __init__(self, refuse: int = 0):
+    def __init__(self, refuse: int = 0, refusal: str = "451 4.3.0 Try again later"):
         self.refuse = refuse
+        self.refusal = refusal
         self.attempts = 0
         self.accepted: list[Message] = []
         outer = self
@@ -33,7 +34,7 @@ class FlakySmtp:
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 outer.attempts += 1
                 if outer.attempts <= outer.refuse:
-                    return "451 4.3.0 Try again later"
+                    return outer.refusal
                 outer.accepted.append(message_from_bytes(envelope.content))
                 return "250 Message accepted for delivery"
 
