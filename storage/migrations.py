@@ -926,7 +926,7 @@ MIGRATIONS.append(
         # field, counted and named (' date date time'); fallbacks: replies that did not
         # understand; voice_latency: a JSON list of per-turn reply latencies in ms, from the
         # 'call ended' event (backfilled here from the events that hold one).
-        # The KPI index covers the columns the KPI page groups by, so it reads no row.
+        # The KPI indexes cover what the KPI page reads (transcripts/kpis.py), so it reads no row.
         sqlite=(
             "ALTER TABLE conversations ADD COLUMN task TEXT",
             "ALTER TABLE conversations ADD COLUMN tasks TEXT",
@@ -941,8 +941,15 @@ MIGRATIONS.append(
             "AND json_extract(t.value, '$.tts_first_audio_ms') IS NOT NULL) WHERE channel = 'voice'",
             "CREATE INDEX conversations_by_task ON conversations (task, started_at)",
             "CREATE INDEX conversations_unmarked ON conversations (id) WHERE tasks IS NULL",
-            "CREATE INDEX conversations_kpis ON conversations (started_at, worker, channel, outcome, task, "
-            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at, min_confidence)",
+            # Grouped by day (an expression index: the KPI query groups in this order, reading the
+            # index in order with no sort), and partial ones for the rows a KPI reads alone.
+            "CREATE INDEX conversations_kpis ON conversations (substr(started_at, 1, 10), channel, worker, task, "
+            "spec_version, spec_hash, outcome, confirmed, reasks, fallbacks, started_at, updated_at)",
+            "CREATE INDEX conversations_voice ON conversations (started_at, worker, channel, task, spec_version, "
+            "spec_hash, voice_latency) WHERE voice_latency IS NOT NULL",
+            "CREATE INDEX conversations_reasked ON conversations (reasked, started_at, worker) WHERE reasks > 0",
+            "CREATE INDEX conversations_rules ON conversations (json_extract(escalation, '$.rule'), started_at, worker) "
+            "WHERE escalation IS NOT NULL",
         ),
         postgres=(
             "ALTER TABLE conversations ADD COLUMN task TEXT",
@@ -960,7 +967,12 @@ MIGRATIONS.append(
             "CREATE INDEX conversations_by_task ON conversations (task, started_at)",
             "CREATE INDEX conversations_unmarked ON conversations (id) WHERE tasks IS NULL",
             "CREATE INDEX conversations_kpis ON conversations (started_at, worker, channel, outcome, task, "
-            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at, min_confidence)",
+            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at)",
+            "CREATE INDEX conversations_voice ON conversations (started_at, worker, channel, task, spec_version, "
+            "spec_hash, voice_latency) WHERE voice_latency IS NOT NULL",
+            "CREATE INDEX conversations_reasked ON conversations (reasked, started_at, worker) WHERE reasks > 0",
+            "CREATE INDEX conversations_rules ON conversations ((escalation->>'rule'), started_at, worker) "
+            "WHERE escalation IS NOT NULL",
         ),
     )
 )

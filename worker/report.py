@@ -91,7 +91,7 @@ def view(k: Kpis, drift: DriftStatus | None = None, band: DriftBand | None = Non
             ("Re-asks", ratio(t.reasks_per_conversation), f"{t.reasks} in all, per conversation"),
             ("Fallbacks", ratio(t.fallbacks_per_conversation), f"{t.fallbacks} in all, per conversation"),
             ("Labelled accuracy", pct(k.accuracy), f"{k.labelled_right} of {k.labelled} values" if k.labelled else None),
-            ("Voice latency p50", ms(latency[50]), f"{len(t.latencies)} spoken turns" if t.latencies else None),
+            ("Voice latency p50", ms(latency[50]), f"{t.voice_turns} spoken turns" if t.voice_turns else None),
             ("Voice latency p95", ms(latency[95]), None),
         ],
         "charts": [
@@ -106,7 +106,7 @@ def view(k: Kpis, drift: DriftStatus | None = None, band: DriftBand | None = Non
              bars(accuracy), "No value labelled yet."),
             ("latency", "Voice reply latency", "Voice reply latency percentiles, from the caller's last word to the "
              "worker's first audio", bars([(f"p{p}", latency[p] or 0, ms(latency[p])) for p in PERCENTILES])
-             if t.latencies else bars([]), "No call with per-turn timings."),
+             if t.voice_turns else bars([]), "No call with per-turn timings."),
             ("days", "Conversations per day", "Conversations started per day",
              counted([(d.key, d.conversations) for d in days], None), "No conversation."),
         ],
