@@ -2,7 +2,9 @@
 
 Seeds a database with the review tests' real conversations (tests/support/review_seed.py drives
 the engine: SMS, email and console, escalated and abandoned) and then N copies of them under new
-ids, times and outcomes, bulk-inserted through transcripts/review_queries.py; starts the console
+ids, times and outcomes (every other console copy a phone call with per-turn timings, and the KPI
+columns of migration 19 drawn at random), bulk-inserted through transcripts/review_queries.py, with
+handoffs for the escalated ones and 2,000 reviewers' labels; starts the console
 (`create_review_app`, uvicorn on loopback), logs in as a reviewer and times each page over HTTP
 (median and p95 of --repeat requests after two warm-ups). Every page must stay under 300 ms.
 
@@ -36,7 +38,7 @@ import uvicorn  # noqa: E402
 from tests.support.receivers import free_port  # noqa: E402
 from tests.support.review_seed import PASSWORD, SMS_LOST, seed, store_url  # noqa: E402
 from transcripts.review_queries import insert_conversations  # noqa: E402
-from transcripts.store import ConversationRecord, Event, TranscriptStore  # noqa: E402
+from transcripts.store import ConversationRecord, Event, TranscriptStore, voice_latencies  # noqa: E402
 from worker.review import create_review_app  # noqa: E402
 
 RULES = ["asks_for_human", "action:freeze_card", "stolen_with_payments", "too_many_reasks"]
@@ -58,7 +60,12 @@ PAGES = [
     ("queue, open and claimed", "/review/queue"),
     ("queue, resolved tab", "/review/queue?status=resolved"),
     ("queue, live poll", "LIVE"),  # what an open queue page asks every 5 s (its URL read from the page)
+    ("list, task", "/review/conversations?task=dispute"),
+    ("KPIs, all time", "/review/kpis"),
+    ("KPIs, one worker, a month", "/review/kpis?worker=account_support&since=2026-07-01&until=2026-08-01"),
 ]
+TASKS = ["lost_card", "dispute", "change_address"]
+REASKED = ["account_number", "amount", "date", "time", "people"]
 OPEN_HANDOFFS, CLAIMED_HANDOFFS = 150, 50  # of the escalated copies; the other escalations resolved or released
 
 
@@ -103,16 +110,42 @@ async def add_handoffs(store: TranscriptStore) -> int:
     return len(rows)
 
 
+LABELS = 2000
+
+
+async def add_labels(store: TranscriptStore, rng: random.Random) -> int:
+    """Reviewers' labels for the KPI page's labelled accuracy: LABELS values of random conversations
+    that hold one, 85 % marked right, one in ten labelled a second time."""
+    rows = await store.db.fetchall("SELECT id, fields FROM conversations WHERE min_confidence IS NOT NULL "
+                                   f"ORDER BY id LIMIT {LABELS * 20}", (), ("fields",))
+    statements = []
+    for r in rng.sample(rows, min(LABELS, len(rows))):
+        field = next(iter(r["fields"]))
+        for _ in range(2 if rng.random() < 0.1 else 1):
+            statements.append((
+                "INSERT INTO field_labels (conversation_id, field, turn, stored_value, verdict, labelled_by, labelled_at) "
+                "VALUES (?, ?, 1, J?, ?, 'rita', ?)",
+                (r["id"], field, {"v": "x"}, "right" if rng.random() < 0.85 else "wrong", "2026-09-01T00:00:00+00:00")))
+    await store.db.batch(statements)
+    return len(statements)
+
+
 def copies(templates: list[tuple[ConversationRecord, list[Event]]], n: int, rng: random.Random):
     """n conversations shaped like the templates, with new ids, times, outcomes and confidences."""
     base = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    kpi = random.Random(11)  # the KPI columns' own draws: the other columns stay as they were before them
     for i in range(n):
         record, events = templates[i % len(templates)]
         start = base + timedelta(seconds=int(i * 90 * 86400 / n) + rng.randrange(60))
+        # Every other console copy is a phone call instead, with per-turn timings in its 'call ended'
+        # event and their reply latencies on the row (migration 19), so the KPI page has calls to count.
+        voice = record.channel == "console" and i % 2 == 0
         if record.channel == "sms":
             cid = f"sms:+1555{i:07d}:+15550000000"
         elif record.channel == "email":
             cid = f"email:<bench{i}@mail.example>"
+        elif voice:
+            cid = f"voice:CA{i:032d}"
         else:
             cid = f"console-bench-{i}"
         outcome = rng.choice(OUTCOMES)
@@ -123,11 +156,26 @@ def copies(templates: list[tuple[ConversationRecord, list[Event]]], n: int, rng:
         for e in events:
             at = start + (datetime.fromisoformat(str(e.time)) - first)
             shifted.append(e.model_copy(update={"conversation_id": cid, "time": at.isoformat(), "id": None,
+                                                "channel": "voice" if voice else e.channel,
                                                 "dedupe_key": f"{cid}:{e.dedupe_key}" if e.dedupe_key else None}))
+        latency = None
+        if voice:
+            turns = [{"turn": t, "input": "speech", "vad_wait_ms": 600, "hold_ms": kpi.randrange(100, 600),
+                      "dialogue_ms": kpi.randrange(5, 80), "tts_first_audio_ms": kpi.randrange(150, 900)}
+                     for t in range(1, kpi.randrange(3, 9))]
+            latency = str(voice_latencies({"turns": turns}))
+            shifted.append(Event(conversation_id=cid, channel="voice", direction="system", text=None,
+                                 time=shifted[-1].time, metadata={"event": "call ended", "turns": turns}))
+        task = kpi.choice(TASKS) if record.task and record.worker == "account_support" else record.task
+        reasked = [kpi.choice(REASKED) for _ in range(kpi.choice([0, 0, 0, 1, 2]))]
         yield (record.model_copy(update={
-            "id": cid, "started_at": start.isoformat(), "updated_at": shifted[-1].time, "outcome": outcome,
+            "id": cid, "channel": "voice" if voice else record.channel, "started_at": start.isoformat(),
+            "updated_at": shifted[-1].time, "outcome": outcome,
             "escalation": escalation, "min_confidence": low if record.fields else None,
-            "spec_version": "bench-2" if i % 10 == 0 else "bench-1"}), shifted)
+            "spec_version": "bench-2" if i % 10 == 0 else "bench-1", "task": task, "tasks": f" {task} " if task else "",
+            "confirmed": int(kpi.random() < (0.8 if outcome == "completed" else 0.1)), "reasks": len(reasked),
+            "reasked": "".join(f" {f}" for f in reasked), "fallbacks": kpi.choice([0, 0, 1, 2]),
+            "voice_latency": latency}), shifted)
 
 
 async def build(url: str, n: int) -> str:
@@ -150,9 +198,10 @@ async def build(url: str, n: int) -> str:
         if batch:
             await insert_conversations(store, batch)
         handoffs = await add_handoffs(store)
+        labels = await add_labels(store, rng)
         await store.db.execute("ANALYZE")
         events = (await store.db.fetchone("SELECT COUNT(*) AS n FROM events"))["n"]
-        print(f"  seeded {n:,} conversations ({events:,} events, {handoffs:,} handoffs) in "
+        print(f"  seeded {n:,} conversations ({events:,} events, {handoffs:,} handoffs, {labels:,} labels) in "
               f"{time.perf_counter() - began:.0f} s", flush=True)
     finally:
         await store.close()
