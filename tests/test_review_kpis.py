@@ -275,3 +275,24 @@ def test_migration_19_fills_voice_latencies_from_the_call_ended_events(tmp_path:
 
     live, migrated = asyncio.run(run())
     assert live == "[1200]" and migrated == "[1200]"
+
+
+def test_status_prints_the_labelled_accuracy_alarm_and_exits_3(tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    url = asyncio.run(seed_kpis(str(tmp_path / "worker.sqlite")))
+    spec = tmp_path / "bank.yaml"
+    spec.write_text((ROOT / "examples/account_support.yaml").read_text().replace(
+        "min_mean_confidence: 0.8}", "min_mean_confidence: 0.8, min_labelled_accuracy: 0.9, label_window: 5}"))
+    done = subprocess.run([sys.executable, "-m", "worker.cli", "status", "--worker", str(spec)], cwd=ROOT,
+                          env={"CHANNEL_WORKER_VAR": str(Path(url).parent), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 3, done.stderr
+    figures = json.loads(done.stdout)
+    assert (figures["labels"], figures["labelled_accuracy"]) == (5, 0.6)  # as in the drift test above
+    assert "drift alarm labelled accuracy 0.60 is below 0.90 (last 5 labelled values)" in " ".join(done.stderr.split())
