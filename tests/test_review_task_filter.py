@@ -123,3 +123,29 @@ def test_the_filter_form_offers_the_tasks_and_keeps_the_choice(tmp_path) -> None
         assert '<select id="task" name="task"' in page.text and "<option selected>book</option>" in page.text
         assert "<option >lost_card</option>" in page.text or "<option>lost_card</option>" in page.text
         assert page.text.count('<tr>') - 1 == 1 and "restaurant_booking" in page.text
+
+
+async def test_a_yes_to_a_flow_tasks_read_back_is_a_confirmation(database_url: str, monkeypatch) -> None:  # noqa: ANN001
+    """A worker with tasks (tests/data/specs/flows_restaurant.yaml against its stand-in API): the
+    yes at the confirm step is counted, and the booking task is the row's task; a no is not."""
+    from tests.conftest import TEST_DATA
+    from tests.support.flow_api import FlowApi
+
+    spec = load_spec(TEST_DATA / "specs" / "flows_restaurant.yaml")
+    with FlowApi() as api:
+        monkeypatch.setenv("FLOW_API", api.origin)
+        monkeypatch.setenv("OUTCOME_URL", "http://127.0.0.1:9/outcomes")
+        monkeypatch.setenv("OUTCOME_SECRET", "not-used-here")
+        async with engine_for(spec, database_url) as engine:
+            yes = Talk(engine, "flow-yes")
+            await yes.start()
+            for line in ("I'd like to book a table for 2 tomorrow at 8pm", "no", "Maria", "yes"):
+                await yes.say(line)
+            assert yes.last.outcome == "completed"
+            no = Talk(engine, "flow-no")
+            await no.start()
+            for line in ("I'd like to book a table for 2 tomorrow at 8pm", "no", "Maria", "no"):
+                await no.say(line)
+            rows = await _rows(engine.store)
+    assert (rows["flow-yes"]["task"], rows["flow-yes"]["tasks"], rows["flow-yes"]["confirmed"]) == ("book", " book ", 1)
+    assert (rows["flow-no"]["task"], rows["flow-no"]["confirmed"]) == ("book", 0)
