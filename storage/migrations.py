@@ -966,8 +966,11 @@ MIGRATIONS.append(
             "AND t->>'tts_first_audio_ms' IS NOT NULL) WHERE c.channel = 'voice'",
             "CREATE INDEX conversations_by_task ON conversations (task, started_at)",
             "CREATE INDEX conversations_unmarked ON conversations (id) WHERE tasks IS NULL",
-            "CREATE INDEX conversations_kpis ON conversations (started_at, worker, channel, outcome, task, "
-            "spec_version, spec_hash, confirmed, reasks, fallbacks, updated_at)",
+            # The KPI query groups 100,000 rows by day, channel, worker, task, version and outcome:
+            # without these statistics PostgreSQL expects a group per row and sorts them all on disk
+            # (expression statistics: PostgreSQL 14 or later).
+            "CREATE STATISTICS conversations_kpi_groups (ndistinct) ON ((started_at AT TIME ZONE 'UTC')::date), "
+            "channel, worker, task, outcome FROM conversations",
             "CREATE INDEX conversations_voice ON conversations (started_at, worker, channel, task, spec_version, "
             "spec_hash, voice_latency) WHERE voice_latency IS NOT NULL",
             "CREATE INDEX conversations_reasked ON conversations (reasked, started_at, worker) WHERE reasks > 0",

@@ -294,13 +294,19 @@ async def kpis(store: TranscriptStore, since: datetime | None = None, until: dat
     db = store.db
     sqlite = db.dialect == "sqlite"
     where, params = _where(db, since, until, worker)
-    day = "substr(c.started_at, 1, 10)" if sqlite else "to_char(c.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
     seconds = ("(julianday(c.updated_at) - julianday(c.started_at)) * 86400" if sqlite
                else "EXTRACT(EPOCH FROM (c.updated_at - c.started_at))")
-    keys = f"{day}, c.channel, c.worker, c.task, c.spec_version, c.spec_hash"
+    # SQLite groups in the order of the day index (no sort); PostgreSQL hashes the groups, told how
+    # few there are by the statistics of migration 19.
+    if sqlite:
+        day, version = "substr(c.started_at, 1, 10)", "c.spec_version AS v, c.spec_hash AS h"
+        keys = f"{day}, c.channel, c.worker, c.task, c.spec_version, c.spec_hash"
+    else:
+        day, version = "(c.started_at AT TIME ZONE 'UTC')::date", "COALESCE(c.spec_version, substr(c.spec_hash, 1, 8)) AS v, NULL AS h"
+        keys = f"{day}, c.channel, c.worker, c.task, COALESCE(c.spec_version, substr(c.spec_hash, 1, 8))"
     rows = await db.fetchall(
-        f"SELECT {day} AS day, c.channel AS channel, c.worker AS worker, c.task AS task, c.spec_version AS v, "
-        "c.spec_hash AS h, c.outcome AS outcome, COUNT(*) AS n, SUM(c.confirmed) AS confirmed, SUM(c.reasks) AS reasks, "
+        f"SELECT {day} AS day, c.channel AS channel, c.worker AS worker, c.task AS task, {version}, "
+        "c.outcome AS outcome, COUNT(*) AS n, SUM(c.confirmed) AS confirmed, SUM(c.reasks) AS reasks, "
         f"SUM(c.fallbacks) AS fallbacks, SUM(CASE WHEN c.outcome IS NOT NULL THEN {seconds} ELSE 0 END) AS handle "
         f"FROM conversations c{where} GROUP BY {keys}, c.outcome", params)
     total = Figures(key="all")
@@ -313,7 +319,7 @@ async def kpis(store: TranscriptStore, since: datetime | None = None, until: dat
         return found
 
     def keys_of(r: dict[str, Any]) -> tuple[str, ...]:
-        return (r["day"], r["channel"], r["worker"], r["task"] or "", r["v"] or (r["h"] or "")[:8])
+        return (str(r["day"]), r["channel"], r["worker"], r["task"] or "", r["v"] or (r["h"] or "")[:8])
 
     outcomes: Counter[str] = Counter()
     for r in rows:
@@ -326,8 +332,8 @@ async def kpis(store: TranscriptStore, since: datetime | None = None, until: dat
     # Voice latencies, by the same dimensions: each group's lists joined by the database ("[..],[..]").
     joined = "group_concat(c.voice_latency, ',')" if sqlite else "string_agg(c.voice_latency, ',')"
     for r in await db.fetchall(
-            f"SELECT {day} AS day, c.channel AS channel, c.worker AS worker, c.task AS task, c.spec_version AS v, "
-            f"c.spec_hash AS h, {joined} AS lat FROM conversations c"
+            f"SELECT {day} AS day, c.channel AS channel, c.worker AS worker, c.task AS task, {version}, "
+            f"{joined} AS lat FROM conversations c"
             + _where(db, since, until, worker, "c.voice_latency IS NOT NULL")[0] + f" GROUP BY {keys}", params):
         values = np.fromiter(chain.from_iterable(json.loads(f"[{r['lat'] or ''}]")), dtype=np.int64)
         total.latency_parts.append(values)
