@@ -237,10 +237,10 @@ def test_the_page_shows_the_hand_worked_figures_and_no_personal_data(who: str, d
         assert pii not in html, pii
 
 
-def test_the_page_filters_the_period_and_worker(tmp_path: Path) -> None:
+def test_the_page_filters_the_period_and_worker(database_url: str) -> None:
     import asyncio
 
-    url = asyncio.run(seed_kpis(str(tmp_path / "worker.sqlite")))
+    url = asyncio.run(seed_kpis(database_url))
     with TestClient(create_review_app(url, "account_support")) as client:
         _log_in(client, "vic")
         text = _text(client.get("/review/kpis?since=2026-11-03&worker=restaurant_booking").text)

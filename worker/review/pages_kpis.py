@@ -7,7 +7,7 @@ viewers see the same page."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -22,10 +22,12 @@ from worker.review.session import Sessions
 
 
 def _date(text: str | None) -> datetime | None:
+    """A date or time of the URL, UTC when it has no offset (days are UTC days, as stored)."""
     try:
-        return datetime.fromisoformat(text) if text else None
+        moment = datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
+    return moment.replace(tzinfo=timezone.utc) if moment is not None and moment.tzinfo is None else moment
 
 
 def add_routes(router: APIRouter, sessions: Sessions) -> None:
