@@ -742,7 +742,10 @@ def review(
     app_ = create_review_app(env.config().transcripts_url, spec.name,
                              secure_cookies=env.twilio.public_base_url.lower().startswith("https://"),
                              session_hours=env.http.review_session_hours, max_request_bytes=env.http.max_request_bytes,
-                             drift=spec.escalation.drift)
+                             drift=spec.escalation.drift,
+                             # Replies by email go to the email outbox; `serve`'s sender loop sends them.
+                             email_from=email.smtp.sender if (email := env.email_settings()) and spec.channels.email.enabled
+                             else None)
     out.print(f"review console: http://{host}:{port}/review/", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=bool(trusted),
                 forwarded_allow_ips=trusted or None)
