@@ -129,7 +129,7 @@ async def test_speech_that_gave_no_words_is_asked_again_instead_of_waiting_for_e
             "SELECT metadata FROM events WHERE json_extract(metadata, '$.event') = 'reprompt'", (), ("metadata",))
     greeting, again = said(down)
     assert again.startswith("Sorry, I didn't catch that. Hi, this is Sam")
-    assert [r["metadata"]["not_heard"] for r in rows] == [True]
+    assert [(r["metadata"]["not_heard"], r["metadata"]["after_silence_seconds"]) for r in rows] == [(True, 0.3)]
 
 
 async def test_words_heard_after_the_pause_get_their_answer_and_no_sorry(restaurant: WorkerSpec, tmp_path: Path) -> None:

@@ -76,8 +76,11 @@ class DialogueBridge(FrameProcessor):
         self._turn_taking = TurnTaking(tuning.turn_hold_seconds, self._heard_turn, self.create_task)
         self._keypad = Keypad(tuning.dtmf_pause_seconds, self._keyed_number, self.create_task)
         self._barge_in = BargeIn()
+        # The spec's timeout, else VOICE_SILENCE_SECONDS: what the re-prompt's audit row reports.
+        self._silence_after = conversations.spec.channels.voice.silence_timeout_seconds or tuning.silence_seconds
+        self._unheard_after = min(self._silence_after, tuning.unheard_seconds)
         self._silence = SilenceWatch(
-            conversations.spec.channels.voice.silence_timeout_seconds or tuning.silence_seconds,
+            self._silence_after,
             tuning.silence_prompts, reprompt=self._reprompt, give_up=self._give_up,
             speech_pending=speech_pending, spawn=self.create_task, unheard_seconds=tuning.unheard_seconds)
 
@@ -161,12 +164,10 @@ class DialogueBridge(FrameProcessor):
     async def _reprompt(self, not_heard: bool) -> None:
         template = self._script.voice_not_heard if not_heard else self._script.voice_still_there
         line = self._line(template, prompt=self._barge_in.last_said)
-        metadata: dict[str, Any] = {"not_heard": True} if not_heard else {"after_silence_seconds": self._silence_seconds()}
+        metadata: dict[str, Any] = ({"not_heard": True, "after_silence_seconds": self._unheard_after} if not_heard
+                                    else {"after_silence_seconds": self._silence_after})
         await self._core.record(self._conversation_id, "voice", "reprompt", said=line, metadata=metadata)
         await self.push_frame(TTSSpeakFrame(speakable(line)))
-
-    def _silence_seconds(self) -> float:
-        return self._core.spec.channels.voice.silence_timeout_seconds or 0.0
 
     async def _give_up(self, reprompts: int) -> None:
         self._ending = True
