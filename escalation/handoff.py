@@ -144,7 +144,7 @@ class Handoffs:
         collected = ", ".join(f"{k}={v['value']}" for k, v in fields.items()) or "nothing yet"
         missing = [name for name in self._needed(state.get("task")) if name not in fields]
         summary = (
-            f"{self.spec.persona} handed over after {state.get('turns', 0)} turns: {action['reason']} "
+            f"{self.spec.persona} handed over after {_turns(state.get('turns', 0))}: {action['reason']} "
             f"Collected: {collected}." + (f" Still missing: {', '.join(missing)}." if missing else "")
         )
         base = self.public_base_url
@@ -191,3 +191,7 @@ class Handoffs:
             conversation_id=handoff.conversation_id, worker=handoff.worker, kind="queue", rule=handoff.rule,
             action=action, inputs={"handoff_id": handoff.id, "status": handoff.status, "by": by}, detail=detail,
         ))
+
+
+def _turns(n: int) -> str:
+    return "1 turn" if n == 1 else f"{n} turns"
