@@ -30,6 +30,9 @@ class WorkerServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "serve", "--worker", worker, "--port", str(self.port), "--log-level", "warning", *args],
             cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            # Its own process group: a crash point (storage/crash_points.py) kills the server's
+            # group, never the test run.
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:

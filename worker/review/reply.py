@@ -27,6 +27,7 @@ from channels.sms.store import SmsStore
 from escalation.audit import AuditEntry, AuditTrail
 from escalation.queue import Handoff
 from storage.clock import utcnow
+from storage.crash_points import crash_point
 from storage.db import Statement, WriteConflict
 from transcripts.human_replies import PREFIX, human_replies
 from transcripts.store import Event, TranscriptStore
@@ -80,6 +81,7 @@ async def _commit(store: TranscriptStore, statements: list[Statement]) -> bool:
         await store.db.batch(statements, guard=0)  # statement 0 is the outbox insert
     except WriteConflict:
         return False
+    crash_point("review.reply_committed")  # queued and stored; the reviewer's page has not heard back
     return True
 
 
