@@ -168,15 +168,24 @@ def main() -> None:
                         help="the baseline's speech start period (pipecat's default); the worker uses 0.1")
     parser.add_argument("--baseline-volume", type=float, default=0.6,
                         help="the baseline's minimum speech volume (pipecat's default); the worker uses 0.4")
+    parser.add_argument("--no-baseline", action="store_true", help="run the worker's settings only")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep each server's database and log in this folder (to read the calls afterwards)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         print(f"{args.calls} booking calls per server, answered in short words, four espeak-ng voices")
         print(f"{'server':<32} {'completed':>7} {'values right':>8} {'lost':>5} {'re-asks':>7} {'repeated':>8} "
               f"{'p50 ms':>7} {'p95 ms':>7}")
-        base = run(f"baseline ({args.baseline_start:g} s, {args.baseline_volume:g})", args.baseline_start,
-                   args.baseline_volume, args.calls, folder)
+        base = None if args.no_baseline else run(
+            f"baseline ({args.baseline_start:g} s, {args.baseline_volume:g})", args.baseline_start,
+            args.baseline_volume, args.calls, folder)
         now = run("worker (0.1 s, 0.4)", 0.1, 0.4, args.calls, folder)
+        if args.keep:
+            print(f"databases and logs kept in {folder}")
+        if base is None:
+            return
         if base["completed"]:
             print(f"completed calls, worker / baseline: {now['completed'] / base['completed']:.2f}x")
         if base["p50"] == base["p50"]:
