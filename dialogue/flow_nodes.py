@@ -27,11 +27,14 @@ _QUIET = {"greeting", "help", "goodbye", "human", "stop", "start_over"}
 
 
 def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowServices):
-    read = make_understand(spec, extractor, fields_of=lambda s: task_fields(spec, spec.task(s.get("task"))))
     typos = typo_repair(spec)
+    read = make_understand(spec, extractor, fields_of=lambda s: task_fields(spec, spec.task(s.get("task"))), typos=typos)
 
     async def understand(state: ConversationState) -> ConversationState:
-        first = await _route_first(state)
+        incoming_text = (state.get("incoming") or {}).get("text")
+        # What the person wants is read from their words with slips repaired, once per turn.
+        meant = typos.repair(incoming_text) if incoming_text else ""
+        first = await _route_first(state, meant)
         # A person's first words that name a job are read once, for that job's fields: reading
         # them for every field and again for the job was a third of a first turn's time.
         out: dict[str, Any] = {**_PER_TURN, **await read(state if first is None or first.task is None
@@ -48,12 +51,12 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
         if services.knowledge is not None and _free_text_only(spec, out.get("took") or []) and is_question(text):
             # Any words fill a free-text field: "is there parking?" asked where the worker wanted
             # the allergies is a question first, and is only kept as the answer if it is none.
-            entry = await services.knowledge_entry(typos.repair(text))
+            entry = await services.knowledge_entry(meant)
             if entry is not None:
                 return {**out, "fields": dict(state.get("fields") or {}), "took": [], "changed": [],
                         "knowledge": entry, "reasks": dict(state.get("reasks") or {})}
         answered = bool(out.get("took")) or out.get("answer") is not None
-        routed = await route(spec, services, merged, typos.repair(text), answered, before=state.get("fields") or {},
+        routed = await route(spec, services, merged, meant, answered, before=state.get("fields") or {},
                              took=out.get("took") or [], routed=first)
         restore = routed.pop("restore", {})
         if routed.get("switched") is not None and not (first is not None and first.task == routed["task"]):
@@ -72,16 +75,15 @@ def make_flow_understand(spec: WorkerSpec, extractor: Extractor, services: FlowS
             out["intents"] = sorted({*out.get("intents", []), "out_of_scope"})
         return out
 
-    async def _route_first(state: ConversationState) -> Routed | None:
+    async def _route_first(state: ConversationState, meant: str) -> Routed | None:
         """The router's answer, asked before the read, for a conversation no job has started
         yet: the read that follows is then for that job alone, as the re-read after a switch
         would have been (no task, no question pending, no values)."""
-        text = (state.get("incoming") or {}).get("text")
-        if (services.tasks is None or not text or not text.strip() or state.get("task") is not None
+        if (services.tasks is None or not meant.strip() or state.get("task") is not None
                 or state.get("phase", "new") != "new" or state.get("fields") or state.get("requested")
-                or detect_intents(typos.repair(text)) & _QUIET):
+                or detect_intents(meant) & _QUIET):
             return None
-        return await asyncio.to_thread(services.tasks.route, typos.repair(text))
+        return await asyncio.to_thread(services.tasks.route, meant)
 
     return understand
 

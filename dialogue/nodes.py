@@ -75,10 +75,12 @@ def _now(state: ConversationState) -> datetime:
 
 
 def make_understand(spec: WorkerSpec, extractor: Extractor,
-                    fields_of: Callable[[ConversationState], list[FieldSpec]] | None = None):
-    """`fields_of`: the fields a turn is read for (default: every field of the worker)."""
+                    fields_of: Callable[[ConversationState], list[FieldSpec]] | None = None,
+                    typos: TypoRepair | None = None):
+    """`fields_of`: the fields a turn is read for (default: every field of the worker);
+    `typos`: the worker's slip repair, when the caller already built it."""
     zone = ZoneInfo(spec.timezone)
-    typos = typo_repair(spec)
+    typos = typos or typo_repair(spec)
 
     async def understand(state: ConversationState) -> ConversationState:
         incoming = state.get("incoming") or {}
