@@ -123,11 +123,13 @@ async def test_a_caller_asks_a_question_then_books_by_phone(api: BookingApi, tmp
     try:
         async with Caller(server.base_url, VOICE_TOKEN) as caller:
 
-            async def hear_until(words: str) -> str:
+            async def hear_until(*words: str) -> str:
                 # A reply is spoken sentence by sentence; on a busy machine a sentence can take
-                # longer to make than the pause that ends a listen, so listen until it is all in.
+                # longer to make than the pause that ends a listen, so listen until a question is
+                # in (any of `words`: listening on past a question the caller should answer lets
+                # the worker's silence timeout end the call).
                 heard: list[str] = []
-                while not any(words in h for h in heard) and len(heard) < 4:
+                while not any(w in h for h in heard for w in words) and len(heard) < 4:
                     try:
                         audio = await caller.listen(timeout=15 if heard else 30, fresh=not heard)
                     except TimeoutError:
@@ -145,16 +147,20 @@ async def test_a_caller_asks_a_question_then_books_by_phone(api: BookingApi, tmp
             answer = await hear_until("which day")
             assert "parking" in answer and "which day" in answer, (answer, db_rows(server, "SELECT direction, text FROM events"))  # answered, then back to the question
             await caller.say(*speech("A table for four people tomorrow at seven p m please", tmp_path))
-            asked = await hear_until("your first")
             # A caller answers what is asked again (a word misheard on the line): up to twice.
             answers = {"what time": "seven p m", "which day": "tomorrow", "how many": "four people"}
+            asked = await hear_until("your first", *answers)
             for _ in range(2):
                 again = next((words for question, words in answers.items() if question in asked), None)
                 if again is None or "your first" in asked:
                     break
                 await caller.say(*speech(again, tmp_path))
-                asked = await hear_until("your first")
+                asked = await hear_until("your first", *answers)
             assert "your first" in asked, asked  # the availability check ran and found a table: the name next
+    except BaseException:
+        # What the worker stored says why a call went wrong (a hang-up shows only as a closed socket).
+        print(*db_rows(server, "SELECT direction, text, metadata FROM events ORDER BY id"), sep="\n")
+        raise
     finally:
         server.stop()
 
