@@ -22,10 +22,16 @@ from about 75% to 95-98% exactly right.
 When the number of voiced stretches is not a length the field allows, the utterance is not a
 number read digit by digit ("it's on my card, hold on"), `read` returns None and the caller
 uses the ordinary transcription.
+
+The first view is most of the cost (three encodes per stretch), and a stretch's views depend
+on its samples alone: they are kept by the stretch's content (`StretchViews`), so views worked
+out while the caller is still speaking (channels/voice/digit_stream.py) are the very numbers a
+reading at the end would compute.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -49,6 +55,28 @@ BEAM = 5
 WHOLE_PRIMER = 1  # the digits spelt out: a point better than no primer on the bench, never worse
 CONTEXT_SECONDS = 10  # what the encoder is given per piece; shorter contexts lose accuracy
 SOT_PREV = "<|startofprev|>"
+
+
+# A stretch's views ([rendering, primer, digit] log-probabilities), by `stretch_key` of its samples.
+StretchViews = dict[bytes, np.ndarray]
+
+
+def stretch_key(samples: np.ndarray) -> bytes:
+    """What a stretch's views are kept under: a digest of its samples, so the same sound cut
+    from a longer or shorter recording finds them (views depend on the samples alone)."""
+    return hashlib.blake2b(np.ascontiguousarray(samples, dtype=np.float32).tobytes(), digest_size=16).digest()
+
+
+def stretches(audio: np.ndarray) -> list[tuple[int, int]]:
+    """The voiced stretches the reader takes one digit each from (the whole audio when it is too
+    short to measure)."""
+    return word_spans(audio) or [(0, len(audio))]
+
+
+def accepted(count: int, lengths: tuple[int, int], heard: str | None) -> bool:
+    """Whether `count` stretches can be read as the digit field's number: a count the field
+    allows, and, given the ordinary transcription `heard`, one digit per stretch."""
+    return lengths[0] <= count <= lengths[1] and (heard is None or one_digit_per_stretch(heard, count))
 
 
 @dataclass(frozen=True)
@@ -149,16 +177,30 @@ class DigitReader:
         noise = np.random.default_rng(0).normal(0, 0.05, SAMPLE_RATE // 2).astype(np.float32)
         return self._views(noise, [(0, len(noise))])[0]
 
-    def read(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20), heard: str | None = None) -> DigitReading | None:
+    def read(self, audio: np.ndarray, lengths: tuple[int, int] = (1, 20), heard: str | None = None,
+             known: StretchViews | None = None) -> DigitReading | None:
         """The digits said in `audio` (16 kHz float), one per voiced stretch; None when that is
         not a count within `lengths`, or when the ordinary transcription `heard` says the
-        stretches are not one digit each (`one_digit_per_stretch`)."""
-        spans = word_spans(audio) or [(0, len(audio))]
-        if not lengths[0] <= len(spans) <= lengths[1]:
+        stretches are not one digit each (`one_digit_per_stretch`). Stretch views already in
+        `known` are not computed again; the ones computed are added to it."""
+        spans = stretches(audio)
+        if not accepted(len(spans), lengths, heard):
             return None
-        if heard is not None and not one_digit_per_stretch(heard, len(spans)):
-            return None
-        isolated = self._isolated(audio, spans)
+        return self.reading(audio, spans, known)
+
+    def stretch_views(self, samples: np.ndarray) -> np.ndarray:
+        """One stretch heard alone: [rendering, primer, digit] log-probabilities (uncalibrated)."""
+        return self._views(samples, [(0, len(samples))])[0]
+
+    def reading(self, audio: np.ndarray, spans: list[tuple[int, int]], known: StretchViews | None = None) -> DigitReading:
+        """The beam over both views, one digit per span of `audio`."""
+        known = {} if known is None else known
+        isolated = []
+        for s, e in spans:
+            key = stretch_key(audio[s:e])
+            if key not in known:
+                known[key] = self.stretch_views(audio[s:e])
+            isolated.append(self._calibrated(known[key]))
         whole = self._encode([self._features(audio)])
         beams: list[tuple[str, float, float]] = [("", 0.0, 1.0)]  # digits, score, least certain digit
         for position in range(len(spans)):
@@ -210,9 +252,10 @@ class DigitReader:
                 out[i // len(RENDERINGS), i % len(RENDERINGS), j] = lp
         return out
 
-    def _isolated(self, audio: np.ndarray, spans: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Per stretch, the calibrated digit log-probabilities averaged over renderings and primers."""
-        return list(_log_softmax((self._views(audio, spans) - self._bias[None]).mean(axis=(1, 2))))
+    def _calibrated(self, views: np.ndarray) -> np.ndarray:
+        """A stretch's digit log-probabilities: its views less their prior, averaged over
+        renderings and primers."""
+        return _log_softmax((views - self._bias).mean(axis=(0, 1)))
 
     def _next_digit(self, whole: np.ndarray, prefixes: list[str]) -> list[np.ndarray]:
         encoded = np.repeat(whole, len(prefixes), axis=0)

@@ -20,6 +20,7 @@ import functools
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 # onnxruntime (used by the VAD) otherwise looks up a telemetry host when it loads.
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from channels.voice.constrained import PhraseDecoder  # noqa: E402
 from channels.voice.digit_reader import DigitReader, digits_heard  # noqa: E402
+from channels.voice.digit_stream import DigitStream, Spawn  # noqa: E402
 from channels.voice.digits import DIGIT_WORDS, REPEATS, SOUND_ALIKES  # noqa: E402
 from channels.voice.vocabulary import Expectation  # noqa: E402
 from channels.voice.whisper_model import SAMPLE_RATE, load_whisper  # noqa: E402
@@ -128,6 +130,7 @@ class Recogniser:
         self._tokenizer = self._whisper.tokenizer
         self._prompt = self._whisper.prompt
         self._digit_reader: DigitReader | None = None
+        self._digit_reader_built = threading.Lock()
         self._phrases: PhraseDecoder | None = None
         self._sot_prev = self._tokenizer.tokenizer.token_to_id("<|startofprev|>")
 
@@ -216,10 +219,24 @@ class Recogniser:
         reading = self.digit_reader().read(audio, lengths, heard=heard.text)
         return heard if reading is None else Heard(reading.digits, reading.confidence)
 
-    async def read_digits(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20)) -> Heard:
-        return await asyncio.to_thread(self.read_digits_now, audio, heard, lengths)
+    async def read_digits(self, audio: np.ndarray, heard: Heard, lengths: tuple[int, int] = (1, 20),
+                          stream: DigitStream | None = None) -> Heard:
+        """`read_digits_now` off the event loop; with the `stream` that followed the turn as it
+        was said (`digit_stream`), only what it has not worked out yet is left to do."""
+        if stream is None:
+            return await asyncio.to_thread(self.read_digits_now, audio, heard, lengths)
+        if not digits_heard(heard.text):
+            return heard
+        reading = await stream.read(audio, heard.text)
+        return heard if reading is None else Heard(reading.digits, reading.confidence)
+
+    def digit_stream(self, lengths: tuple[int, int], spawn: Spawn = asyncio.ensure_future) -> DigitStream:
+        """A reading of the next turn as a digit field of `lengths`, worked on while it is said."""
+        return DigitStream(self.digit_reader, lengths, spawn)
 
     def digit_reader(self) -> DigitReader:
-        if self._digit_reader is None:
-            self._digit_reader = DigitReader(self._whisper)
+        # Built on first use, from whichever thread reads digits first (calls share it).
+        with self._digit_reader_built:
+            if self._digit_reader is None:
+                self._digit_reader = DigitReader(self._whisper)
         return self._digit_reader

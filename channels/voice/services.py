@@ -8,12 +8,21 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import numpy as np
-from pipecat.frames.frames import ErrorFrame, Frame, TranscriptionFrame
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InputAudioRawFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.settings import STTSettings, TTSSettings
 from pipecat.services.stt_service import SegmentedSTTService
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.time import time_now_iso8601
 
+from channels.voice.digit_stream import DigitStream
 from channels.voice.recogniser import Heard, Recogniser
 from channels.voice.tts import PiperServer, SpeechUnavailable, sentences
 from channels.voice.vocabulary import Expectation, expectation
@@ -32,6 +41,10 @@ class LocalWhisperSTT(SegmentedSTTService):
         # however the VAD cut it, can be read digit by digit when the turn ends.
         self.digit_lengths: tuple[int, int] | None = None
         self._turn_audio: list[np.ndarray] = []
+        # Meanwhile the digits are read as they are said (channels/voice/digit_stream.py), so
+        # that little of the reading is left when the turn ends.
+        self.digits: DigitStream | None = None
+        self._speaking = False
         # What the next answer is for (the question just said and the phrases that answer it):
         # the recogniser hears each segment of the turn in that context.
         self.expecting: Expectation | None = None
@@ -40,10 +53,32 @@ class LocalWhisperSTT(SegmentedSTTService):
     def wants_wav_segments(self) -> bool:
         return False  # raw 16-bit PCM at the pipeline's input rate (16 kHz)
 
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._speaking = True
+            if self.digits is not None:
+                self.digits.caller_went_on()
+        elif isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._speaking = False
+
+    async def process_audio_frame(self, frame: InputAudioRawFrame, direction: FrameDirection) -> None:
+        await super().process_audio_frame(frame, direction)
+        if self.digits is not None and self._speaking and self.digits.wants_audio:
+            # The segment so far is the base class's buffer: from the VAD's start it only grows,
+            # and at the pause it is what `run_stt` receives (with the padding after it), so the
+            # turn's earlier segments and it are the start of the audio read at the end.
+            current = np.frombuffer(bytes(self._audio_buffer), dtype=np.int16).astype(np.float32) / 32768.0
+            self.digits.heard_so_far(np.concatenate([*self._turn_audio, current]))
+
     async def run_stt(self, audio: bytes) -> AsyncGenerator[Frame, None]:
         samples = np.frombuffer(audio, dtype=np.int16).astype(np.float32) / 32768.0
         if self.digit_lengths is not None:
             self._turn_audio.append(samples)
+            if self.digits is not None:
+                # What the turn will be read as if the caller says no more: its reading starts
+                # now, alongside this segment's transcription and the turn-taking hold.
+                self.digits.segment_ended(np.concatenate(self._turn_audio))
         heard = await self._recogniser.hear(samples, self.expecting)
         self.last_confidence = heard.confidence
         # Also when nothing was made out: the bridge counts segments back in before it ends a turn.
@@ -64,15 +99,38 @@ class LocalWhisperSTT(SegmentedSTTService):
             self.expect_digits((field.constraints.min_length or 1, field.constraints.max_length or 20))
 
     def expect_digits(self, lengths: tuple[int, int] | None) -> None:
+        """Listen for a digit field of `lengths` (fewest, most digits), or for none: either way
+        what was worked out for the previous question is dropped."""
         self.digit_lengths = lengths
         self._turn_audio = []
+        self._follow_digits()
+
+    def _follow_digits(self) -> None:
+        if self.digits is not None:
+            self.digits.close()
+        self.digits = None
+        if self.digit_lengths is not None:
+            self.digits = self._recogniser.digit_stream(self.digit_lengths, self.create_task)
 
     async def read_digits(self, heard: Heard) -> Heard:
         """The turn that was heard as `heard`, read again as digits (or as it was)."""
         audio, self._turn_audio = self._turn_audio, []
-        if self.digit_lengths is None or not audio:
-            return heard
-        return await self._recogniser.read_digits(np.concatenate(audio), heard, self.digit_lengths)
+        stream = self.digits
+        self.digits = None
+        try:
+            if self.digit_lengths is None or not audio:
+                return heard
+            return await self._recogniser.read_digits(np.concatenate(audio), heard, self.digit_lengths, stream)
+        finally:
+            if stream is not None:
+                stream.close()
+            if self.digits is None:  # the next turn, should the caller go on before the next question
+                self._follow_digits()
+
+    async def cleanup(self) -> None:
+        if self.digits is not None:
+            self.digits.close()
+        await super().cleanup()
 
 
 class PiperVoice(TTSService):
