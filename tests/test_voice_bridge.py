@@ -142,6 +142,20 @@ async def test_words_heard_after_the_pause_get_their_answer_and_no_sorry(restaur
     assert len(said(down)) == 2
 
 
+async def test_a_question_asked_again_after_silence_does_not_thank_for_an_answer_again(
+        restaurant: WorkerSpec, tmp_path: Path) -> None:
+    tuning = VoiceTuning(silence_seconds=0.3)
+    async with open_engine(restaurant, Settings(var_dir=tmp_path)) as engine:
+        bridge = DialogueBridge(engine, "voice:" + CALL, {"call_sid": CALL}, tuning=tuning)
+        down, _ = await run_test(bridge, frames_to_send=[
+            BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(), *spoken("a table for two tomorrow"),
+            SleepFrame(sleep=TURN_HOLD_SECONDS + 0.2), BotStartedSpeakingFrame(), BotStoppedSpeakingFrame(),
+            SleepFrame(sleep=0.6)])
+    _, answer, again = said(down)[:3]
+    assert answer.startswith("Lovely. ") and "time" in answer
+    assert again == "Are you still there? " + answer.removeprefix("Lovely. ")
+
+
 async def test_the_recogniser_listens_for_digits_only_while_a_digit_field_is_asked(
         account_support: WorkerSpec, tmp_path: Path) -> None:
     from channels.voice.recogniser import Recogniser

@@ -163,11 +163,20 @@ class DialogueBridge(FrameProcessor):
 
     async def _reprompt(self, not_heard: bool) -> None:
         template = self._script.voice_not_heard if not_heard else self._script.voice_still_there
-        line = self._line(template, prompt=self._barge_in.last_said)
+        line = self._line(template, prompt=self._question_again())
         metadata: dict[str, Any] = ({"not_heard": True, "after_silence_seconds": self._unheard_after} if not_heard
                                     else {"after_silence_seconds": self._silence_after})
         await self._core.record(self._conversation_id, "voice", "reprompt", said=line, metadata=metadata)
         await self.push_frame(TTSSpeakFrame(speakable(line)))
+
+    def _question_again(self) -> str:
+        """What was last said, without the acknowledgement of the answer before it: "Are you
+        still there? Lovely. What time?" thanks the caller for an answer they did not give."""
+        said = self._barge_in.last_said
+        ack = self._line(self._script.acknowledge).strip()
+        if ack and said.startswith(ack) and said[len(ack):].strip():
+            return said[len(ack):].strip()
+        return said
 
     async def _give_up(self, reprompts: int) -> None:
         self._ending = True
