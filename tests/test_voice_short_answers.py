@@ -77,6 +77,10 @@ def test_a_phrase_said_over_and_over_by_the_model_is_kept_once() -> None:
     assert without_repeats("Love it. Love it.") == "Love it."
     assert without_repeats("New Inn New Inn New Inn") == "New Inn"
     assert without_repeats("December the 5th. December the 5th") == "December the 5th."
+    # The full decoder loops on whole sentences too.
+    assert without_repeats("Can I bring my dog with me? Can I bring my dog with me") == "Can I bring my dog with me?"
+    assert (without_repeats("I'd like a table for four people tomorrow. I'd like a table for four people tomorrow.")
+            == "I'd like a table for four people tomorrow.")
     # Numbers repeat for real ("4 4 7 7"), and so may different words.
     assert without_repeats("4 4 7 7") == "4 4 7 7"
     assert without_repeats("No, I said no") == "No, I said no"

@@ -89,12 +89,15 @@ def without_repeats(text: str) -> str:
     """`text` with a run of words the model wrote twice or more in a row kept once ("Maria
     Maria", "Love it. Love it."): Whisper's decoder loops on a short answer (a repeated token
     is likely again, and beam search favours it). Runs of numbers are left alone, since
-    "4 4 7 7" is said as written."""
+    "4 4 7 7" is said as written. A run may be as long as half the text: the full decoder
+    also writes a whole sentence twice ("Can I bring my dog with me? Can I bring my dog with me")."""
     while True:
         words = [(m.group(0).lower(), m.start(), m.end()) for m in _WORD.finditer(text)]
-        found = next(((i, n) for n in range(1, 7) for i in range(len(words) - 2 * n + 1)
-                      if [w for w, _, _ in words[i:i + n]] == [w for w, _, _ in words[i + n:i + 2 * n]]
-                      and any(not w.isdigit() and w not in _NUMBER_WORDS for w, _, _ in words[i:i + n])), None)
+        plain = [w for w, _, _ in words]
+        # The first words must match before the runs are compared: long texts stay cheap.
+        found = next(((i, n) for n in range(1, len(plain) // 2 + 1) for i in range(len(plain) - 2 * n + 1)
+                      if plain[i] == plain[i + n] and plain[i:i + n] == plain[i + n:i + 2 * n]
+                      and any(not w.isdigit() and w not in _NUMBER_WORDS for w in plain[i:i + n])), None)
         if found is None:
             return text
         i, n = found
