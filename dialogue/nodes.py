@@ -23,6 +23,7 @@ from escalation.rules import ActionKind
 from extraction.base import ExtractionContext, Extractor
 from extraction.fields import FieldSpec
 from extraction.intents import detect_intents, yes_no
+from extraction.rules import is_question
 from extraction.typos import TypoRepair
 from extraction.validate import validate
 
@@ -139,8 +140,13 @@ def make_understand(spec: WorkerSpec, extractor: Extractor,
                 "turn": turn_no, "confidence": item.confidence,
             }
             took.append(item.field)
+        if (turn_no == 1 and requested and not took and not errors and answer is None and not spec.tasks
+                and not is_question(text)):
+            # A caller's first words after a greeting that ends in a question are usually why
+            # they called ("I'd like to book a table"), not a failed answer: no "sorry", no re-ask.
+            intents.add("opening")
         reasks = dict(state.get("reasks") or {})
-        quiet = intents & {"greeting", "help", "goodbye", "human", "stop"}
+        quiet = intents & {"greeting", "help", "goodbye", "human", "stop", "opening"}
         if requested and requested not in took and not quiet and answer is None:
             if not took or requested in errors:
                 reasks[requested] = reasks.get(requested, 0) + 1
@@ -294,7 +300,7 @@ def make_decide(spec: WorkerSpec):
         if took:
             acknowledge()
             return ask(missing)
-        if intents & {"greeting", "help"} or (requested is None):
+        if intents & {"greeting", "help", "opening"} or (requested is None):
             return ask(missing)
         key = "reask" if state.get("reasks", {}).get(requested, 0) > 1 else "fallback"
         lines.append({"key": key, "field": requested})

@@ -141,7 +141,8 @@ async def test_an_action_the_spec_does_not_authorise_is_refused_and_audited(tmp_
     async with engine_for(spec, str(tmp_path / "db")) as engine:
         talk = Talk(engine)
         await talk.start()
-        await talk.say("hmm")
+        await talk.say("hmm")  # the first words: why the person called, not counted as a failed answer
+        await talk.say("err")
         with caplog.at_level(logging.WARNING):
             await talk.say("what")
         kinds = [a.kind for a in talk.last.actions]

@@ -97,6 +97,7 @@ async def test_confirmations_reasks_and_fallbacks_are_counted_on_the_row(restaur
     async with engine_for(account_support, database_url) as engine:
         lost = Talk(engine, "reasks-1")
         await lost.start()
+        await lost.say("I'm calling about my account")  # the first words: why they called, not a re-ask
         await lost.say("blah")
         await lost.say("dunno")
         await lost.say("what?")
