@@ -170,12 +170,15 @@ class DialogueBridge(FrameProcessor):
         await self.push_frame(TTSSpeakFrame(speakable(line)))
 
     def _question_again(self) -> str:
-        """What was last said, without the acknowledgement of the answer before it: "Are you
-        still there? Lovely. What time?" thanks the caller for an answer they did not give."""
+        """What was last said, without the greeting or the acknowledgement of the answer before
+        it: "Are you still there? Lovely. What time?" thanks the caller for an answer they did
+        not give, and "Sorry, I didn't catch that. Hi, this is Sam…" introduces the worker twice."""
         said = self._barge_in.last_said
-        ack = self._line(self._script.acknowledge).strip()
-        if ack and said.startswith(ack) and said[len(ack):].strip():
-            return said[len(ack):].strip()
+        greeting = self._core.spec.channels.voice.greeting or self._script.greeting
+        for opening in (greeting, self._script.acknowledge):
+            start = self._line(opening).strip() if opening else ""
+            if start and said.startswith(start) and said[len(start):].strip():
+                said = said[len(start):].strip()
         return said
 
     async def _give_up(self, reprompts: int) -> None:
