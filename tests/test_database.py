@@ -54,3 +54,32 @@ async def test_a_guarded_batch_that_loses_is_rolled_back_whole(tmp_path: Path) -
         assert (await db.fetchone("SELECT turns FROM conversations"))["turns"] == 0
     finally:
         await db.close()
+
+
+async def test_the_write_ahead_log_is_started_again_under_steady_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A passive checkpoint copies the log into the database, but SQLite only rewinds the log when
+    # a writer begins right after the copy caught up; with writes arriving all the time that
+    # never happened, and the log grew without end (4.9 GB after 27,000 turns).
+    import storage.db
+
+    monkeypatch.setattr(storage.db, "WAL_CHECKPOINT_SECONDS", 0.05)
+    monkeypatch.setattr(storage.db, "WAL_RESTART_FRAMES", 50)
+    path = tmp_path / "worker.sqlite"
+    db = await Database.open(str(path))
+    await migrate(db)
+    try:
+        written, largest = 0, 0
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 2.0
+        while loop.time() < until:  # a busy server: a write every millisecond or so
+            await db.execute("INSERT INTO conversations (id, worker, channel, started_at, updated_at, fields) "
+                             "VALUES (?, 'w', 'sms', '2026-11-22', '2026-11-22', ?)", (f"c{written}", "x" * 2000))
+            written += 1
+            largest = max(largest, Path(f"{path}-wal").stat().st_size)
+            await asyncio.sleep(0.001)
+        assert db._wal is not None and db._wal.restarts >= 2
+        # A few thresholds' worth at most, where all the writes were in it before (a page or
+        # more each: the row is 2 kB, with its index entries).
+        assert largest < 20 * 50 * 4096 < written * 4096, (largest, written)
+    finally:
+        await db.close()
