@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -33,6 +34,8 @@ Result = tuple[int, DigitReading | None]  # stretches found, and their reading w
 # A stretch is taken as over once this much audio follows its end: word_spans closes one after
 # GAP_FRAMES quiet frames; earlier, the caller may still be in the middle of the digit.
 CLOSED_AFTER_SECONDS = (GAP_FRAMES + 2) * HOP_SECONDS
+
+log = logging.getLogger(__name__)
 
 
 def audio_key(audio: np.ndarray) -> bytes:
@@ -161,10 +164,14 @@ class DigitStream:
         if not accepted(len(spans), self._lengths, None):
             return len(spans), None
         known = self._known
-        for s, e in spans:
-            if stretch_key(audio[s:e]) not in known:
-                async with self._lane:
-                    await asyncio.to_thread(self._work_out, audio[s:e], known)
+        missing = [(s, e) for s, e in spans if stretch_key(audio[s:e]) not in known]
+        # How much was worked out while the caller spoke (kept stretches that were cut
+        # differently as the audio grew count as worked out but are not used).
+        log.debug("digit stream: %d stretches, %d of them worked out ahead, %d views kept",
+                  len(spans), len(spans) - len(missing), len(known))
+        for s, e in missing:
+            async with self._lane:
+                await asyncio.to_thread(self._work_out, audio[s:e], known)
         async with self._lane:
             reading = await asyncio.to_thread(lambda: self._reader().reading(audio, spans, known))
         return len(spans), reading

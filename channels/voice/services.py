@@ -91,7 +91,7 @@ class LocalWhisperSTT(SegmentedSTTService):
         name field, times, party sizes, dates, the spec's choices; yes/no after a yes/no
         question such as the confirmation) scored against the audio
         (channels/voice/vocabulary.py, channels/voice/constrained.py). Digit fields are also
-        read digit by digit at the end of the turn."""
+        read digit by digit, worked on while the caller says them (channels/voice/digit_stream.py)."""
         self.expecting = expectation(field, question, confirming)
         if field is None or field.type is not FieldType.digits:
             self.expect_digits(None)
