@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def audio_key(audio: np.ndarray) -> bytes:
+    """A reading ahead is handed over only for the very samples it read."""
     return hashlib.blake2b(np.ascontiguousarray(audio, dtype=np.float32).tobytes(), digest_size=16).digest()
 
 
@@ -73,6 +74,7 @@ class DigitStream:
 
     @property
     def stretches_worked_out(self) -> int:
+        """Views kept so far (a stretch cut differently as the audio grew counts again)."""
         return len(self._known)
 
     def heard_so_far(self, audio: np.ndarray) -> None:
