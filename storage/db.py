@@ -110,8 +110,12 @@ class _SqliteThread:
         self._thread.join()
 
 
-# Frames (pages) the log may hold before it is started again from its beginning: 16 MB.
-WAL_RESTART_FRAMES = 4096
+# Frames (pages) the log may hold before it is started again from its beginning: 64 MB. Each
+# rewind holds writers off for 5-15 ms on this machine (measured under bench/sms.py's load, where
+# the log grows about 70 MB a second), so it is worth doing only when the log is long.
+WAL_RESTART_FRAMES = 16384
+# What the log file is cut back to when it is started again (it is rewritten from its start).
+WAL_KEEP_BYTES = 64 * 1024 * 1024
 WAL_CHECKPOINT_SECONDS = 1.0
 
 
@@ -124,9 +128,11 @@ class _WalCheckpoints:
     rewinds the log only when a writer begins just after everything in it was copied, and
     with commits arriving while the copy runs that moment never comes. The log then grew
     without end (4.9 GB after 27,000 turns), and every page lookup walks its whole index, so
-    commits became three times slower. Once the log is past `restart_frames`, a TRUNCATE
+    commits became three times slower. Once the log is past `restart_frames`, a RESTART
     checkpoint rewinds it: it holds writers off only while it copies what the passive pass
-    just left (a few milliseconds), and gives up after `wait_ms` if a reader is in the way.
+    just left (5-15 ms; TRUNCATE, which also cuts and syncs the file, took 30-40), and gives
+    up after `wait_ms` if a reader is in the way. The writers' connections cut the file back
+    to WAL_KEEP_BYTES when they start it again.
     It queues for the writers' file lock first, as a writer does: SQLite's own busy handler
     polls, and against writers that follow each other closely it lost every time."""
 
@@ -152,7 +158,7 @@ class _WalCheckpoints:
                     if frames >= restart_frames:
                         fcntl.flock(writers.fileno(), fcntl.LOCK_EX)
                         try:
-                            [(busy, _, _)] = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                            [(busy, _, _)] = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
                         finally:
                             fcntl.flock(writers.fileno(), fcntl.LOCK_UN)
                         self.restarts += not busy
@@ -225,6 +231,7 @@ class Database:
                 # WAL lets readers (exports, the review UI, other processes) run beside the writer.
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
                 conn.execute("PRAGMA busy_timeout=5000")
                 if path != ":memory:":
                     # Checkpoints (WAL copied back into the database, with fsyncs) run on their
@@ -243,6 +250,7 @@ class Database:
                 db._inline = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 db._inline.row_factory = sqlite3.Row
                 db._inline.execute("PRAGMA synchronous=NORMAL")
+                db._inline.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
                 db._inline.execute("PRAGMA wal_autocheckpoint=0")
                 db._inline.execute("PRAGMA busy_timeout=0")
         return db

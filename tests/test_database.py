@@ -64,6 +64,7 @@ async def test_the_write_ahead_log_is_started_again_under_steady_writes(tmp_path
 
     monkeypatch.setattr(storage.db, "WAL_CHECKPOINT_SECONDS", 0.05)
     monkeypatch.setattr(storage.db, "WAL_RESTART_FRAMES", 50)
+    monkeypatch.setattr(storage.db, "WAL_KEEP_BYTES", 0)
     path = tmp_path / "worker.sqlite"
     db = await Database.open(str(path))
     await migrate(db)
