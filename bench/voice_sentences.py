@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from voice_short import NOISES, VOICES, Clip, Judge, before, phone_audio, piper_clips  # noqa: E402
+from voice_short import NOISES, VOICES, Clip, Judge, before, phone_audio, piper_clips, say  # noqa: E402
 
 from channels.voice.vocabulary import expectation  # noqa: E402
 
@@ -135,11 +134,7 @@ def clips(cache: Path) -> list[tuple[Clip, Sentence]]:
             snr = NOISES[n % len(NOISES)]
             n += 1
             path = cache / f"s{i:02d}-{engine}-{voice.replace('+', '_')}.wav"
-            if not path.exists():
-                if engine == "espeak":
-                    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
-                else:
-                    piper_jobs.append((text, float(voice), path))
+            say(text, engine, voice, speed, path, piper_jobs)
             clip = Clip("sentence", text, f"{engine}:{voice}", snr, "all", path)
             out.append((clip, Sentence(text, field, question)))
     if piper_jobs:

@@ -138,6 +138,16 @@ async def piper_clips(jobs: list[tuple[str, float, Path]]) -> None:
                     out.writeframes(samples.tobytes())
 
 
+def say(text: str, engine: str, voice: str, speed: int, path: Path, piper_jobs: list[tuple[str, float, Path]]) -> None:
+    """`text` said into `path` once: espeak-ng now, Piper queued in `piper_jobs` (one server for all)."""
+    if path.exists():
+        return
+    if engine == "espeak":
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    else:
+        piper_jobs.append((text, float(voice), path))
+
+
 def clips(cache: Path) -> list[Clip]:
     """Every clip of the set, synthesised into `cache` once (espeak-ng and Piper)."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -151,11 +161,7 @@ def clips(cache: Path) -> list[Clip]:
                 n += 1
                 stem = f"{kind}-{i:02d}-{engine}-{voice.replace('+', '_')}"
                 path = cache / f"{stem}.wav"
-                if not path.exists():
-                    if engine == "espeak":
-                        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
-                    else:
-                        piper_jobs.append((text, float(voice), path))
+                say(text, engine, voice, speed, path, piper_jobs)
                 out.append(Clip(kind, text, f"{engine}:{voice}", snr, "tune" if i % 2 == 0 else "test", path))
     if piper_jobs:
         asyncio.run(piper_clips(piper_jobs))
