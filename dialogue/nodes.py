@@ -383,10 +383,10 @@ def make_render(spec: WorkerSpec):
                 template = script.changed
             elif key in ("handoff", "goodbye") and line.get("say"):
                 template = line["say"]
-            elif key == "handoff" and (state.get("channel") in ("sms", "email")
-                                       or (state.get("channel") == "voice" and not (state.get("escalation") or {}).get("to"))):
-                # A person replies later: on text channels always, on a call when there is no one to put it through to.
-                template = script.follow_up
+            elif key == "handoff" and state.get("channel") in ("sms", "email"):
+                template = script.follow_up  # a person replies later, in the same thread
+            elif key == "handoff" and state.get("channel") == "voice" and not (state.get("escalation") or {}).get("to"):
+                template = script.voice_call_back  # no one to put the call through to: a person rings back
             else:
                 template = getattr(script, key)
             # A line said before a task resumed (its values came back) keeps the values it was said with.

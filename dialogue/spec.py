@@ -57,6 +57,10 @@ class Script(_Strict):
         "A member of our team will follow up with you here shortly. {reason}",
         description="Handoff line on SMS and email, where a person replies later instead of taking a call.",
     )
+    voice_call_back: str = Field(
+        "A member of our team will call you back shortly. {reason}",
+        description="Voice: the handoff line when there is no one to put the call through to (a person calls back).",
+    )
     reask_limit: str = Field(
         "I'm sorry, I'm having trouble with this.", description="Said when a field was re-asked too often."
     )

@@ -99,6 +99,18 @@ async def test_reask_limit_hands_over(account_support: WorkerSpec, tmp_path) -> 
         assert "transferring you" in reply
 
 
+async def test_a_call_handed_over_with_no_one_to_put_it_through_to_is_promised_a_call_back(
+        account_support: WorkerSpec, tmp_path) -> None:
+    async with engine_for(account_support, str(tmp_path / "db")) as engine:
+        talk = Talk(engine, channel="voice")
+        await talk.start()
+        for line in ("I'm calling about my account", "blah", "dunno", "what?"):
+            reply = await talk.say(line)
+        assert talk.last.outcome == "escalated"
+        # Not "follow up with you here": on the phone there is no thread to reply in.
+        assert reply.startswith("A member of our team will call you back shortly."), reply
+
+
 async def test_start_over_clears_everything(restaurant: WorkerSpec, tmp_path) -> None:
     async with engine_for(restaurant, str(tmp_path / "db")) as engine:
         talk = Talk(engine)
