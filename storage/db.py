@@ -119,6 +119,11 @@ WAL_KEEP_BYTES = 64 * 1024 * 1024
 WAL_CHECKPOINT_SECONDS = 1.0
 
 
+def _writer_lock_path(path: str) -> str:
+    """The file every writer of the SQLite file at `path` locks first (the checkpointer too)."""
+    return f"{path}.writer-lock"
+
+
 class _WalCheckpoints:
     """Copies the write-ahead log back into the database every second, beside the writers
     (PASSIVE: it never blocks them), so a commit never pays for it; and starts the log again
@@ -127,8 +132,8 @@ class _WalCheckpoints:
     A passive checkpoint alone does not keep the log short under steady writes: SQLite
     rewinds the log only when a writer begins just after everything in it was copied, and
     with commits arriving while the copy runs that moment never comes. The log then grew
-    without end (4.9 GB after 27,000 turns), and every page lookup walks its whole index, so
-    commits became three times slower. Once the log is past `restart_frames`, a RESTART
+    without end (4.9 GB after 27,000 turns) and commits became three times slower
+    (bench/sqlite_log.py). Once the log is past `restart_frames`, a RESTART
     checkpoint rewinds it: it holds writers off only while it copies what the passive pass
     just left (5-15 ms; TRUNCATE, which also cuts and syncs the file, took 30-40), and gives
     up after `wait_ms` if a reader is in the way. The writers' connections cut the file back
@@ -150,7 +155,7 @@ class _WalCheckpoints:
 
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
-        writers = open(f"{path}.writer-lock", "a+b")  # noqa: SIM115 - closed below
+        writers = open(_writer_lock_path(path), "a+b")  # noqa: SIM115 - closed below
         try:
             while not self._stop.wait(every):
                 try:
@@ -242,7 +247,7 @@ class Database:
 
             db._sqlite = await db._on_thread(connect)
             if path != ":memory:":
-                db._writer_lock = open(f"{path}.writer-lock", "a+b")  # noqa: SIM115 - held while open
+                db._writer_lock = open(_writer_lock_path(path), "a+b")  # noqa: SIM115 - held while open
                 db._wal = _WalCheckpoints(path)
                 # A second connection for work that cannot wait: it never waits for a lock
                 # (busy_timeout 0), so running it on the event loop costs microseconds, not a

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from channels.voice.audio import for_recogniser, read_wav, telephone
 from channels.voice.digit_reader import stretches
 from channels.voice.recogniser import Heard, Recogniser
 from tests.conftest import shipped_data
+from tests.support.spoken_numbers import number_said
 
 RATE = 16000
 CHUNK = 320  # 20 ms, a Twilio media frame at the recogniser's rate
@@ -30,14 +30,6 @@ def recogniser() -> Recogniser:
 def recordings() -> dict[int, list[Path]]:
     files = sorted(shipped_data("fsdd").glob("*.wav"))
     return {d: [f for f in files if f.name.startswith(f"{d}_")] for d in range(10)}
-
-
-def number_said(recordings: dict[int, list[Path]], digits: str, rng: random.Random, gap: float = 0.12) -> np.ndarray:
-    parts = [np.zeros(2400, dtype=np.int16)]
-    for d in digits:
-        samples, rate = read_wav(rng.choice(recordings[int(d)]))
-        parts += [samples, np.zeros(int(gap * rate), dtype=np.int16)]
-    return for_recogniser(telephone(np.concatenate(parts), 8000), 8000)
 
 
 async def until(condition: Any, timeout: float = 30.0) -> None:  # noqa: ANN401

@@ -16,6 +16,7 @@ from channels.voice.digit_reader import digits_heard, one_digit_per_stretch
 from channels.voice.recogniser import Recogniser
 from channels.voice.word_spans import word_spans
 from tests.conftest import shipped_data
+from tests.support.spoken_numbers import number_said
 
 RATE = 16000
 
@@ -83,15 +84,6 @@ def recordings() -> dict[int, list[Path]]:
     by_digit = {d: [f for f in files if f.name.startswith(f"{d}_")] for d in range(10)}
     assert all(len(f) == 2 for f in by_digit.values()), by_digit
     return by_digit
-
-
-def number_said(recordings: dict[int, list[Path]], digits: str, rng: random.Random, gap: float = 0.12) -> np.ndarray:
-    """The number as a caller says it, one recorded digit after another, heard over the phone."""
-    parts = [np.zeros(2400, dtype=np.int16)]
-    for d in digits:
-        samples, rate = read_wav(rng.choice(recordings[int(d)]))
-        parts += [samples, np.zeros(int(gap * rate), dtype=np.int16)]
-    return for_recogniser(telephone(np.concatenate(parts), 8000), 8000)
 
 
 def test_numbers_said_digit_by_digit_by_real_speakers_are_read_exactly(recordings: dict[int, list[Path]]) -> None:
